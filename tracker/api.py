@@ -1,0 +1,476 @@
+"""The front door: `track()` returns a Tracker, usable as a context manager or a decorator.
+
+    with track("bert-finetune", region="DE") as run:
+        with run.window("warmup"):
+            warmup()
+        train()
+    print(run.summary)
+
+All configuration is checked in the constructor (ConfigError with what to do); once started,
+nothing the tracker does can raise into the training code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from . import __version__
+from .errors import ConfigError
+from .runlog import RunLog, append_emissions_row, default_run_dir, write_json_atomic
+from .sampler import DeviceState, Sampler, Sampling, monotonic_clock
+from .sensors.base import Sensor
+from .summary import COMPONENTS, Summary, Window, WindowEnergy, utc_iso
+from .summary_build import build_summary, emissions_row, step_groups
+
+log = logging.getLogger("tracker")
+
+ENV_RUN_DIR = "ENERGY_TRACKER_RUN_DIR"   # set by `energy-tracker run` for callbacks to join
+DEFAULT_OUTPUT_DIR = "energy-runs"
+DEFAULT_RATE_HZ = 10.0
+
+
+def track(name: str = "run", **config: Any) -> Tracker:
+    """Create a Tracker (see `Tracker` for the options). Start it with `with` or `.start()`."""
+    return Tracker(name, **config)
+
+
+class Tracker:
+    """Measures one run: GPU, CPU and RAM energy, grid emissions, named windows, run logs.
+
+    Args:
+        name: run name (used in the log directory name and emissions.csv `project_name`).
+        region: grid region code or name ("DE", "US-CA", "gcp:europe-west4"); None = world
+            average, named as such in the summary; "auto" = cloud instance metadata (opt-in).
+        gco2_per_kwh: override the grid factor (gCO2e/kWh).
+        mix: custom energy mix, e.g. {"wind": 0.7, "grid": 0.3} (lifecycle factors).
+        live_intensity: opt-in live provider, e.g. "uk", "electricitymaps:DE",
+            "energidataservice:DK1"; falls back to the annual factor on any failure.
+        pue: power usage effectiveness (>= 1.0); facility energy = IT energy x PUE.
+        rate_hz: power sampling rate (default 10 Hz).
+        counter_interval_s: seconds between scheduled energy-counter reads (default 1 s;
+            counters are also read at every window edge and at stop).
+        gpus: GPUs to measure (NVML indices or UUIDs); default CUDA_VISIBLE_DEVICES or all.
+        cpu, ram: measure CPU / RAM (default True). cpu_tdp_w: CPU TDP (W) for the model.
+        output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
+        summary_every_s: how often summary.json is rewritten while running (default 10 s).
+        emissions_csv: append a row to <output_dir>/emissions.csv at stop (default True).
+    """
+
+    def __init__(self, name: str = "run", *, region: Optional[str] = None,
+                 gco2_per_kwh: Optional[float] = None, mix: Optional[dict[str, float]] = None,
+                 live_intensity: Optional[str] = None, intensity_refresh_s: float = 900.0,
+                 intensity_token: Optional[str] = None, intensity_base_url: Optional[str] = None,
+                 pue: Optional[float] = None, rate_hz: float = DEFAULT_RATE_HZ,
+                 counter_interval_s: float = 1.0, gpus: Optional[Sequence[Union[int, str]]] = None,
+                 cpu: bool = True, ram: bool = True, cpu_tdp_w: Optional[float] = None,
+                 output_dir: Union[str, os.PathLike, None] = None,
+                 run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
+                 emissions_csv: bool = True, sensors: Optional[Sequence[Sensor]] = None,
+                 powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
+        from .carbon import make_live_intensity, resolve_factor
+
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.pue = _check_number("pue", 1.0 if pue is None else pue, low=1.0, high=10.0,
+                                 hint="PUE is facility energy / IT energy, so it is >= 1.0 "
+                                      "(typical data centres: 1.1-1.6)")
+        self.pue_source = "default (1.0: IT energy only)" if pue is None else "user"
+        self.rate_hz = _check_number("rate_hz", rate_hz, low=0.01, high=100.0,
+                                     hint="the default is 10 Hz")
+        self.counter_interval_s = _check_number("counter_interval_s", counter_interval_s,
+                                                low=0.1, high=3600.0)
+        self.summary_every_s = _check_number("summary_every_s", summary_every_s, low=0.5,
+                                             high=86400.0)
+        if cpu_tdp_w is not None:
+            _check_number("cpu_tdp_w", cpu_tdp_w, low=1.0, high=5000.0)
+        self.cpu_tdp_w = cpu_tdp_w
+        self.gpus = gpus
+        self.cpu, self.ram = cpu, ram
+        self.powercap_root = powercap_root
+        self._given_sensors = list(sensors) if sensors is not None else None
+        if region is not None and str(region).strip().lower() == "auto":
+            from .carbon.autodetect import detect_region
+            region, how = detect_region()
+            self.region_note: Optional[str] = f"region auto-detected as {region} from {how}"
+        else:
+            self.region_note = None
+        self.region = region
+        self.factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, mix=mix)
+        self._live_spec = live_intensity
+        self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
+                                 base_url=intensity_base_url)
+        # Validate the provider now; the thread starts with the run.
+        self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
+        self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
+                                or DEFAULT_OUTPUT_DIR)
+        self._explicit_run_dir = Path(run_dir) if run_dir is not None else None
+        _check_writable(self._explicit_run_dir or self.output_root)
+        self.emissions_csv = emissions_csv
+
+        self.run_id = str(uuid.uuid4())
+        self.run_dir: Optional[Path] = None
+        self.devices: list[DeviceState] = []
+        self.notes: list[str] = [self.region_note] if self.region_note else []
+        self._windows: list[Window] = []
+        self._open: list[Window] = []          # stack of open windows (nesting)
+        self._pending_marks: deque[dict[str, Any]] = deque()
+        self._next_window_id = 0
+        self._lock = threading.Lock()
+        self._state = "new"
+        self._final: Optional[Summary] = None
+        self._log: Optional[RunLog] = None
+        self._sampler: Optional[Sampler] = None
+        self._last_summary_write = 0.0
+        self._extra_windows: list[WindowEnergy] = []
+        self.clock: Callable[[], float] = monotonic_clock(time.monotonic())
+        self.start_wall = 0.0
+        self._config = dict(region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
+                            live_intensity=live_intensity, pue=self.pue, rate_hz=self.rate_hz,
+                            counter_interval_s=self.counter_interval_s,
+                            gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
+                            cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Tracker:
+        with self._lock:
+            if self._state != "new":
+                raise ConfigError("this tracker was already started; create a new one per run")
+            self._state = "running"
+        sensors, notes = self._discover()
+        self.notes.extend(notes)
+        for n in notes:
+            log.info("energy-tracker: %s", n)
+        origin = time.monotonic()
+        self.clock = monotonic_clock(origin)
+        self.start_wall = time.time()
+        started = datetime.fromtimestamp(self.start_wall, tz=timezone.utc)
+        self.run_dir = self._explicit_run_dir or default_run_dir(self.output_root, self.name,
+                                                                 started)
+        self._log = RunLog(self.run_dir)
+        sampling = Sampling(sensors, interval_s=1.0 / self.rate_hz)
+        self.devices = sampling.devices
+        self._log.write_manifest(self._manifest(origin))
+        if self._live is not None:
+            self._live.on_update = self._on_intensity
+        self._sampler = Sampler(sampling, clock=self.clock, after_tick=self._after_tick)
+        self._sampler.start()
+        if self._live is not None:
+            self._live.start()
+        self._write_summary(self.clock(), status="running")
+        return self
+
+    def stop(self, status: str = "finished") -> Summary:
+        """Stop sampling, write summary.json and the emissions.csv row. Idempotent, thread-safe.
+        Never raises for a measurement or disk problem: those are logged and noted."""
+        with self._lock:
+            if self._state == "stopped" and self._final is not None:
+                return self._final
+            if self._state == "new":
+                raise ConfigError("stop() called on a tracker that was never started")
+            self._state = "stopping"
+        assert self._sampler is not None and self._log is not None
+        if not self._sampler.stop():
+            self.notes.append("the sampler did not finish its last read within 5 s "
+                              "(a hung driver?); the summary uses the data up to then")
+        t_end = max((d.curve.end or 0.0) for d in self.devices) if self.devices else self.clock()
+        t_end = max(t_end, self.clock()) if not self.devices else t_end
+        while self._open:
+            self._close_window(self._open[-1], t_end)
+        if self._live is not None:
+            self._live.stop()
+        self._drain_marks()
+        summary = self._build(t_end, status)
+        try:
+            self._log.write_summary(summary.to_dict())
+            self._write_windows_file(summary, t_end)
+            self._log.close()
+            if self.emissions_csv:
+                append_emissions_row(self.output_root if self._explicit_run_dir is None
+                                     else self.run_dir.parent,  # type: ignore[union-attr]
+                                     emissions_row(summary, self._manifest_cache))
+        except OSError as e:
+            log.error("energy-tracker: could not write the final run files: %s", e)
+        self._final = summary
+        with self._lock:
+            self._state = "stopped"
+        return summary
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.stop("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.stop("interrupted")
+        else:
+            self.stop("failed")
+            self.notes.append(f"the tracked code raised {exc_type.__name__}: {exc}")
+        return False  # never swallow the user's exception
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Use as a decorator: each call of `func` is its own run with this configuration."""
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return func(*args, **kwargs)
+        return wrapper
+
+    def _fresh(self) -> Tracker:
+        cfg = dict(self._config)
+        cfg.update(intensity_refresh_s=self._live_kwargs["refresh_s"],
+                   intensity_token=self._live_kwargs["token"],
+                   intensity_base_url=self._live_kwargs["base_url"],
+                   output_dir=self.output_root, run_dir=self._explicit_run_dir,
+                   emissions_csv=self.emissions_csv, sensors=self._given_sensors,
+                   powercap_root=self.powercap_root)
+        cfg["pue"] = None if self.pue_source != "user" else self.pue
+        return Tracker(self.name, **cfg)
+
+    # -- windows -------------------------------------------------------------------------------
+    @contextmanager
+    def window(self, name: str, kind: str = "phase", **attrs: Any) -> Iterator[Window]:
+        """A named window (nestable). Its energy is E(t_end) - E(t_start) on every device."""
+        w = self.begin_window(name, kind, **attrs)
+        try:
+            yield w
+        finally:
+            self.end_window(w)
+
+    def begin_window(self, name: str, kind: str = "phase", *, anchor: Optional[bool] = None,
+                     parent: Optional[Window] = None, **attrs: Any) -> Window:
+        """Open a window now. `anchor` (default: True except for steps) asks the sampler for an
+        immediate counter read so the edge is exact; steps are interpolated instead."""
+        t = self.clock()
+        with self._lock:
+            if self._state != "running":
+                raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
+            parent = parent if parent is not None else (self._open[-1] if self._open else None)
+            w = Window(id=self._next_window_id, name=str(name), kind=kind,
+                       parent=parent.id if parent else None, t_start=t, attrs=dict(attrs))
+            self._next_window_id += 1
+            self._windows.append(w)
+            self._open.append(w)
+        self._pending_marks.append(w.mark("start", t))
+        if anchor if anchor is not None else kind != "step":
+            self._sampler.request_anchor()  # type: ignore[union-attr]
+        return w
+
+    def end_window(self, w: Window, *, anchor: Optional[bool] = None, **attrs: Any) -> None:
+        if w.t_end is not None:
+            return
+        w.attrs.update(attrs)
+        t = self.clock()
+        with self._lock:
+            self._close_window(w, t)
+        if self._sampler is not None and (anchor if anchor is not None else w.kind != "step"):
+            self._sampler.request_anchor()
+
+    def _close_window(self, w: Window, t: float) -> None:
+        w.t_end = t
+        if w in self._open:
+            self._open.remove(w)
+        self._pending_marks.append(w.mark("end", t))
+
+    def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
+        """Iterate epochs, each in an "epoch" window."""
+        for i, item in enumerate(iterable):
+            with self.window(f"epoch {i}", kind="epoch", index=i):
+                yield item
+
+    def steps(self, iterable: Iterable[Any], *, samples: Optional[Callable[[Any], int]] = None,
+              tokens: Optional[Callable[[Any], int]] = None,
+              synchronize: Optional[Callable[[], None]] = None) -> Iterator[Any]:
+        """Iterate training steps, each in a "step" window (interpolated on E(t), see README).
+
+        `samples`/`tokens`: functions of the batch giving its sample/token count (J/sample,
+        J/token). `synchronize`: called at each step edge (e.g. torch.cuda.synchronize), so a
+        step's GPU work lands in its own window; off by default because it costs speed.
+        """
+        for i, batch in enumerate(iterable):
+            attrs: dict[str, Any] = {"index": i}
+            if samples is not None:
+                attrs["samples"] = int(samples(batch))
+            if tokens is not None:
+                attrs["tokens"] = int(tokens(batch))
+            if synchronize is not None:
+                synchronize()
+            w = self.begin_window(f"step {i}", "step", **attrs)
+            try:
+                yield batch
+            finally:
+                if synchronize is not None:
+                    synchronize()
+                self.end_window(w)
+
+    # -- results -------------------------------------------------------------------------------
+    @property
+    def summary(self) -> Summary:
+        """The final summary once stopped; a live snapshot while running."""
+        if self._final is not None:
+            return self._final
+        if self._state == "new":
+            raise ConfigError("the tracker has not started yet")
+        return self._build(self.clock(), "running")
+
+    def energy_j(self, t0: Optional[float] = None, t1: Optional[float] = None) -> float:
+        """IT energy (J) between two run times (s); default the whole run so far."""
+        t1 = self.clock() if t1 is None else t1
+        t0 = 0.0 if t0 is None else t0
+        return sum(d.curve.energy_between(t0, t1) for d in self.devices if not d.curve.empty)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _discover(self) -> tuple[list[Sensor], list[str]]:
+        if self._given_sensors is not None:
+            return list(self._given_sensors), []
+        from .sensors.nvidia import discover_gpus
+        sensors: list[Sensor] = []
+        notes: list[str] = []
+        gpu = discover_gpus(self.gpus, counter_interval_s=self.counter_interval_s)
+        sensors += gpu.sensors
+        notes += gpu.notes
+        if self.cpu or self.ram:
+            from .sensors.cpuram import discover_cpu_ram
+            found = discover_cpu_ram(cpu_tdp_w=self.cpu_tdp_w, powercap_root=self.powercap_root)
+            for s in found.sensors:
+                if (s.component == "cpu" and self.cpu) or (s.component == "ram" and self.ram):
+                    sensors.append(s)
+            notes += found.notes
+        for comp, wanted in (("cpu", self.cpu), ("ram", self.ram)):
+            if not wanted:
+                notes.append(f"{comp} not measured (disabled by the user)")
+        return sensors, notes
+
+    def _manifest(self, origin: float) -> dict[str, Any]:
+        import psutil
+        self._manifest_cache = {
+            "schema": 1,
+            "run_id": self.run_id, "name": self.name,
+            "started_utc": utc_iso(self.start_wall), "start_wall": self.start_wall,
+            "start_monotonic": origin,
+            "host": {"hostname": socket.gethostname(), "os": platform.platform(),
+                     "python": platform.python_version(), "cpu_model": _cpu_model(),
+                     "cpu_count": os.cpu_count(),
+                     "ram_total_gb": round(psutil.virtual_memory().total / 1e9, 3),
+                     "pid": os.getpid(), "argv": sys.argv},
+            "devices": [d.sensor.info.to_dict() for d in self.devices],
+            "grid": self.factor.to_dict(),
+            "pue": self.pue, "pue_source": self.pue_source,
+            "config": self._config,
+            "notes": list(self.notes),
+            "versions": {"energy_tracker": __version__, "nvidia_ml_py": _version("nvidia-ml-py"),
+                         "psutil": _version("psutil")},
+        }
+        return self._manifest_cache
+
+    def _on_intensity(self, period: Any) -> None:
+        if self._log is not None:
+            self._log.append({"t": round(self.clock(), 6), "intensity": period.to_dict()})
+
+    def _drain_marks(self) -> None:
+        log_ = self._log
+        while self._pending_marks:
+            rec = self._pending_marks.popleft()
+            if log_ is not None:
+                log_.append(rec)
+
+    def _after_tick(self, record: dict[str, Any], t: float) -> None:
+        """Runs on the sampler thread: log the readings and marks, refresh summary.json."""
+        assert self._log is not None
+        self._drain_marks()
+        if record["d"]:
+            self._log.append(record)
+        self._log.flush_if_due(t)
+        if t - self._last_summary_write >= self.summary_every_s and self._state == "running":
+            self._write_summary(t, "running")
+
+    def _write_summary(self, t: float, status: str) -> None:
+        self._last_summary_write = t
+        if self._log is not None:
+            self._log.write_summary(self._build(t, status).to_dict())
+
+    def _build(self, t_end: float, status: str) -> Summary:
+        periods = self._live.periods() if self._live is not None else None
+        live_status = self._live.status() if self._live is not None else None
+        with self._lock:
+            windows = list(self._windows)
+        notes = list(self.notes)
+        if self._sampler is not None:
+            notes += [f"sampler: {e}" for e in self._sampler.callback_errors]
+        return build_summary(
+            run_id=self.run_id, name=self.name, status=status, start_wall=self.start_wall,
+            t_end=t_end, devices=self.devices, windows=windows, factor=self.factor,
+            periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
+            notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
+            extra_windows=self._extra_windows)
+
+    def _write_windows_file(self, summary: Summary, t_end: float) -> None:
+        """windows.json: every window, steps included, with interpolated energies."""
+        from .summary import window_energy
+        with self._lock:
+            windows = list(self._windows)
+        rows = [window_energy(w, self.devices, t_end, None).to_dict() for w in windows]
+        write_json_atomic(self.run_dir / "windows.json",  # type: ignore[operator]
+                          {"note": "window energies are E(t_end)-E(t_start) on the interpolated "
+                                   "energy curve; short steps are not measured alone",
+                           "windows": rows, "step_groups": step_groups(rows)})
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float, hint: str = "") -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < low or x > high:
+        raise ConfigError(f"{name}={value!r} is out of range [{low:g}, {high:g}]"
+                          + (f": {hint}" if hint else ""))
+    return x
+
+
+def _check_writable(path: Path) -> None:
+    """Fail at construction, not after an hour of training, if logs cannot be written."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"Cannot write the run log under {path}: {probe} is not a writable "
+                          "directory. Pass output_dir= (CLI: --output-dir) with a writable "
+                          "directory.")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return None
+
+
+__all__ = ["COMPONENTS", "ENV_RUN_DIR", "Tracker", "track"]

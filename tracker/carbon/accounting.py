@@ -1,0 +1,165 @@
+"""Emissions from an energy curve and intensity periods; what-if comparisons across regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from tracker.carbon.factor import GridFactor
+from tracker.carbon.live import IntensityPeriod
+from tracker.carbon.regions import Region, all_regions, lookup
+from tracker.errors import ConfigError
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Emissions:
+    """CO2e of one time window.
+
+    emissions_g: grams CO2e. energy_j: facility energy in joules.
+    gco2_per_kwh_effective: emissions_g per kWh (energy-weighted intensity).
+    gco2_per_kwh_time_weighted: intensity averaged over wall time.
+    parts: one dict per intensity span (start_wall, end_wall, energy_j, gco2_per_kwh,
+    emissions_g, provider, zone, fallback).
+    """
+
+    emissions_g: float
+    energy_j: float
+    gco2_per_kwh_effective: float
+    gco2_per_kwh_time_weighted: float
+    parts: list[dict] = field(default_factory=list)
+    fallback_used: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def emissions_kg(self) -> float:
+        return self.emissions_g / 1000.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["emissions_kg"] = self.emissions_kg
+        return d
+
+
+def _spans(
+    start_wall: float, end_wall: float, periods: Sequence[IntensityPeriod]
+) -> list[tuple[float, float, Optional[IntensityPeriod]]]:
+    """Cover [start, end] with the periods; None marks a gap no period covers."""
+    spans: list[tuple[float, float, Optional[IntensityPeriod]]] = []
+    cursor = start_wall
+    for p in sorted(periods, key=lambda p: p.start_wall):
+        p_end = end_wall if p.end_wall is None else min(p.end_wall, end_wall)
+        p_start = max(p.start_wall, cursor)
+        if p_end <= p_start:
+            continue
+        if p_start > cursor:
+            spans.append((cursor, p_start, None))
+        spans.append((p_start, p_end, p))
+        cursor = p_end
+        if cursor >= end_wall:
+            break
+    if cursor < end_wall:
+        spans.append((cursor, end_wall, None))
+    return spans
+
+
+def account_emissions(
+    energy_j_at: Callable[[float], float],
+    start_wall: float,
+    end_wall: float,
+    factor: GridFactor,
+    periods: Optional[Sequence[IntensityPeriod]] = None,
+) -> Emissions:
+    """Each period's energy (from the cumulative curve `energy_j_at(wall)`) times its intensity.
+
+    Without periods, `factor` applies to the whole window; time no period covers uses `factor`
+    too and is marked as fallback.
+    """
+    if not end_wall >= start_wall:
+        raise ConfigError(f"end_wall ({end_wall}) is before start_wall ({start_wall}).")
+    notes: list[str] = []
+    if not periods:
+        spans: list[tuple[float, float, Optional[IntensityPeriod]]] = [
+            (start_wall, end_wall, None)
+        ]
+    else:
+        spans = _spans(start_wall, end_wall, periods)
+    parts = []
+    gap_s = 0.0
+    for a, b, period in spans:
+        energy = energy_j_at(b) - energy_j_at(a)
+        if period is None:
+            g_per_kwh, provider, zone = factor.gco2_per_kwh, "annual", factor.region_code
+            fallback = bool(periods)
+            gap_s += (b - a) if periods else 0.0
+        else:
+            g_per_kwh, provider, zone = period.gco2_per_kwh, period.provider, period.zone
+            fallback = period.fallback
+            if period.fallback and period.note and period.note not in notes:
+                notes.append(period.note)
+        parts.append({
+            "start_wall": a,
+            "end_wall": b,
+            "energy_j": energy,
+            "gco2_per_kwh": g_per_kwh,
+            "emissions_g": energy / J_PER_KWH * g_per_kwh,
+            "provider": provider,
+            "zone": zone,
+            "fallback": fallback,
+        })
+    if gap_s > 0:
+        notes.append(f"{gap_s:.0f} s not covered by live intensity: annual {factor.label} used")
+    energy_j = sum(p["energy_j"] for p in parts)
+    emissions_g = sum(p["emissions_g"] for p in parts)
+    duration = end_wall - start_wall
+    if duration > 0:
+        time_weighted = sum(
+            (p["end_wall"] - p["start_wall"]) * p["gco2_per_kwh"] for p in parts
+        ) / duration
+    else:
+        time_weighted = parts[0]["gco2_per_kwh"] if parts else factor.gco2_per_kwh
+    effective = emissions_g / (energy_j / J_PER_KWH) if energy_j > 0 else time_weighted
+    return Emissions(
+        emissions_g=emissions_g,
+        energy_j=energy_j,
+        gco2_per_kwh_effective=effective,
+        gco2_per_kwh_time_weighted=time_weighted,
+        parts=parts,
+        fallback_used=any(p["fallback"] for p in parts),
+        notes=notes,
+    )
+
+
+def compare_regions(energy_kwh: float, codes: Sequence[str]) -> list[dict]:
+    """What the same energy would emit under other regions' annual factors, lowest first."""
+    if isinstance(codes, str):
+        codes = [codes]
+    rows = []
+    for code in codes:
+        region = lookup(code)
+        grams = energy_kwh * region.gco2_per_kwh
+        rows.append({
+            "code": region.code,
+            "name": region.name,
+            "gco2_per_kwh": region.gco2_per_kwh,
+            "emissions_g": grams,
+            "emissions_kg": grams / 1000.0,
+            "year": region.year,
+            "source": region.source,
+            "definition": region.definition,
+        })
+    return sorted(rows, key=lambda r: r["gco2_per_kwh"])
+
+
+def extremes(kind: str = "country") -> tuple[Region, Region]:
+    """(lowest, highest) intensity region among bundled regions of one kind."""
+    regions = [r for r in all_regions() if r.kind == kind]
+    if not regions:
+        kinds = sorted({r.kind for r in all_regions()})
+        raise ConfigError(f"No regions of kind {kind!r}. Kinds: {', '.join(kinds)}.")
+    return (
+        min(regions, key=lambda r: r.gco2_per_kwh),
+        max(regions, key=lambda r: r.gco2_per_kwh),
+    )

@@ -1,0 +1,575 @@
+"""Opt-in live grid intensity: poll one provider on a daemon thread, keep intensity periods.
+
+Providers: `uk` (UK Carbon Intensity API, no key), `electricitymaps` (token), and
+`energidataservice` (Energinet, DK1/DK2, no key). Any failure falls back to the run's annual
+factor, and the period says why. Tokens never leave this module except in the request header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import requests
+
+from tracker.carbon.factor import GridFactor
+from tracker.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "ELECTRICITYMAPS_TOKEN"
+MAX_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class IntensityPeriod:
+    """A span of wall time (Unix epoch seconds) with one grid intensity.
+
+    end_wall is None while the period is still open. fallback=True: the annual factor was used
+    because no live value was available; `note` says why.
+    """
+
+    start_wall: float
+    end_wall: Optional[float]
+    gco2_per_kwh: float
+    provider: str
+    zone: str
+    fallback: bool
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IntensityPeriod:
+        end = d.get("end_wall")
+        return cls(
+            start_wall=float(d["start_wall"]),
+            end_wall=None if end is None else float(end),
+            gco2_per_kwh=float(d["gco2_per_kwh"]),
+            provider=str(d["provider"]),
+            zone=str(d["zone"]),
+            fallback=bool(d["fallback"]),
+            note=str(d.get("note", "")),
+        )
+
+
+@dataclass(frozen=True)
+class _Reading:
+    gco2_per_kwh: float
+    observed: str  # the provider's own timestamp for the value
+
+
+class _FetchError(Exception):
+    """A failed fetch; the message is safe to show (never holds a token)."""
+
+
+class _Provider:
+    name = ""
+    default_base_url = ""
+    base_url_env = ""
+    needs_token = False
+
+    def normalise_zone(self, zone: Optional[str]) -> str:
+        raise NotImplementedError
+
+    def request(
+        self, base_url: str, zone: str, token: Optional[str]
+    ) -> tuple[str, dict[str, str], dict[str, str]]:
+        raise NotImplementedError
+
+    def parse(self, payload: Any, zone: str) -> _Reading:
+        raise NotImplementedError
+
+
+class _UkCarbonIntensity(_Provider):
+    """api.carbonintensity.org.uk: national `/intensity`, regional `/regional/regionid/{id}`."""
+
+    name = "uk"
+    default_base_url = "https://api.carbonintensity.org.uk"
+    base_url_env = "ENERGY_TRACKER_UK_CARBON_URL"
+
+    def normalise_zone(self, zone: Optional[str]) -> str:
+        if zone is None or zone.strip().upper() in ("", "GB", "NATIONAL"):
+            return "GB"
+        if zone.strip().isdigit() and 1 <= int(zone) <= 17:
+            return str(int(zone))
+        raise ConfigError(
+            f"uk zone must be a regional id 1-17 (e.g. 'uk:13' for London) or none for GB, "
+            f"got {zone!r}."
+        )
+
+    def request(self, base_url, zone, token):
+        path = "/intensity" if zone == "GB" else f"/regional/regionid/{zone}"
+        return base_url + path, {}, {"Accept": "application/json"}
+
+    def parse(self, payload, zone):
+        entry = payload["data"][0]
+        if zone != "GB":
+            # regional answers nest one more level and carry forecasts only
+            entry = entry["data"][0]
+        intensity = entry["intensity"]
+        value = intensity.get("actual")
+        if value is None:
+            value = intensity["forecast"]
+        return _Reading(_plausible(value), str(entry.get("from", "")))
+
+
+class _ElectricityMaps(_Provider):
+    """Electricity Maps API v3 `carbon-intensity/latest?zone=...` with an `auth-token` header."""
+
+    name = "electricitymaps"
+    default_base_url = "https://api.electricitymaps.com/v3"
+    base_url_env = "ENERGY_TRACKER_ELECTRICITYMAPS_URL"
+    needs_token = True
+
+    def normalise_zone(self, zone):
+        if not zone or not zone.strip():
+            raise ConfigError(
+                "electricitymaps needs a zone, e.g. 'electricitymaps:DE' or "
+                "'electricitymaps:SE-SE3'."
+            )
+        return zone.strip().upper()
+
+    def request(self, base_url, zone, token):
+        headers = {"Accept": "application/json", "auth-token": token or ""}
+        return base_url + "/carbon-intensity/latest", {"zone": zone}, headers
+
+    def parse(self, payload, zone):
+        return _Reading(_plausible(payload["carbonIntensity"]), str(payload.get("datetime", "")))
+
+
+class _EnergiDataService(_Provider):
+    """Energinet's Energi Data Service, dataset CO2Emis (5-minute values per price area)."""
+
+    name = "energidataservice"
+    default_base_url = "https://api.energidataservice.dk"
+    base_url_env = "ENERGY_TRACKER_ENERGIDATASERVICE_URL"
+
+    def normalise_zone(self, zone):
+        area = (zone or "").strip().upper()
+        if area not in ("DK1", "DK2"):
+            raise ConfigError(
+                f"energidataservice zone must be DK1 or DK2 (e.g. 'energidataservice:DK1'), "
+                f"got {zone!r}."
+            )
+        return area
+
+    def request(self, base_url, zone, token):
+        params = {
+            "filter": json.dumps({"PriceArea": [zone]}),
+            "sort": "Minutes5UTC DESC",
+            "limit": "1",
+        }
+        return base_url + "/dataset/CO2Emis", params, {"Accept": "application/json"}
+
+    def parse(self, payload, zone):
+        records = payload["records"]
+        if not records:
+            raise ValueError("no records")
+        record = records[0]
+        return _Reading(_plausible(record["CO2Emission"]), str(record.get("Minutes5UTC", "")))
+
+
+PROVIDERS: dict[str, _Provider] = {
+    p.name: p for p in (_UkCarbonIntensity(), _ElectricityMaps(), _EnergiDataService())
+}
+
+
+def _plausible(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("intensity is not a number")
+    if not math.isfinite(value) or not 0 <= value <= 2000:
+        raise ValueError("intensity outside 0..2000 gCO2e/kWh")
+    return float(value)
+
+
+def _retry_after_s(header: Optional[str]) -> Optional[float]:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), None if unusable."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class LiveIntensity:
+    """Polls one provider on a daemon thread and turns its answers into IntensityPeriods.
+
+    start() returns at once; the first fetch happens on the thread. Until a value arrives, or
+    whenever fetching fails and no recent value is known, the `fallback` annual factor is used
+    and the period is marked fallback=True with the reason.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        zone: Optional[str],
+        fallback: GridFactor,
+        *,
+        refresh_s: float = 900,
+        timeout_s: float = 5,
+        retries: int = 2,
+        token: Optional[str] = None,
+        base_url: Optional[str] = None,
+        cache_dir: Optional[Path] = None,
+        on_update: Optional[Callable[[IntensityPeriod], None]] = None,
+        clock: Callable[[], float] = time.time,
+        backoff_s: float = 1.0,
+        max_retry_after_s: float = 60.0,
+        max_age_s: float = 3600.0,
+    ):
+        if provider not in PROVIDERS:
+            raise ConfigError(
+                f"Unknown live intensity provider {provider!r}. "
+                f"Known: {', '.join(sorted(PROVIDERS))}."
+            )
+        self._provider = PROVIDERS[provider]
+        self.provider = provider
+        self.zone = self._provider.normalise_zone(zone)
+        if not isinstance(fallback, GridFactor):
+            raise ConfigError("fallback must be a GridFactor (see resolve_factor()).")
+        self.fallback = fallback
+        token = token or (os.environ.get(TOKEN_ENV) if self._provider.needs_token else None)
+        if self._provider.needs_token and not token:
+            raise ConfigError(
+                f"{provider} needs an API token: pass token= or set the {TOKEN_ENV} "
+                "environment variable (get one at https://portal.electricitymaps.com)."
+            )
+        self._token = token
+        if not 0 < timeout_s <= MAX_TIMEOUT_S:
+            raise ConfigError(f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}] s, got {timeout_s!r}.")
+        if not refresh_s > 0:
+            raise ConfigError(f"refresh_s must be > 0, got {refresh_s!r}.")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be an integer >= 0, got {retries!r}.")
+        self.refresh_s = float(refresh_s)
+        self.timeout_s = float(timeout_s)
+        self.retries = retries
+        self.backoff_s = float(backoff_s)
+        self.max_retry_after_s = float(max_retry_after_s)
+        self.max_age_s = float(max_age_s)
+        url = base_url or os.environ.get(self._provider.base_url_env) or ""
+        self.base_url = (url or self._provider.default_base_url).rstrip("/")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._on_update = on_update
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._session: Optional[requests.Session] = None
+        self._start_wall: Optional[float] = None
+        self._periods: list[IntensityPeriod] = []
+        self._fetch_count = 0
+        self._ok_count = 0
+        self._error_count = 0
+        self._last_error: Optional[str] = None
+        self._last_good: Optional[tuple[float, float, str]] = None  # value, wall, observed
+        self._cache_used: Optional[str] = None
+        self._logged_errors: set[str] = set()
+
+    def __repr__(self) -> str:
+        token = ", token=***" if self._token else ""
+        return f"LiveIntensity(provider={self.provider!r}, zone={self.zone!r}{token})"
+
+    @property
+    def spec(self) -> str:
+        return self.provider if self.zone == "GB" and self.provider == "uk" else (
+            f"{self.provider}:{self.zone}"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> LiveIntensity:
+        """Start polling on a daemon thread; returns at once."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            self._start_wall = self._clock()
+            self._session = requests.Session()
+            self._thread = threading.Thread(
+                target=self._run, name=f"energy-tracker-live-{self.provider}", daemon=True
+            )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling and close the open period; safe to call twice."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # an HTTP call in flight cannot be interrupted, but it ends within timeout_s
+            thread.join(timeout=self.timeout_s + 1.0)
+        with self._lock:
+            if self._periods and self._periods[-1].end_wall is None:
+                last = self._periods[-1]
+                self._periods[-1] = _replace_end(last, max(self._clock(), last.start_wall))
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    def __enter__(self) -> LiveIntensity:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- results -----------------------------------------------------------------------------
+
+    def periods(self) -> list[IntensityPeriod]:
+        """A copy of the intensity periods so far (one fallback period if nothing arrived)."""
+        with self._lock:
+            if self._periods:
+                return list(self._periods)
+            start = self._start_wall if self._start_wall is not None else self._clock()
+            reason = self._last_error or "no value fetched yet"
+            return [self._fallback_period(start, reason)]
+
+    def status(self) -> dict:
+        """What happened, for the run summary (never includes the token)."""
+        periods = self.periods()
+        with self._lock:
+            last = self._last_good
+            return {
+                "provider": self.provider,
+                "zone": self.zone,
+                "base_url": self.base_url,
+                "fetch_count": self._fetch_count,
+                "ok_count": self._ok_count,
+                "error_count": self._error_count,
+                "last_error": self._last_error,
+                "last_gco2_per_kwh": last[0] if last else None,
+                "last_observed": last[2] if last else None,
+                "cache": self._cache_used,
+                "fallback_used": any(p.fallback for p in periods),
+                "fallback_factor": self.fallback.label,
+                "running": self._thread is not None and not self._stop.is_set(),
+            }
+
+    # -- the polling thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                if not (first and self._use_fresh_cache()):
+                    self._poll_once()
+            except Exception as exc:  # the one catch-all of this thread: record, fall back
+                self._record_failure(f"internal error ({type(exc).__name__})")
+            first = False
+            if self._stop.wait(self.refresh_s):
+                break
+
+    def _poll_once(self) -> None:
+        with self._lock:
+            self._fetch_count += 1
+        try:
+            reading, payload = self._fetch()
+        except _FetchError as exc:
+            self._record_failure(str(exc))
+            return
+        now = self._clock()
+        with self._lock:
+            self._ok_count += 1
+            self._last_error = None
+            self._last_good = (reading.gco2_per_kwh, now, reading.observed)
+            self._cache_used = None
+            self._set_value(now, reading.gco2_per_kwh, False, f"{self.spec} at {reading.observed}")
+        self._write_cache(reading, payload, now)
+
+    def _fetch(self) -> tuple[_Reading, Any]:
+        url, params, headers = self._provider.request(self.base_url, self.zone, self._token)
+        attempts = self.retries + 1
+        last = "no attempt made"
+        retry_after: Optional[float] = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                if retry_after is not None:
+                    delay = min(retry_after, self.max_retry_after_s)
+                if self._stop.wait(delay):
+                    raise _FetchError(f"{last}; stopped before retry {attempt}")
+            retry_after = None
+            get = self._session.get if self._session is not None else requests.get
+            try:
+                resp = get(url, params=params, headers=headers, timeout=self.timeout_s)
+            except requests.Timeout:
+                last = f"timeout after {self.timeout_s:g} s"
+                continue
+            except requests.RequestException as exc:
+                # the exception text may echo request details; keep only its type
+                last = f"connection failed ({type(exc).__name__})"
+                continue
+            status = resp.status_code
+            if status == 429:
+                retry_after = _retry_after_s(resp.headers.get("Retry-After"))
+                last = "HTTP 429 (rate limited)"
+                continue
+            if status in (401, 403):
+                hint = f"; check the token ({TOKEN_ENV})" if self._provider.needs_token else ""
+                raise _FetchError(f"HTTP {status} (not authorised{hint})")
+            if status >= 500:
+                last = f"HTTP {status}"
+                continue
+            if status != 200:
+                raise _FetchError(f"HTTP {status}")
+            try:
+                payload = resp.json()
+            except ValueError:
+                raise _FetchError("malformed JSON in the response") from None
+            try:
+                return self._provider.parse(payload, self.zone), payload
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise _FetchError(f"unexpected response ({exc})") from None
+        tries = "try" if attempts == 1 else "tries"
+        raise _FetchError(f"{last} after {attempts} {tries}")
+
+    def _record_failure(self, message: str) -> None:
+        if message not in self._logged_errors:
+            self._logged_errors.add(message)
+            log.warning("live grid intensity %s: %s", self.spec, message)
+        now = self._clock()
+        with self._lock:
+            self._error_count += 1
+            self._last_error = message
+            last = self._last_good
+            if last is not None and now - last[1] <= self.max_age_s:
+                return  # keep the recent live value; status() shows the error
+        cached = self._read_cache()
+        with self._lock:
+            if cached is not None and now - cached["fetched_wall"] <= self.max_age_s:
+                self._cache_used = "used after error"
+                note = (
+                    f"{self.spec}: {message}; cached value from {cached['observed']} "
+                    f"(fetched {now - cached['fetched_wall']:.0f} s ago) used"
+                )
+                self._set_value(now, float(cached["gco2_per_kwh"]), False, note)
+                return
+            period = self._fallback_period(now, message)
+            self._set_value(now, period.gco2_per_kwh, True, period.note)
+
+    def _fallback_period(self, start: float, reason: str) -> IntensityPeriod:
+        return IntensityPeriod(
+            start_wall=start,
+            end_wall=None,
+            gco2_per_kwh=self.fallback.gco2_per_kwh,
+            provider=self.provider,
+            zone=self.zone,
+            fallback=True,
+            note=f"{self.spec}: {reason}; offline annual factor for {self.fallback.label} used",
+        )
+
+    def _set_value(self, now: float, value: float, fallback: bool, note: str) -> None:
+        """Start a new period when the value changes (call with the lock held)."""
+        current = self._periods[-1] if self._periods else None
+        if current is not None and current.gco2_per_kwh == value and current.fallback == fallback:
+            return
+        if current is None:
+            # the first answer stands for the whole run so far (fetched within timeout_s)
+            start = self._start_wall if self._start_wall is not None else now
+        else:
+            start = max(now, current.start_wall)
+            self._periods[-1] = _replace_end(current, start)
+        period = IntensityPeriod(start, None, value, self.provider, self.zone, fallback, note)
+        self._periods.append(period)
+        if self._on_update is not None:
+            try:
+                self._on_update(period)
+            except Exception:  # a user callback must not stop the polling
+                log.exception("on_update callback failed")
+
+    # -- disk cache --------------------------------------------------------------------------
+
+    def _cache_path(self) -> Optional[Path]:
+        if self.cache_dir is None:
+            return None
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.provider}-{self.zone}")
+        return self.cache_dir / f"{safe}.json"
+
+    def _write_cache(self, reading: _Reading, payload: Any, now: float) -> None:
+        path = self._cache_path()
+        if path is None:
+            return
+        record = {
+            "provider": self.provider,
+            "zone": self.zone,
+            "fetched_wall": now,
+            "gco2_per_kwh": reading.gco2_per_kwh,
+            "observed": reading.observed,
+            "response": payload,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot write live intensity cache %s: %s", path, exc)
+
+    def _read_cache(self) -> Optional[dict]:
+        path = self._cache_path()
+        if path is None or not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            _plausible(record["gco2_per_kwh"])
+            float(record["fetched_wall"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return record
+
+    def _use_fresh_cache(self) -> bool:
+        """At start, a cached answer younger than refresh_s saves a request."""
+        cached = self._read_cache()
+        if cached is None:
+            return False
+        age = self._clock() - float(cached["fetched_wall"])
+        if not 0 <= age < self.refresh_s:
+            return False
+        value = float(cached["gco2_per_kwh"])
+        with self._lock:
+            self._cache_used = "hit"
+            self._last_good = (value, float(cached["fetched_wall"]), str(cached["observed"]))
+            note = f"{self.spec} at {cached['observed']} (cached {age:.0f} s ago)"
+            self._set_value(self._clock(), value, False, note)
+        return True
+
+
+def _replace_end(period: IntensityPeriod, end_wall: float) -> IntensityPeriod:
+    d = period.to_dict()
+    d["end_wall"] = end_wall
+    return IntensityPeriod.from_dict(d)
+
+
+def make_live_intensity(
+    spec: Optional[str], fallback: GridFactor, **kwargs: Any
+) -> Optional[LiveIntensity]:
+    """A (not yet started) LiveIntensity from "uk", "uk:13", "electricitymaps:DE",
+    "energidataservice:DK1"; None for None."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(
+            f"live intensity spec must look like 'uk', 'uk:13', 'electricitymaps:DE' or "
+            f"'energidataservice:DK1', got {spec!r}."
+        )
+    provider, _, zone = spec.strip().partition(":")
+    return LiveIntensity(provider.strip().lower(), zone.strip() or None, fallback, **kwargs)

@@ -1,0 +1,199 @@
+"""Bundled grid regions: codes, names, aliases and their annual carbon intensity (gCO2e/kWh).
+
+Tables are read once, on first use, from tracker/carbon/data/ (built by
+scripts/build_grid_tables.py); importing this module reads nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from tracker.errors import UnknownRegionError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# Load order matters: a name shared by two regions (Georgia the country, Georgia the US state)
+# finds the one loaded first.
+REGION_TABLES = (
+    "ember_countries.csv",
+    "egrid_us.csv",
+    "electricitymaps_zones.csv",
+    "google_cloud_regions.csv",
+)
+CCF_TABLE = "ccf_cloud_regions.csv"
+
+DEFAULT_REGION = "WORLD"
+
+
+@dataclass(frozen=True)
+class Region:
+    """One grid region and its annual average carbon intensity.
+
+    gco2_per_kwh: grams CO2-equivalent per kWh drawn from this grid (see `definition`).
+    year: data year of the value, or None with the reason in `note`.
+    mapped_to: for cloud regions, the code of the grid whose value is used.
+    """
+
+    code: str
+    name: str
+    kind: str
+    gco2_per_kwh: float
+    year: Optional[int]
+    source: str
+    licence: str
+    definition: str
+    aliases: tuple[str, ...] = ()
+    mapped_to: Optional[str] = None
+    mapping_source: Optional[str] = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["aliases"] = list(self.aliases)
+        return d
+
+
+class _Index:
+    def __init__(self, regions: list[Region]):
+        self.regions = regions
+        self.by_key: dict[str, Region] = {}
+        # codes first, then aliases, then names: a code can never be shadowed by a name
+        for attr in ("code", "aliases", "name"):
+            for region in regions:
+                values = region.aliases if attr == "aliases" else (getattr(region, attr),)
+                for value in values:
+                    self.by_key.setdefault(_key(value), region)
+
+
+_lock = threading.Lock()
+_index: Optional[_Index] = None
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _read_csv(name: str) -> list[dict[str, str]]:
+    with (DATA_DIR / name).open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _region_from_row(row: dict[str, str]) -> Region:
+    return Region(
+        code=row["code"],
+        name=row["name"],
+        kind=row["kind"],
+        gco2_per_kwh=float(row["gco2_per_kwh"]),
+        year=int(row["year"]) if row["year"] else None,
+        source=row["source"],
+        licence=row["licence"],
+        definition=row["definition"],
+        aliases=tuple(a for a in row.get("aliases", "").split(";") if a),
+        note=row.get("note", ""),
+    )
+
+
+def _cloud_region(row: dict[str, str], ccf: Region, grids: dict[str, Region]) -> Region:
+    """An AWS/Azure region valued with the grid it sits in (CCF's own factor if none)."""
+    provider, region_name = row["cloud_code"].split(":", 1)
+    label = {"aws": "AWS", "azure": "Azure", "gcp": "GCP"}[provider]
+    where = f", {row['location']}" if row["location"] else ""
+    name = f"{label} {region_name}{where}"
+    grid = grids.get(row["mapped_to"]) if row["mapped_to"] else None
+    if grid is None:
+        how = row["mapping_source"] or "no Google factor for this region"
+        return Region(
+            code=row["cloud_code"], name=name, kind="cloud_region",
+            gco2_per_kwh=ccf.gco2_per_kwh, year=ccf.year, source=ccf.source,
+            licence=ccf.licence, definition=ccf.definition, aliases=(),
+            mapped_to=ccf.code, mapping_source=f"{how}; CCF's own factor used",
+            note=ccf.note,
+        )
+    return Region(
+        code=row["cloud_code"], name=name, kind="cloud_region",
+        gco2_per_kwh=grid.gco2_per_kwh, year=grid.year, source=grid.source,
+        licence=grid.licence, definition=grid.definition, aliases=(),
+        mapped_to=grid.code,
+        mapping_source=f"{row['mapping_source']} (map in scripts/build_grid_tables.py)",
+        note=grid.note,
+    )
+
+
+def _load() -> _Index:
+    regions = [_region_from_row(row) for name in REGION_TABLES for row in _read_csv(name)]
+    grids = {r.code: r for r in regions}
+    ccf_regions = []
+    for row in _read_csv(CCF_TABLE):
+        ccf = _region_from_row(row)
+        ccf_regions.append(ccf)
+        # Google's own 2024 table wins for gcp:; CCF's gcp value only fills gaps.
+        if row["cloud_code"] not in grids:
+            cloud = _cloud_region(row, ccf, grids)
+            grids[cloud.code] = cloud
+            regions.append(cloud)
+    regions.extend(ccf_regions)
+    codes = [_key(r.code) for r in regions]
+    if len(codes) != len(set(codes)):
+        raise RuntimeError("bundled grid tables repeat a region code; rebuild them")
+    return _Index(regions)
+
+
+def _get_index() -> _Index:
+    global _index
+    if _index is None:
+        with _lock:
+            if _index is None:
+                _index = _load()
+    return _index
+
+
+def all_regions() -> list[Region]:
+    """Every bundled region, in table order (countries, US, zones, cloud, CCF)."""
+    return list(_get_index().regions)
+
+
+def lookup(query: str) -> Region:
+    """The region for a code, alias or name (case-insensitive): `DE`, `deu`, `Germany`, `SE3`.
+
+    Raises UnknownRegionError with up to 5 close matches.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise UnknownRegionError(str(query), [])
+    index = _get_index()
+    key = _key(query)
+    region = index.by_key.get(key)
+    if region is not None:
+        return region
+    matches = difflib.get_close_matches(key, index.by_key.keys(), n=15, cutoff=0.6)
+    suggestions: list[str] = []
+    for match in matches:
+        code = index.by_key[match].code
+        if code not in suggestions:
+            suggestions.append(code)
+    raise UnknownRegionError(query, suggestions[:5])
+
+
+def search(query: Optional[str] = None) -> list[Region]:
+    """Regions whose code, alias, name or kind contains `query` (case-insensitive); None: all.
+
+    Regions whose code starts with the query come first.
+    """
+    regions = all_regions()
+    if query is None or not query.strip():
+        return regions
+    q = _key(query)
+    hits = [
+        r for r in regions
+        if any(q in _key(text) for text in (r.code, r.name, r.kind, *r.aliases))
+    ]
+    return sorted(hits, key=lambda r: (_key(r.code) != q, not _key(r.code).startswith(q)))
+
+
+def default_region() -> Region:
+    """The world average (Ember), used when no region is given."""
+    return lookup(DEFAULT_REGION)

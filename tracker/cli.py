@@ -1,0 +1,326 @@
+"""`energy-tracker` (also `python -m tracker`): run, report, devices, estimate, replay, regions.
+
+The CLI only parses arguments, calls the library and prints; it holds no measurement logic.
+Bad input exits with status 2 and a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .errors import TrackerError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except TrackerError as e:
+        print(f"energy-tracker: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="energy-tracker",
+                                description="Measure the energy and CO2e of training runs.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    r = sub.add_parser("run", help="track a command: energy-tracker run [opts] -- CMD ...")
+    r.add_argument("--name", default=None, help="run name (default: the command's name)")
+    r.add_argument("--region", default=None, help="grid region, e.g. DE, US-CA, aws:us-east-1")
+    r.add_argument("--gco2-per-kwh", type=float, default=None, help="override the grid factor")
+    r.add_argument("--live-intensity", default=None,
+                   help="opt-in live provider: uk, uk:REGIONID, electricitymaps:ZONE, "
+                        "energidataservice:DK1")
+    r.add_argument("--pue", type=float, default=None, help="power usage effectiveness (>= 1)")
+    r.add_argument("--rate", type=float, default=10.0, help="sampling rate, Hz (default 10)")
+    r.add_argument("--output-dir", default=None, help="root of run dirs (default ./energy-runs)")
+    r.add_argument("--cpu-tdp", type=float, default=None, help="CPU TDP in W for the CPU model")
+    r.add_argument("--no-status", action="store_true", help="no live status line")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command to run")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="a run's summary, or a table of the runs under a root")
+    rep.add_argument("path", nargs="?", default="energy-runs", help="run dir or root")
+    rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.add_argument("--rebuild", action="store_true",
+                     help="recompute the summary from samples.jsonl even if one exists")
+    rep.add_argument("--compare-regions", default=None, metavar="CODES",
+                     help="what-if: this run's energy under other regions' factors, e.g. DE,FR")
+    rep.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("devices", help="what would be measured here, and how")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--cpu-tdp", type=float, default=None)
+    d.set_defaults(func=cmd_devices)
+
+    e = sub.add_parser("estimate", help="planning estimate E = N x P x t x PUE (not measured)")
+    e.add_argument("--gpus", type=int, required=True)
+    e.add_argument("--gpu-watts", type=float, default=None)
+    e.add_argument("--gpu-model", default=None, help="e.g. H100, A100, V100, L4, T4, RTX-4090")
+    e.add_argument("--hours", type=float, required=True)
+    e.add_argument("--region", default=None)
+    e.add_argument("--pue", type=float, default=1.0)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_estimate)
+
+    rp = sub.add_parser("replay", help="replay a recorded NVML trace through the GPU sensor")
+    rp.add_argument("trace", type=Path)
+    rp.add_argument("--mode", choices=["counter", "sampled"], default="counter")
+    rp.add_argument("--rate", type=float, default=10.0, help="sampling rate, Hz (default 10)")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_replay)
+
+    g = sub.add_parser("regions", help="list or search grid regions and their factors")
+    g.add_argument("query", nargs="?", default=None)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_regions)
+    return p
+
+
+# -- run ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import ENV_RUN_DIR, Tracker
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise _usage("run needs a command after --, e.g. energy-tracker run -- python train.py")
+    tracker = Tracker(args.name or Path(cmd[0]).name, region=args.region,
+                      gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
+                      pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
+                      cpu_tdp_w=args.cpu_tdp)
+    tracker.start()
+    env = dict(os.environ)
+    env[ENV_RUN_DIR] = str(tracker.run_dir)
+    try:
+        child = subprocess.Popen(cmd, env=env)
+    except OSError as e:
+        tracker.notes.append(f"the command could not be started: {e}")
+        tracker.stop("failed")
+        raise _usage(f"cannot run {cmd[0]!r}: {e.strerror or e}") from None
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_status = threading.Event()
+    status_thread = None
+    if sys.stderr.isatty() and not args.no_status:
+        status_thread = threading.Thread(target=_status_line, args=(tracker, stop_status),
+                                         daemon=True)
+        status_thread.start()
+    try:
+        rc = child.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        stop_status.set()
+        if status_thread is not None:
+            status_thread.join(2)
+            print(file=sys.stderr)
+    status = "finished" if rc == 0 else ("interrupted" if rc in (-signal.SIGINT, 130)
+                                         else "failed")
+    if rc != 0:
+        tracker.notes.append(f"the command exited with status {rc}")
+    summary = tracker.stop(status)
+    print(summary.format(), file=sys.stderr)
+    return rc if rc >= 0 else 128 - rc
+
+
+def _status_line(tracker: Any, done: threading.Event) -> None:
+    """One refreshed line on the terminal: power, energy, CO2e, elapsed."""
+    factor = tracker.factor.gco2_per_kwh
+    while not done.wait(1.0):
+        try:
+            t = tracker.clock()
+            e_j = tracker.energy_j()
+            w = sum(d.curve.energy_between(max(t - 2.0, 0.0), t) for d in tracker.devices
+                    if not d.curve.empty) / 2.0
+            kwh = e_j * tracker.pue / 3.6e6
+            mm, ss = divmod(int(t), 60)
+            hh, mm = divmod(mm, 60)
+            sys.stderr.write(f"\r[energy-tracker] {w:8.1f} W  {kwh:.6f} kWh  "
+                             f"{kwh * factor:.3f} g CO2e  {hh:02d}:{mm:02d}:{ss:02d} ")
+            sys.stderr.flush()
+        except Exception:
+            return
+
+
+# -- report ------------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from .rebuild import rebuild_summary
+    from .runlog import MANIFEST, SUMMARY, append_emissions_row, read_json, write_json_atomic
+    from .summary_build import emissions_row
+
+    path = Path(args.path)
+    if not path.exists():
+        raise _usage(f"{path} does not exist (give a run directory or a root of runs)")
+    if not (path / MANIFEST).exists():
+        return _report_table(path, args)
+    old = read_json(path / SUMMARY)
+    needs_rebuild = args.rebuild or old is None or old.get("status") == "running"
+    if needs_rebuild:
+        summary = rebuild_summary(path)
+        data = summary.to_dict()
+        if summary.status != "running":
+            write_json_atomic(path / SUMMARY, data)
+            if old is None or old.get("status") == "running":
+                manifest = read_json(path / MANIFEST) or {}
+                append_emissions_row(path.parent, emissions_row(summary, manifest))
+        text = summary.format()
+    else:
+        data = old  # type: ignore[assignment]
+        text = _format_saved(data)
+    if args.compare_regions:
+        from .carbon import compare_regions
+        codes = [c.strip() for c in args.compare_regions.split(",") if c.strip()]
+        kwh = data.get("facility_energy_kwh")
+        if kwh is None:
+            raise _usage("this run has no measured energy to compare")
+        rows = compare_regions(kwh, codes)
+        data = dict(data, compare_regions=rows)
+        text += "\n" + _format_compare(rows, kwh)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+    return 0
+
+
+def _format_saved(d: dict[str, Any]) -> str:
+    """Text of a saved summary.json (same layout as Summary.format)."""
+    from .rebuild import rebuild_summary
+    run_dir = d.get("run_dir")
+    if run_dir and Path(run_dir).exists():
+        return rebuild_summary(Path(run_dir), status=d.get("status")).format()
+    return json.dumps(d, indent=2)
+
+
+def _format_compare(rows: list[dict[str, Any]], kwh: float) -> str:
+    lines = [f"what-if: {kwh:.6f} kWh under other grids (annual factors)"]
+    for r in rows:
+        lines.append(f"  {str(r.get('code')):<22} {r.get('gco2_per_kwh', 0):8.1f} gCO2e/kWh  "
+                     f"{r.get('emissions_g', 0):10.3f} g  {r.get('label') or r.get('name', '')}")
+    return "\n".join(lines)
+
+
+def _report_table(root: Path, args: argparse.Namespace) -> int:
+    from .rebuild import rebuild_summary
+    from .runlog import MANIFEST, SUMMARY, read_json
+
+    rows = []
+    for run in sorted(p for p in root.iterdir() if (p / MANIFEST).exists()):
+        s = read_json(run / SUMMARY)
+        if s is None or s.get("status") == "running":
+            try:
+                s = rebuild_summary(run).to_dict()
+            except TrackerError:
+                continue
+        rows.append({"run_dir": str(run), "name": s.get("name"), "status": s.get("status"),
+                     "started_utc": s.get("started_utc"), "duration_s": s.get("duration_s"),
+                     "energy_kwh": s.get("energy_kwh"), "emissions_kg": s.get("emissions_kg"),
+                     "methods": {k: v.get("method") for k, v in s.get("components", {}).items()}})
+    if args.json:
+        print(json.dumps({"root": str(root), "runs": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs under {root}")
+        return 0
+    print(f"{'started (UTC)':<26}{'name':<20}{'status':<12}{'s':>9}{'kWh':>12}{'g CO2e':>10}"
+          "  methods")
+    for r in rows:
+        kwh = "n/a" if r["energy_kwh"] is None else f"{r['energy_kwh']:.6f}"
+        g = "n/a" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1000:.3f}"
+        methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
+        print(f"{str(r['started_utc']):<26}{str(r['name'])[:19]:<20}{str(r['status']):<12}"
+              f"{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}")
+    return 0
+
+
+# -- devices, estimate, replay, regions -------------------------------------------------------
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .sensors.cpuram import discover_cpu_ram
+    from .sensors.nvidia import discover_gpus
+
+    found = [discover_gpus(), discover_cpu_ram(cpu_tdp_w=args.cpu_tdp)]
+    sensors = [s for f in found for s in f.sensors]
+    notes = [n for f in found for n in f.notes]
+    if args.json:
+        print(json.dumps({"devices": [s.info.to_dict() for s in sensors], "notes": notes},
+                         indent=2))
+        return 0
+    for s in sensors:
+        print(f"{s.name:<10} {s.component:<4} {s.method:<8} {s.info.description}")
+    for n in notes:
+        print(f"note: {n}")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate import estimate
+
+    est = estimate(gpus=args.gpus, hours=args.hours, gpu_watts=args.gpu_watts,
+                   gpu_model=args.gpu_model, region=args.region, pue=args.pue)
+    print(json.dumps(est.to_dict(), indent=2) if args.json else est.format())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import format_result, replay
+
+    result = replay(args.trace, mode=args.mode, rate_hz=args.rate)
+    print(json.dumps(result.to_dict(), indent=2) if args.json
+          else format_result(result, args.trace))
+    return 0
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    from .carbon import search
+
+    regions = search(args.query)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in regions], indent=2))
+        return 0
+    if not regions:
+        print(f"no region matches {args.query!r}")
+        return 1
+    for r in regions:
+        year = r.year if r.year is not None else "n/a"
+        print(f"{r.code:<26} {r.gco2_per_kwh:8.1f}  {year!s:<5} {r.name[:40]:<40} "
+              f"{r.source.split(',')[0][:60]}")
+    print(f"{len(regions)} regions (gCO2e/kWh, year, name, source)")
+    return 0
+
+
+def _usage(message: str) -> TrackerError:
+    from .errors import ConfigError
+    return ConfigError(message)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+_ = time  # imported for type readers of _status_line timing

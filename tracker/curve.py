@@ -1,0 +1,150 @@
+"""Cumulative energy curve E(t) of one device, so any window's energy is E(t1) - E(t0).
+
+Built from two kinds of readings:
+- power samples (W), integrated with the trapezoid rule: fine time resolution, small bias;
+- energy-counter reads (J): exact totals, but expensive and only ~10 Hz fresh.
+
+When both exist, counter reads are anchors: the curve passes exactly through every counter
+value, and between two anchors the counter's increment is spread in proportion to the
+power-integrated shape. Totals are then as exact as the counter; windows between anchors keep
+the timeline's resolution. With counter reads only, the curve is linear between them.
+
+The same class rebuilds a killed run from its samples.jsonl, so live and rebuilt numbers agree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from array import array
+from typing import Optional
+
+
+class CounterWentBackwards(Exception):
+    """The device counter decreased (GPU reset, driver reload): the curve re-bases on it."""
+
+
+class EnergyCurve:
+    """E(t) in J (from 0 at the first reading) over t in seconds on the run's monotonic clock."""
+
+    def __init__(self) -> None:
+        self._t = array("d")
+        self._e = array("d")
+        self._lock = threading.Lock()
+        self._last_w: Optional[float] = None
+        self._anchor_i = -1            # index of the last counter anchor in _t/_e
+        self._anchor_c = 0.0           # raw counter value (J) at that anchor
+        self.power_samples = 0
+        self.counter_reads = 0
+        self.peak_w: Optional[float] = None
+
+    # -- building ------------------------------------------------------------------------------
+    def add_power(self, t: float, power_w: float) -> None:
+        """Add a power sample (W) read at time t (s)."""
+        with self._lock:
+            self.power_samples += 1
+            if self.peak_w is None or power_w > self.peak_w:
+                self.peak_w = power_w
+            if not self._t:
+                self._append(t, 0.0)
+            elif t > self._t[-1]:
+                prev = self._last_w if self._last_w is not None else power_w
+                self._append(t, self._e[-1] + 0.5 * (prev + power_w) * (t - self._t[-1]))
+            self._last_w = power_w
+
+    def add_counter(self, t: float, counter_j: float, *, final: bool = False) -> None:
+        """Add a counter read (J, arbitrary origin) at time t (s); it becomes an exact anchor.
+
+        A read equal to the previous one is skipped unless `final`: the counter only moves every
+        ~100 ms, so an unchanged value says nothing about the energy since the last anchor.
+        Raises CounterWentBackwards (after re-basing) if the counter decreased.
+        """
+        with self._lock:
+            self.counter_reads += 1
+            if self._anchor_i < 0:
+                self._extend_to(t)
+                self._anchor_i, self._anchor_c = len(self._t) - 1, counter_j
+                return
+            delta = counter_j - self._anchor_c
+            if delta < 0:
+                # Keep the energy measured so far; continue from the new counter origin.
+                previous = self._anchor_c
+                self._extend_to(t)
+                self._anchor_i, self._anchor_c = len(self._t) - 1, counter_j
+                raise CounterWentBackwards(f"counter went from {previous} J to {counter_j} J")
+            if delta == 0 and not final:
+                return
+            self._extend_to(t)
+            i0, n = self._anchor_i, len(self._t) - 1
+            e0 = self._e[i0]
+            target = e0 + delta
+            if n > i0:
+                shaped = self._e[n] - e0
+                if shaped > 0:
+                    scale = delta / shaped
+                    for j in range(i0 + 1, n + 1):
+                        self._e[j] = e0 + (self._e[j] - e0) * scale
+                else:  # no power shape to follow: spread linearly in time
+                    t0, span = self._t[i0], self._t[n] - self._t[i0]
+                    for j in range(i0 + 1, n + 1):
+                        self._e[j] = e0 + delta * (self._t[j] - t0) / span
+            self._e[n] = target
+            self._anchor_i, self._anchor_c = n, counter_j
+            if self.power_samples == 0:
+                span = self._t[n] - self._t[i0]
+                if span > 0:
+                    w = delta / span
+                    if self.peak_w is None or w > self.peak_w:
+                        self.peak_w = w
+
+    def _extend_to(self, t: float) -> None:
+        """Make the last point sit at t, extending flat at the last known power."""
+        if not self._t:
+            self._append(t, 0.0)
+        elif t > self._t[-1]:
+            w = self._last_w or 0.0
+            self._append(t, self._e[-1] + w * (t - self._t[-1]))
+
+    def _append(self, t: float, e: float) -> None:
+        self._t.append(t)
+        self._e.append(e)
+
+    # -- reading -------------------------------------------------------------------------------
+    def energy_at(self, t: float) -> float:
+        """E(t) in J, linearly interpolated; clamped to the first/last point outside the data."""
+        with self._lock:
+            if not self._t:
+                return 0.0
+            if t <= self._t[0]:
+                return self._e[0]
+            if t >= self._t[-1]:
+                return self._e[-1]
+            i = bisect.bisect_right(self._t, t)
+            t0, t1 = self._t[i - 1], self._t[i]
+            e0, e1 = self._e[i - 1], self._e[i]
+            return e0 + (e1 - e0) * (t - t0) / (t1 - t0)
+
+    def energy_between(self, t0: float, t1: float) -> float:
+        """Energy in J of the window [t0, t1]."""
+        return self.energy_at(t1) - self.energy_at(t0)
+
+    @property
+    def empty(self) -> bool:
+        return len(self._t) == 0
+
+    @property
+    def start(self) -> Optional[float]:
+        return self._t[0] if self._t else None
+
+    @property
+    def end(self) -> Optional[float]:
+        return self._t[-1] if self._t else None
+
+    @property
+    def total_j(self) -> float:
+        return self._e[-1] if self._e else 0.0
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """A copy of (t, E) for plotting and tests."""
+        with self._lock:
+            return list(self._t), list(self._e)

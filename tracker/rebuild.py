@@ -1,0 +1,110 @@
+"""Rebuild a run's summary from its log directory (a run that was killed, or any run).
+
+samples.jsonl holds the raw readings (power W, counter J) in the order the sampler applied
+them, the window marks and the live-intensity periods; replaying them through the same
+EnergyCurve gives the numbers the live tracker had at its last flushed sample.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ConfigError
+from .runlog import MANIFEST, SAMPLES, SUMMARY, read_json, read_samples
+from .sampler import DeviceState, apply_reading
+from .sensors.base import Sensor, SensorInfo
+from .summary import Summary, Window
+from .summary_build import build_summary
+
+
+class RecordedSensor(Sensor):
+    """A device known only from run.json: it has a description, no live reads."""
+
+    def __init__(self, info: SensorInfo):
+        self.info = info
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[DeviceState], list[Window],
+                                     list[Any], float]:
+    """(manifest, devices with rebuilt curves, windows, intensity periods, last sample time)."""
+    from .carbon import IntensityPeriod
+
+    manifest = read_json(run_dir / MANIFEST)
+    if manifest is None:
+        raise ConfigError(f"{run_dir} is not a run directory (no readable {MANIFEST})")
+    devices = {d["name"]: DeviceState(RecordedSensor(SensorInfo(**d)))
+               for d in manifest.get("devices", [])}
+    windows: dict[int, Window] = {}
+    periods: list[Any] = []
+    t_last = 0.0
+    samples = run_dir / SAMPLES
+    if samples.exists():
+        for rec in read_samples(samples):
+            t = float(rec.get("t", 0.0))
+            t_last = max(t_last, t)
+            if "d" in rec:
+                for name, got in rec["d"].items():
+                    dev = devices.get(name)
+                    if dev is not None:
+                        apply_reading(dev, t, got, final=False)
+            elif "mark" in rec:
+                _apply_mark(windows, rec["mark"], t)
+            elif "intensity" in rec:
+                periods.append(IntensityPeriod.from_dict(rec["intensity"]))
+    return manifest, list(devices.values()), list(windows.values()), periods, t_last
+
+
+def _apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> None:
+    if m.get("edge") == "start":
+        windows[m["id"]] = Window(id=m["id"], name=m.get("name", ""), kind=m.get("kind", "phase"),
+                                  parent=m.get("parent"), t_start=t,
+                                  attrs=dict(m.get("attrs", {})))
+    elif m["id"] in windows:
+        windows[m["id"]].t_end = t
+        windows[m["id"]].attrs.update(m.get("attrs", {}))
+
+
+def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
+    """Summary of a run from its files; `status` defaults to what the files say."""
+    from .carbon.factor import GridFactor
+
+    manifest, devices, windows, periods, t_last = load_run(run_dir)
+    old = read_json(run_dir / SUMMARY) or {}
+    if status is None:
+        status = old.get("status") if old.get("status") not in (None, "running") else (
+            "running" if is_alive(manifest) else "killed")
+    t_end = max([d.curve.end or 0.0 for d in devices] + [t_last])
+    for w in windows:
+        if w.t_end is None:
+            w.t_end = t_end
+            w.attrs["closed_by"] = "rebuild (the run ended inside this window)"
+    notes = list(manifest.get("notes", []))
+    if status == "killed":
+        notes.append("the run was killed: this summary was rebuilt from samples.jsonl and "
+                     "covers the run up to its last flushed sample")
+    known = {f.name for f in fields(GridFactor)}
+    factor = GridFactor(**{k: v for k, v in manifest["grid"].items() if k in known})
+    return build_summary(
+        run_id=manifest["run_id"], name=manifest["name"], status=status,
+        start_wall=manifest["start_wall"], t_end=t_end, devices=devices, windows=windows,
+        factor=factor, periods=periods or None, live_status=None, pue=manifest["pue"],
+        pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir))
+
+
+def is_alive(manifest: dict[str, Any]) -> bool:
+    """Is the process that wrote this run still running (same host only)?"""
+    host = manifest.get("host", {})
+    pid = host.get("pid")
+    if not pid or host.get("hostname") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""Sensors: NVML GPUs, RAPL CPU/DRAM, psutil models. Each wraps one foreign interface."""

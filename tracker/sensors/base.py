@@ -1,0 +1,87 @@
+"""What every sensor offers the sampler: cheap power reads and/or a cumulative energy counter.
+
+A sensor talks to one piece of hardware (or a model of it) and nothing else: it never knows
+about threads, files or carbon. The sampler decides when to read it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+# Method labels that travel with every number into the summary.
+COUNTER = "counter"    # a hardware energy counter (NVML total energy, RAPL energy_uj)
+SAMPLED = "sampled"    # measured power, integrated over time (trapezoid rule)
+MODELED = "modeled"    # power from a model (utilisation x TDP, memory size x W/GB)
+ESTIMATE = "estimate"  # a planning figure, nothing measured
+
+
+@dataclass(frozen=True)
+class SensorInfo:
+    """Static description of one measured device, as written to run.json and the summary."""
+
+    name: str                 # unique key in logs: "gpu0", "cpu", "ram"
+    component: str            # "gpu" | "cpu" | "ram"
+    method: str               # COUNTER | SAMPLED | MODELED
+    description: str          # human text: "NVIDIA H100 80GB HBM3 (NVML energy counter)"
+    details: dict[str, Any] = field(default_factory=dict)  # uuid, tdp_w, rapl paths, notes ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Sensor(ABC):
+    """One measured device.
+
+    A sensor offers power (W) when `has_power`, a cumulative energy counter (J) when
+    `has_counter`, or both. The counter's origin is arbitrary but it must be monotonic: a
+    sensor unwraps hardware wraparound itself. Reads raise `SensorFailed` on error.
+    """
+
+    info: SensorInfo
+    has_power: bool = False
+    has_counter: bool = False
+    # Minimum seconds between power reads; psutil-based models poll at <=1 Hz because a
+    # faster poll costs the training thread GIL time.
+    power_interval_s: float = 0.0
+    # Seconds between scheduled counter reads (the sampler also reads at window edges and stop).
+    counter_interval_s: float = 1.0
+
+    def read_power_w(self) -> Optional[float]:
+        """Current power in W, or None when this sensor has no power reading."""
+        return None
+
+    def read_energy_j(self) -> Optional[float]:
+        """Cumulative energy in J since an arbitrary origin, or None when there is no counter."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release hardware handles; called once when tracking stops."""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def component(self) -> str:
+        return self.info.component
+
+    @property
+    def method(self) -> str:
+        return self.info.method
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What sensor discovery found: the sensors to use, and notes for the user (said once)."""
+
+    sensors: list[Sensor]
+    notes: list[str]
+
+
+class Clock(ABC):
+    """Source of time for sensors that need it (models); real runs use time.monotonic."""
+
+    @abstractmethod
+    def now(self) -> float: ...

@@ -1,0 +1,264 @@
+"""Turning energy curves and windows into the run's summary: plain dataclasses with units.
+
+Used live (the tracker) and after a crash (`report` rebuilding from samples.jsonl), so both
+paths give the same numbers. A device with no successful reading has energy None, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional, Sequence
+
+from .sampler import DeviceState
+
+J_PER_KWH = 3.6e6
+COMPONENTS = ("gpu", "cpu", "ram")
+
+
+@dataclass
+class Window:
+    """A named interval of the run (phase, epoch, step, eval ...), times in run seconds."""
+
+    id: int
+    name: str
+    kind: str = "phase"
+    parent: Optional[int] = None
+    t_start: float = 0.0
+    t_end: Optional[float] = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, edge: str, t: float) -> dict[str, Any]:
+        """The samples.jsonl record of this window's start or end."""
+        m: dict[str, Any] = {"id": self.id, "edge": edge}
+        if edge == "start":
+            m.update(name=self.name, kind=self.kind)
+            if self.parent is not None:
+                m["parent"] = self.parent
+        if self.attrs:
+            m["attrs"] = self.attrs
+        return {"t": round(t, 6), "mark": m}
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """Energy of one measured device over the run."""
+
+    name: str                          # "gpu0", "cpu-pkg0", "cpu", "ram"
+    component: str                     # "gpu" | "cpu" | "ram"
+    method: str                        # "counter" | "sampled" | "modeled"
+    description: str
+    energy_j: Optional[float]          # None: nothing was measured (never a silent 0)
+    mean_power_w: Optional[float]
+    peak_power_w: Optional[float]
+    status: str                        # "ok" | "degraded" | "unavailable"
+    errors: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_kwh(self) -> Optional[float]:
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["energy_kwh"] = self.energy_kwh
+        d["errors"] = list(self.errors)
+        return d
+
+
+@dataclass(frozen=True)
+class ComponentEnergy:
+    """Sum over the devices of one component (all GPUs, all CPU packages, RAM)."""
+
+    component: str
+    energy_j: Optional[float]
+    mean_power_w: Optional[float]
+    peak_power_w: Optional[float]      # sum of the devices' peaks (an upper bound)
+    method: str                        # one method, or "mixed: counter+sampled"
+    devices: tuple[str, ...]
+    status: str
+
+    @property
+    def energy_kwh(self) -> Optional[float]:
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["energy_kwh"] = self.energy_kwh
+        d["devices"] = list(self.devices)
+        return d
+
+
+@dataclass(frozen=True)
+class WindowEnergy:
+    """Energy of one window; for short windows it is interpolated on E(t) (see README)."""
+
+    id: int
+    name: str
+    kind: str
+    parent: Optional[int]
+    start_s: float
+    end_s: Optional[float]
+    duration_s: Optional[float]
+    energy_j: Optional[float]
+    by_component_j: dict[str, float]
+    emissions_g: Optional[float]
+    attrs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run consumed and emitted. Energies in J and kWh, power in W, CO2e in kg/g."""
+
+    run_id: str
+    name: str
+    status: str                        # "running" | "finished" | "failed" | "interrupted"
+    started_utc: str
+    ended_utc: Optional[str]
+    duration_s: float
+    devices: tuple[DeviceEnergy, ...]
+    components: dict[str, ComponentEnergy]
+    energy_j: Optional[float]          # IT energy: sum of measured components
+    pue: float
+    pue_source: str                    # "default (1.0: IT energy only)" or "user"
+    facility_energy_j: Optional[float]
+    emissions_kg: Optional[float]
+    emissions_rate_kg_per_s: Optional[float]
+    gco2_per_kwh: Optional[float]      # energy-weighted intensity actually applied
+    grid: dict[str, Any]               # GridFactor.to_dict(): value, region, source, year ...
+    carbon: dict[str, Any]             # accounting detail: parts, live provider status
+    windows: tuple[WindowEnergy, ...]
+    steps: dict[str, Any]
+    notes: tuple[str, ...]
+    degraded: tuple[str, ...]
+    run_dir: Optional[str] = None
+
+    @property
+    def energy_kwh(self) -> Optional[float]:
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    @property
+    def facility_energy_kwh(self) -> Optional[float]:
+        return None if self.facility_energy_j is None else self.facility_energy_j / J_PER_KWH
+
+    def component(self, name: str) -> Optional[ComponentEnergy]:
+        return self.components.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "run_id": self.run_id, "name": self.name, "status": self.status,
+            "started_utc": self.started_utc, "ended_utc": self.ended_utc,
+            "duration_s": self.duration_s,
+            "energy_j": self.energy_j, "energy_kwh": self.energy_kwh,
+            "pue": self.pue, "pue_source": self.pue_source,
+            "facility_energy_j": self.facility_energy_j,
+            "facility_energy_kwh": self.facility_energy_kwh,
+            "emissions_kg": self.emissions_kg,
+            "emissions_rate_kg_per_s": self.emissions_rate_kg_per_s,
+            "gco2_per_kwh": self.gco2_per_kwh,
+            "grid": self.grid, "carbon": self.carbon,
+            "components": {k: v.to_dict() for k, v in self.components.items()},
+            "devices": [d.to_dict() for d in self.devices],
+            "windows": [w.to_dict() for w in self.windows],
+            "steps": self.steps,
+            "notes": list(self.notes), "degraded": list(self.degraded),
+            "run_dir": self.run_dir,
+        }
+
+    def format(self) -> str:
+        """Human-readable summary, every number with its method and the grid factor's source."""
+        lines = [f"energy-tracker: run {self.name!r} ({self.run_id}) {self.status}, "
+                 f"{self.duration_s:.1f} s"]
+        for c in self.components.values():
+            if c.energy_j is None:
+                lines.append(f"  {c.component:<4} not measured ({c.status})")
+                continue
+            peak = f", peak {c.peak_power_w:.1f} W" if c.peak_power_w is not None else ""
+            lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {c.energy_j / J_PER_KWH:.6f} kWh"
+                         f"  mean {c.mean_power_w or 0:.1f} W{peak}  [{c.method}]"
+                         + ("" if c.status == "ok" else f" ({c.status})"))
+        for d in self.devices:
+            if d.component == "gpu" or len(self.devices) <= 6:
+                e = "not measured" if d.energy_j is None else f"{d.energy_j:.1f} J"
+                lines.append(f"    {d.name}: {e} [{d.method}] {d.description}")
+        if self.energy_j is None:
+            lines.append("  total: nothing could be measured")
+        else:
+            lines.append(f"  total (IT) {self.energy_j:.1f} J = {self.energy_kwh:.6f} kWh; "
+                         f"PUE {self.pue:g} ({self.pue_source}) -> facility "
+                         f"{self.facility_energy_kwh:.6f} kWh")
+        g = self.grid
+        if self.emissions_kg is not None:
+            year = g.get("year") or "year n/a"
+            lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
+                         f"{self.gco2_per_kwh:.1f} gCO2e/kWh ({g.get('region_code')}: "
+                         f"{g.get('region_name')}, {g.get('source')}, {year})")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        for n in self.degraded:
+            lines.append(f"  degraded: {n}")
+        if self.run_dir:
+            lines.append(f"  logs: {self.run_dir}")
+        return "\n".join(lines)
+
+
+def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
+    info = dev.sensor.info
+    curve = dev.curve
+    if curve.empty:
+        energy = mean = None
+        status = "unavailable"
+    else:
+        energy = curve.energy_between(t0, t1)
+        span = (min(t1, curve.end or t1) - max(t0, curve.start or t0))
+        mean = energy / span if span > 0 else None
+        status = "degraded" if dev.degraded else "ok"
+    return DeviceEnergy(name=info.name, component=info.component, method=info.method,
+                        description=info.description, energy_j=energy, mean_power_w=mean,
+                        peak_power_w=None if curve.empty else curve.peak_w, status=status,
+                        errors=tuple(dev.errors), details=dict(info.details))
+
+
+def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> ComponentEnergy:
+    measured = [d for d in devs if d.energy_j is not None]
+    methods = sorted({d.method for d in measured}) or sorted({d.method for d in devs})
+    energy = sum(d.energy_j for d in measured) if measured else None  # type: ignore[misc]
+    peaks = [d.peak_power_w for d in measured if d.peak_power_w is not None]
+    status = ("unavailable" if not measured
+              else "degraded" if any(d.status != "ok" for d in devs) else "ok")
+    return ComponentEnergy(
+        component=component, energy_j=energy,
+        mean_power_w=(energy / duration_s if energy is not None and duration_s > 0 else None),
+        peak_power_w=sum(peaks) if peaks else None,
+        method=methods[0] if len(methods) == 1 else "mixed: " + "+".join(methods),
+        devices=tuple(d.name for d in devs), status=status)
+
+
+def it_energy_at(devices: Sequence[DeviceState]) -> Callable[[float], float]:
+    """E_IT(t) in J summed over devices, for window and carbon accounting."""
+    curves = [d.curve for d in devices if not d.curve.empty]
+    return lambda t: sum(c.energy_at(t) for c in curves)
+
+
+def window_energy(w: Window, devices: Sequence[DeviceState], t_now: float,
+                  emissions_g: Optional[Callable[[float, float], float]]) -> WindowEnergy:
+    t1 = w.t_end if w.t_end is not None else t_now
+    by: dict[str, float] = {}
+    for d in devices:
+        if not d.curve.empty:
+            by[d.sensor.component] = by.get(d.sensor.component, 0.0) + \
+                d.curve.energy_between(w.t_start, t1)
+    energy = sum(by.values()) if by else None
+    return WindowEnergy(
+        id=w.id, name=w.name, kind=w.kind, parent=w.parent, start_s=w.t_start, end_s=w.t_end,
+        duration_s=t1 - w.t_start, energy_j=energy, by_component_j=by,
+        emissions_g=(emissions_g(w.t_start, t1) if emissions_g and energy is not None else None),
+        attrs=dict(w.attrs))
+
+
+def utc_iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,186 @@
+"""Assembling a Summary from device curves, windows and the grid factor (live and rebuilt runs).
+
+Path: device curves -> per-device energy -> per-component sums -> facility energy (x PUE) ->
+emissions (energy in each intensity period x that period's gCO2e/kWh).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from typing import Any, Optional, Sequence
+
+from .sampler import DeviceState
+from .summary import (
+    COMPONENTS,
+    J_PER_KWH,
+    Summary,
+    Window,
+    WindowEnergy,
+    combine,
+    device_energy,
+    it_energy_at,
+    utc_iso,
+    window_energy,
+)
+
+# Steps shorter than this are reported in groups: the GPU counter moves every ~100 ms and is
+# read every ~1 s, so a 5 ms step's own energy is an interpolation, not a measurement.
+STEP_GROUP_MIN_S = 1.0
+
+
+def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_end: float,
+                  devices: Sequence[DeviceState], windows: Sequence[Window], factor: Any,
+                  periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
+                  pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
+                  extra_windows: Sequence[WindowEnergy] = ()) -> Summary:
+    from .carbon import account_emissions
+
+    t0 = 0.0
+    duration = max(t_end - t0, 0.0)
+    devs = tuple(device_energy(d, t0, t_end) for d in devices)
+    components = {c: combine(c, [d for d in devs if d.component == c], duration)
+                  for c in COMPONENTS if any(d.component == c for d in devs)}
+    measured = [c.energy_j for c in components.values() if c.energy_j is not None]
+    it_j = sum(measured) if measured else None
+    notes = list(notes)
+    for c in COMPONENTS:
+        if c not in components:
+            notes.append(f"{c}: not measured (no sensor), so it is not in the totals")
+
+    e_it = it_energy_at(devices)
+
+    def facility_j_at_wall(wall: float) -> float:
+        return pue * e_it(wall - start_wall)
+
+    emissions = None
+    if it_j is not None:
+        emissions = account_emissions(facility_j_at_wall, start_wall, start_wall + t_end,
+                                      factor, periods or None)
+
+    def window_g(a: float, b: float) -> float:
+        if emissions is None or not emissions.energy_j:
+            return 0.0
+        # Windows use the run's energy-weighted intensity unless live periods split them.
+        if periods:
+            return account_emissions(facility_j_at_wall, start_wall + a, start_wall + b,
+                                     factor, periods).emissions_g
+        return pue * (e_it(b) - e_it(a)) / J_PER_KWH * emissions.gco2_per_kwh_effective
+
+    wins = [window_energy(w, devices, t_end, window_g) for w in windows if w.kind != "step"]
+    wins += list(extra_windows)
+    step_rows = [window_energy(w, devices, t_end, None).to_dict()
+                 for w in windows if w.kind == "step"]
+    steps = step_summary(step_rows)
+    degraded = [f"{d.name}: {e}" for d in devs for e in d.errors]
+    facility = None if it_j is None else it_j * pue
+    emissions_kg = None if emissions is None else emissions.emissions_g / 1000.0
+    carbon = {} if emissions is None else emissions.to_dict()
+    if live_status:
+        carbon["live"] = live_status
+    return Summary(
+        run_id=run_id, name=name, status=status, started_utc=utc_iso(start_wall),
+        ended_utc=None if status == "running" else utc_iso(start_wall + t_end),
+        duration_s=duration, devices=devs, components=components, energy_j=it_j, pue=pue,
+        pue_source=pue_source, facility_energy_j=facility, emissions_kg=emissions_kg,
+        emissions_rate_kg_per_s=(emissions_kg / duration if emissions_kg is not None
+                                 and duration > 0 else None),
+        gco2_per_kwh=None if emissions is None else emissions.gco2_per_kwh_effective,
+        grid=factor.to_dict(), carbon=carbon, windows=tuple(wins), steps=steps,
+        notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir)
+
+
+def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_MIN_S
+                ) -> list[dict[str, Any]]:
+    """Consecutive steps in fixed-size groups, each group spanning >= `min_group_s` (median).
+
+    The group size is fixed for the whole run (from the median step duration), so groups are
+    comparable; the last group may be smaller. Energies include the gaps between the group's
+    steps, so the groups plus the time outside any step add up to the run's total.
+    """
+    steps = [r for r in rows if r.get("kind", "step") == "step" and r.get("end_s") is not None]
+    if not steps:
+        return []
+    durations = sorted(r["duration_s"] for r in steps)
+    median = durations[len(durations) // 2]
+    size = max(1, math.ceil(min_group_s / median)) if median > 0 else len(steps)
+    groups = []
+    for i in range(0, len(steps), size):
+        g = steps[i:i + size]
+        energy = sum(r["energy_j"] or 0.0 for r in g)
+        n_samples = sum(r["attrs"].get("samples", 0) for r in g)
+        n_tokens = sum(r["attrs"].get("tokens", 0) for r in g)
+        row = {"first_step": g[0]["attrs"].get("index", i), "last_step":
+               g[-1]["attrs"].get("index", i + len(g) - 1), "steps": len(g),
+               "start_s": g[0]["start_s"], "end_s": g[-1]["end_s"],
+               "energy_j": energy, "j_per_step": energy / len(g)}
+        if n_samples:
+            row["j_per_sample"] = energy / n_samples
+        if n_tokens:
+            row["j_per_token"] = energy / n_tokens
+        groups.append(row)
+    return groups
+
+
+def step_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {}
+    groups = step_groups(rows)
+    energy = sum(r["energy_j"] or 0.0 for r in rows)
+    samples = sum(r["attrs"].get("samples", 0) for r in rows)
+    tokens = sum(r["attrs"].get("tokens", 0) for r in rows)
+    out: dict[str, Any] = {
+        "count": len(rows), "energy_j_in_steps": energy,
+        "group_size": groups[0]["steps"] if groups else None, "groups": groups,
+        "resolution_note": "per-step energies are interpolated on E(t); groups span >= "
+                           f"{STEP_GROUP_MIN_S:g} s; all steps are listed in windows.json"}
+    if samples:
+        out["j_per_sample"] = energy / samples
+    if tokens:
+        out["j_per_token"] = energy / tokens
+    return out
+
+
+def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
+    """One emissions.csv row, CodeCarbon's columns first (kWh, W, kg, s)."""
+    comp = summary.components
+    host = manifest.get("host", {})
+    grid = summary.grid
+
+    def kwh(c: str) -> Optional[float]:
+        return comp[c].energy_kwh if c in comp else None
+
+    def watts(c: str) -> Optional[float]:
+        return comp[c].mean_power_w if c in comp else None
+
+    gpus = [d for d in summary.devices if d.component == "gpu"]
+    gpu_models = [str(d.details.get("model", d.description)) for d in gpus]
+    code = str(grid.get("region_code") or "")
+    cloud_provider, cloud_region = (code.split(":", 1) if ":" in code else ("", ""))
+    return {
+        "timestamp": summary.ended_utc or summary.started_utc,
+        "project_name": summary.name, "run_id": summary.run_id,
+        "duration": summary.duration_s, "emissions": summary.emissions_kg,
+        "emissions_rate": summary.emissions_rate_kg_per_s,
+        "cpu_power": watts("cpu"), "gpu_power": watts("gpu"), "ram_power": watts("ram"),
+        "cpu_energy": kwh("cpu"), "gpu_energy": kwh("gpu"), "ram_energy": kwh("ram"),
+        "energy_consumed": summary.facility_energy_kwh,
+        "country_name": grid.get("country_name") or grid.get("region_name"),
+        "country_iso_code": grid.get("country_iso3") or "",
+        "region": "" if cloud_provider else code,
+        "cloud_provider": cloud_provider, "cloud_region": cloud_region,
+        "os": host.get("os") or platform.platform(), "python_version": host.get("python"),
+        "codecarbon_version": "", "cpu_count": host.get("cpu_count"),
+        "cpu_model": host.get("cpu_model"), "gpu_count": len(gpus),
+        "gpu_model": ", ".join(f"{gpu_models.count(m)} x {m}" for m in sorted(set(gpu_models))),
+        "longitude": "", "latitude": "", "ram_total_size": host.get("ram_total_gb"),
+        "tracking_mode": "machine", "on_cloud": "Y" if cloud_provider else "N",
+        "pue": summary.pue, "status": summary.status,
+        "cpu_method": comp["cpu"].method if "cpu" in comp else "not measured",
+        "gpu_method": comp["gpu"].method if "gpu" in comp else "not measured",
+        "ram_method": comp["ram"].method if "ram" in comp else "not measured",
+        "it_energy": summary.energy_kwh, "gco2_per_kwh": summary.gco2_per_kwh,
+        "grid_region": code, "grid_source": grid.get("source"), "grid_year": grid.get("year"),
+        "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
+        "run_dir": summary.run_dir,
+    }
