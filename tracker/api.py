@@ -139,6 +139,7 @@ class Tracker:
         self._last_summary_write = 0.0
         self._extra_windows: list[WindowEnergy] = []
         self.clock: Callable[[], float] = monotonic_clock(time.monotonic())
+        self.joined = False
         self.start_wall = 0.0
         self._config = dict(region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
                             live_intensity=live_intensity, pue=self.pue, rate_hz=self.rate_hz,
@@ -152,6 +153,9 @@ class Tracker:
             if self._state != "new":
                 raise ConfigError("this tracker was already started; create a new one per run")
             self._state = "running"
+        joined = os.environ.get(ENV_RUN_DIR)
+        if joined and self._explicit_run_dir is None and self._given_sensors is None:
+            return self._join(Path(joined))
         sensors, notes = self._discover()
         self.notes.extend(notes)
         for n in notes:
@@ -175,6 +179,42 @@ class Tracker:
         self._write_summary(self.clock(), status="running")
         return self
 
+    def _join(self, run_dir: Path) -> Tracker:
+        """Follow the run that `energy-tracker run` is tracking instead of sampling again."""
+        from .follow import LogFollower
+        from .rebuild import RecordedSensor, grid_factor
+        from .runlog import MANIFEST, marks_file, read_json
+        from .sensors.base import SensorInfo
+
+        manifest = read_json(run_dir / MANIFEST)
+        if manifest is None:
+            log.warning("energy-tracker: %s=%s has no run.json; tracking on our own",
+                        ENV_RUN_DIR, run_dir)
+            os.environ.pop(ENV_RUN_DIR, None)
+            with self._lock:
+                self._state = "new"
+            return self.start()
+        self.joined = True
+        self.run_dir = run_dir
+        self.run_id = manifest["run_id"]
+        self.start_wall = manifest["start_wall"]
+        self.clock = monotonic_clock(manifest["start_monotonic"])
+        self.factor = grid_factor(manifest)
+        self.pue, self.pue_source = manifest["pue"], manifest.get("pue_source", "user")
+        self._live = None
+        self.emissions_csv = False
+        self.notes.append(f"joined run {self.run_id} tracked by `energy-tracker run` "
+                          f"(pid {manifest['host'].get('pid')}): its sensors, grid factor and "
+                          "PUE apply; this process only adds windows")
+        self.devices = [DeviceState(RecordedSensor(SensorInfo(**d)))
+                        for d in manifest.get("devices", [])]
+        self._next_window_id = os.getpid() * 1_000_000  # unique among joined processes
+        self._log = RunLog(run_dir, stream=marks_file(os.getpid()))
+        self._sampler = LogFollower(run_dir, self.devices, clock=self.clock,  # type: ignore
+                                    after_tick=self._after_tick)
+        self._sampler.start()
+        return self
+
     def stop(self, status: str = "finished") -> Summary:
         """Stop sampling, write summary.json and the emissions.csv row. Idempotent, thread-safe.
         Never raises for a measurement or disk problem: those are logged and noted."""
@@ -188,14 +228,22 @@ class Tracker:
         if not self._sampler.stop():
             self.notes.append("the sampler did not finish its last read within 5 s "
                               "(a hung driver?); the summary uses the data up to then")
-        t_end = max((d.curve.end or 0.0) for d in self.devices) if self.devices else self.clock()
-        t_end = max(t_end, self.clock()) if not self.devices else t_end
+        ends = [d.curve.end for d in self.devices if d.curve.end is not None]
+        t_end = max(ends) if ends and not self.joined else self.clock()
         while self._open:
             self._close_window(self._open[-1], t_end)
         if self._live is not None:
             self._live.stop()
         self._drain_marks()
+        if not self.joined:
+            self._merge_joined_marks()
         summary = self._build(t_end, status)
+        if self.joined:
+            self._log.close()
+            self._final = summary
+            with self._lock:
+                self._state = "stopped"
+            return summary
         try:
             self._log.write_summary(summary.to_dict())
             self._write_windows_file(summary, t_end)
@@ -383,6 +431,19 @@ class Tracker:
         if self._log is not None:
             self._log.append({"t": round(self.clock(), 6), "intensity": period.to_dict()})
 
+    def _merge_joined_marks(self) -> None:
+        """Windows that processes joined to this run (callbacks in the child) recorded."""
+        from .rebuild import apply_mark
+        from .runlog import read_joined_marks
+
+        assert self.run_dir is not None
+        by_id = {w.id: w for w in self._windows}
+        for rec in read_joined_marks(self.run_dir):
+            if "mark" in rec:
+                w = apply_mark(by_id, rec["mark"], float(rec["t"]))
+                if w is not None and w not in self._windows:
+                    self._windows.append(w)
+
     def _drain_marks(self) -> None:
         log_ = self._log
         while self._pending_marks:
@@ -397,7 +458,8 @@ class Tracker:
         if record["d"]:
             self._log.append(record)
         self._log.flush_if_due(t)
-        if t - self._last_summary_write >= self.summary_every_s and self._state == "running":
+        if (t - self._last_summary_write >= self.summary_every_s and self._state == "running"
+                and not self.joined):
             self._write_summary(t, "running")
 
     def _write_summary(self, t: float, status: str) -> None:

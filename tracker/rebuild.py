@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ConfigError
-from .runlog import MANIFEST, SAMPLES, SUMMARY, read_json, read_samples
+from .runlog import MANIFEST, SAMPLES, SUMMARY, read_joined_marks, read_json, read_samples
 from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
 from .summary import Summary, Window
@@ -52,26 +52,39 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[DeviceState], list[Win
                     if dev is not None:
                         apply_reading(dev, t, got, final=False)
             elif "mark" in rec:
-                _apply_mark(windows, rec["mark"], t)
+                apply_mark(windows, rec["mark"], t)
             elif "intensity" in rec:
                 periods.append(IntensityPeriod.from_dict(rec["intensity"]))
+    for rec in read_joined_marks(run_dir):
+        if "mark" in rec:
+            apply_mark(windows, rec["mark"], float(rec["t"]))
     return manifest, list(devices.values()), list(windows.values()), periods, t_last
 
 
-def _apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> None:
+def apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> Optional[Window]:
+    """Apply one start/end mark record to the windows by id; returns the window touched."""
     if m.get("edge") == "start":
-        windows[m["id"]] = Window(id=m["id"], name=m.get("name", ""), kind=m.get("kind", "phase"),
-                                  parent=m.get("parent"), t_start=t,
-                                  attrs=dict(m.get("attrs", {})))
-    elif m["id"] in windows:
-        windows[m["id"]].t_end = t
-        windows[m["id"]].attrs.update(m.get("attrs", {}))
+        w = Window(id=m["id"], name=m.get("name", ""), kind=m.get("kind", "phase"),
+                   parent=m.get("parent"), t_start=t, attrs=dict(m.get("attrs", {})))
+        windows[m["id"]] = w
+        return w
+    w = windows.get(m["id"])
+    if w is not None:
+        w.t_end = t
+        w.attrs.update(m.get("attrs", {}))
+    return w
+
+
+def grid_factor(manifest: dict[str, Any]) -> Any:
+    """The run's GridFactor, as recorded in run.json."""
+    from .carbon.factor import GridFactor
+
+    known = {f.name for f in fields(GridFactor)}
+    return GridFactor(**{k: v for k, v in manifest["grid"].items() if k in known})
 
 
 def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     """Summary of a run from its files; `status` defaults to what the files say."""
-    from .carbon.factor import GridFactor
-
     manifest, devices, windows, periods, t_last = load_run(run_dir)
     old = read_json(run_dir / SUMMARY) or {}
     if status is None:
@@ -86,8 +99,7 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     if status == "killed":
         notes.append("the run was killed: this summary was rebuilt from samples.jsonl and "
                      "covers the run up to its last flushed sample")
-    known = {f.name for f in fields(GridFactor)}
-    factor = GridFactor(**{k: v for k, v in manifest["grid"].items() if k in known})
+    factor = grid_factor(manifest)
     return build_summary(
         run_id=manifest["run_id"], name=manifest["name"], status=status,
         start_wall=manifest["start_wall"], t_end=t_end, devices=devices, windows=windows,

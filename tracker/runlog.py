@@ -74,11 +74,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 class RunLog:
     """Writer of one run's directory. `append` is thread-safe (sampler, carbon, user threads)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, stream: str = SAMPLES):
         self.dir = Path(run_dir)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._samples = open(self.dir / SAMPLES, "a", buffering=64 * 1024)
+            self._samples = open(self.dir / stream, "a", buffering=64 * 1024)
         except OSError as e:
             raise ConfigError(
                 f"Cannot write the run log to {self.dir}: {e.strerror or e}. "
@@ -129,6 +129,17 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
+
+
+def marks_file(pid: int) -> str:
+    """Windows recorded by a process that joined the run (see follow.py)."""
+    return f"marks-{pid}.jsonl"
+
+
+def read_joined_marks(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Mark records of every process that joined this run, in file order per process."""
+    for path in sorted(Path(run_dir).glob("marks-*.jsonl")):
+        yield from read_samples(path)
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:

@@ -191,6 +191,19 @@ class Summary:
             lines.append(f"  total (IT) {self.energy_j:.1f} J = {self.energy_kwh:.6f} kWh; "
                          f"PUE {self.pue:g} ({self.pue_source}) -> facility "
                          f"{self.facility_energy_kwh:.6f} kWh")
+        for w in self.windows[:20]:
+            if w.energy_j is not None:
+                lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J over "
+                             f"{w.duration_s or 0:.2f} s")
+        if len(self.windows) > 20:
+            lines.append(f"  ... {len(self.windows) - 20} more windows in summary.json")
+        if self.steps:
+            st = self.steps
+            per = "".join(f", {st[k]:.4g} J/{k[6:]}" for k in ("j_per_sample", "j_per_token")
+                          if k in st)
+            lines.append(f"  steps: {st['count']} steps, {st['energy_j_in_steps']:.1f} J in "
+                         f"steps{per} (reported in groups of {st['group_size']}; per-step "
+                         "energies are interpolated)")
         g = self.grid
         if self.emissions_kg is not None:
             year = g.get("year") or "year n/a"

@@ -412,7 +412,7 @@ class LiveIntensity:
             try:
                 resp = get(url, params=params, headers=headers, timeout=self.timeout_s)
             except requests.Timeout:
-                last = f"timeout after {self.timeout_s:g} s"
+                last = f"timeout ({self.timeout_s:g} s)"
                 continue
             except requests.RequestException as exc:
                 # the exception text may echo request details; keep only its type
