@@ -10,15 +10,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Tracker, track  # noqa: E402
-from .errors import (  # noqa: E402
+from .api import Tracker, track
+from .errors import (
     ConfigError,
     SensorFailed,
     SensorUnavailable,
     TrackerError,
     UnknownRegionError,
 )
-from .summary import Summary  # noqa: E402
+from .summary import Summary
 
 __all__ = [
     "ConfigError",

@@ -23,11 +23,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 from . import __version__
 from .errors import ConfigError
@@ -455,8 +455,8 @@ class Tracker:
         """Runs on the sampler thread: log the readings and marks, refresh summary.json."""
         assert self._log is not None
         self._drain_marks()
-        if record["d"]:
-            self._log.append(record)
+        # Every tick is logged, readings or not: the last line tells how far a killed run got.
+        self._log.append(record if record["d"] else {"t": record["t"]})
         self._log.flush_if_due(t)
         if (t - self._last_summary_write >= self.summary_every_s and self._state == "running"
                 and not self.joined):

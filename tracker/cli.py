@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from .errors import TrackerError
 
@@ -104,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise _usage("run needs a command after --, e.g. energy-tracker run -- python train.py")
-    tracker = Tracker(args.name or Path(cmd[0]).name, region=args.region,
+    script = next((Path(c).stem for c in cmd[1:] if c.endswith(".py")), None)
+    tracker = Tracker(args.name or script or Path(cmd[0]).name, region=args.region,
                       gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
                       pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
                       cpu_tdp_w=args.cpu_tdp)
@@ -221,7 +222,7 @@ def _format_saved(d: dict[str, Any]) -> str:
 def _format_compare(rows: list[dict[str, Any]], kwh: float) -> str:
     lines = [f"what-if: {kwh:.6f} kWh under other grids (annual factors)"]
     for r in rows:
-        lines.append(f"  {str(r.get('code')):<22} {r.get('gco2_per_kwh', 0):8.1f} gCO2e/kWh  "
+        lines.append(f"  {r.get('code')!s:<22} {r.get('gco2_per_kwh', 0):8.1f} gCO2e/kWh  "
                      f"{r.get('emissions_g', 0):10.3f} g  {r.get('label') or r.get('name', '')}")
     return "\n".join(lines)
 
@@ -254,7 +255,7 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
         kwh = "n/a" if r["energy_kwh"] is None else f"{r['energy_kwh']:.6f}"
         g = "n/a" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1000:.3f}"
         methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
-        print(f"{str(r['started_utc']):<26}{str(r['name'])[:19]:<20}{str(r['status']):<12}"
+        print(f"{r['started_utc']!s:<26}{str(r['name'])[:19]:<20}{r['status']!s:<12}"
               f"{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}")
     return 0
 
@@ -322,5 +323,3 @@ def _usage(message: str) -> TrackerError:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-_ = time  # imported for type readers of _status_line timing

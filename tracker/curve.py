@@ -129,6 +129,10 @@ class EnergyCurve:
         return self.energy_at(t1) - self.energy_at(t0)
 
     @property
+    def last_power_w(self) -> Optional[float]:
+        return self._last_w
+
+    @property
     def empty(self) -> bool:
         return len(self._t) == 0
 

@@ -1,4 +1,5 @@
-"""The project's small exception set: configuration errors at construction, sensor errors at the edge."""
+"""The project's small exception set: configuration errors at construction, sensor errors
+at the edge."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ class TrackerError(Exception):
 
 
 class ConfigError(TrackerError, ValueError):
-    """Bad input given to the tracker; raised at construction with a message that says what to do."""
+    """Bad input given to the tracker; raised at construction with a message saying what to do."""
 
 
 class UnknownRegionError(ConfigError):

@@ -8,8 +8,8 @@ EnergyCurve gives the numbers the live tracker had at its last flushed sample.
 from __future__ import annotations
 
 import os
-from dataclasses import fields
 import socket
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,6 +91,13 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         status = old.get("status") if old.get("status") not in (None, "running") else (
             "running" if is_alive(manifest) else "killed")
     t_end = max([d.curve.end or 0.0 for d in devices] + [t_last])
+    extended = []
+    for d in devices:
+        # A killed run never took its final reading: hold each device's last power up to the
+        # last logged tick (< 1 s for the 1 Hz models), as the final reading would have.
+        if status == "killed" and d.curve.last_power_w is not None and d.curve.end < t_end:
+            d.curve.add_power(t_end, d.curve.last_power_w)
+            extended.append(d.sensor.name)
     for w in windows:
         if w.t_end is None:
             w.t_end = t_end
@@ -98,7 +105,9 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     notes = list(manifest.get("notes", []))
     if status == "killed":
         notes.append("the run was killed: this summary was rebuilt from samples.jsonl and "
-                     "covers the run up to its last flushed sample")
+                     f"covers the run up to its last flushed tick (t={t_end:.2f} s)"
+                     + (f"; {', '.join(extended)} held at their last power reading to that "
+                        "time" if extended else ""))
     factor = grid_factor(manifest)
     return build_summary(
         run_id=manifest["run_id"], name=manifest["name"], status=status,

@@ -78,7 +78,8 @@ class RunLog:
         self.dir = Path(run_dir)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._samples = open(self.dir / stream, "a", buffering=64 * 1024)
+            # Kept open for the whole run: the sampler appends to it on every tick.
+            self._samples = open(self.dir / stream, "a", buffering=64 * 1024)  # noqa: SIM115
         except OSError as e:
             raise ConfigError(
                 f"Cannot write the run log to {self.dir}: {e.strerror or e}. "

@@ -6,9 +6,10 @@ paths give the same numbers. A device with no successful reading has energy None
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from .sampler import DeviceState
 
@@ -178,7 +179,8 @@ class Summary:
                 lines.append(f"  {c.component:<4} not measured ({c.status})")
                 continue
             peak = f", peak {c.peak_power_w:.1f} W" if c.peak_power_w is not None else ""
-            lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {c.energy_j / J_PER_KWH:.6f} kWh"
+            kwh = c.energy_j / J_PER_KWH
+            lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {kwh:.6f} kWh"
                          f"  mean {c.mean_power_w or 0:.1f} W{peak}  [{c.method}]"
                          + ("" if c.status == "ok" else f" ({c.status})"))
         for d in self.devices:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import platform
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from .sampler import DeviceState
 from .summary import (
@@ -156,6 +157,7 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     gpus = [d for d in summary.devices if d.component == "gpu"]
     gpu_models = [str(d.details.get("model", d.description)) for d in gpus]
     code = str(grid.get("region_code") or "")
+    country = _country(code)
     cloud_provider, cloud_region = (code.split(":", 1) if ":" in code else ("", ""))
     return {
         "timestamp": summary.ended_utc or summary.started_utc,
@@ -165,8 +167,7 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "cpu_power": watts("cpu"), "gpu_power": watts("gpu"), "ram_power": watts("ram"),
         "cpu_energy": kwh("cpu"), "gpu_energy": kwh("gpu"), "ram_energy": kwh("ram"),
         "energy_consumed": summary.facility_energy_kwh,
-        "country_name": grid.get("country_name") or grid.get("region_name"),
-        "country_iso_code": grid.get("country_iso3") or "",
+        "country_name": country[0], "country_iso_code": country[1],
         "region": "" if cloud_provider else code,
         "cloud_provider": cloud_provider, "cloud_region": cloud_region,
         "os": host.get("os") or platform.platform(), "python_version": host.get("python"),
@@ -184,3 +185,21 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
         "run_dir": summary.run_dir,
     }
+
+
+def _country(code: str) -> tuple[str, str]:
+    """(country name, ISO alpha-3) of the grid a region code sits in; blanks if none."""
+    from .carbon import lookup
+    from .errors import TrackerError
+
+    try:
+        r = lookup(code)
+        if r.mapped_to:
+            r = lookup(r.mapped_to)
+        if r.kind != "country":
+            r = lookup(r.code.split("-")[0])
+    except TrackerError:
+        return "", ""
+    if r.kind != "country":
+        return "", ""
+    return r.name, next((a for a in r.aliases if len(a) == 3 and a.isalpha()), "")

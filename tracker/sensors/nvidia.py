@@ -12,8 +12,9 @@ average) and reads the counter only at a lower cadence, at window edges and at s
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from ..errors import ConfigError, SensorFailed, SensorUnavailable
 from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo
@@ -259,7 +260,8 @@ def discover_gpus(gpus: Optional[Sequence[GpuSpec]] = None, *, nvml: Any = None,
     except ConfigError:
         raise
     except Exception as e:  # an NVML error during enumeration: no GPU rather than a crash
-        return Discovery([], [f"No NVIDIA GPU measured: NVML failed while listing GPUs: {_err(e)}."])
+        return Discovery([], ["No NVIDIA GPU measured: NVML failed while listing GPUs: "
+                              f"{_err(e)}."])
 
 
 def shutdown_nvml(nvml: Any) -> None:

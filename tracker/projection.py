@@ -1,0 +1,176 @@
+"""Where a training run is heading: total energy, CO2e and end time projected from finished units.
+
+Pure bookkeeping, no threads: the integrations tell a `Projector` when each unit (epoch or
+optimizer step) ends, and ask it for a `Projection` given the run's cumulative energy E(t).
+`LogMetrics` turns the run so far into the flat numbers the frameworks' loggers take.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+from .summary import J_PER_KWH
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The whole run's energy, emissions and end, extrapolated from the units finished so far."""
+
+    progress: float                        # finished units / planned units, 0..1
+    projected_energy_j: float              # IT energy of the whole run (J), not x PUE
+    projected_emissions_kg: Optional[float]  # CO2e of the whole run (kg), PUE included
+    projected_end_wall: float              # unix time (s) the last unit should end
+    basis: str                             # how it was made, for a reader
+    units_done: int = 0
+    units_total: float = 0.0
+    unit: str = "epoch"
+    energy_per_unit_j: float = 0.0         # the rate used (J per unit)
+    seconds_per_unit: float = 0.0          # the rate used (s per unit)
+
+    @property
+    def projected_energy_kwh(self) -> float:
+        return self.projected_energy_j / J_PER_KWH
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["projected_energy_kwh"] = self.projected_energy_kwh
+        return d
+
+
+class Projector:
+    """Projects a run of `total` units (epochs or steps) from the ones finished so far.
+
+    Energy left = units left x the energy of a recent unit, where a unit's energy is measured
+    from the end of the previous unit to the end of this one, so whatever runs between units
+    (evaluation, checkpoints) is part of the rate. With `recent=None` the rate is the mean over
+    every finished unit (linear in progress); `recent=K` uses only the last K, which follows a
+    run whose units change cost (warm-up, curriculum) at the price of more noise.
+
+    Times are run seconds; energies come from an `energy_at(t)` callable given at projection
+    time, so unit edges are read on the curve after the sampler has caught up with them.
+    """
+
+    def __init__(self, total: float, *, unit: str = "epoch", min_units: int = 1,
+                 recent: Optional[int] = None):
+        if not (isinstance(total, (int, float)) and math.isfinite(total) and total > 0):
+            raise ValueError(f"total must be a positive number of {unit}s, got {total!r}")
+        if recent is not None and recent < 1:
+            raise ValueError(f"recent must be None (all units) or >= 1, got {recent!r}")
+        self.total = float(total)
+        self.unit = unit
+        self.min_units = max(1, int(min_units))
+        self.recent = recent
+        self.origin_t: Optional[float] = None
+        self.done = 0
+        # (units done, run time) at the ends of the last `recent` units; the origin stays apart
+        self._ends: deque[tuple[int, float]] = deque(maxlen=(recent + 1) if recent else 1)
+
+    def begin(self, t: float) -> None:
+        """The first unit starts at run time t (s); later calls are ignored."""
+        if self.origin_t is None:
+            self.origin_t = t
+
+    def unit_done(self, t: float, units: int = 1) -> None:
+        """`units` more units finished at run time t (s)."""
+        if self.origin_t is None:
+            self.origin_t = t
+            return
+        self.done += units
+        self._ends.append((self.done, t))
+
+    @property
+    def ready(self) -> bool:
+        return self.origin_t is not None and self.done >= self.min_units
+
+    def project(self, energy_at: Callable[[float], float], *, start_wall: float,
+                gco2_per_kwh: Optional[float] = None, pue: float = 1.0) -> Optional[Projection]:
+        """The projection now, or None before `min_units` units have finished.
+
+        `energy_at(t)`: the run's cumulative IT energy (J) at run time t; `start_wall`: unix
+        time of run time 0; `gco2_per_kwh` and `pue` turn energy into emissions.
+        """
+        if not self.ready:
+            return None
+        n, t_n = self._ends[-1]
+        k, t_k = 0, self.origin_t
+        if self.recent is not None and n > self.recent and len(self._ends) > 1:
+            k, t_k = self._ends[0]     # `recent` units back (the deque holds recent + 1 ends)
+        assert t_k is not None
+        units = n - k
+        e_n = energy_at(t_n)
+        j_per_unit = (e_n - energy_at(t_k)) / units
+        s_per_unit = (t_n - t_k) / units
+        left = max(self.total - n, 0.0)
+        energy = e_n + left * j_per_unit
+        emissions = (energy * pue / J_PER_KWH * gco2_per_kwh / 1000.0
+                     if gco2_per_kwh is not None else None)
+        over = "every" if k == 0 else f"the last {units}"
+        basis = (f"{n}/{self.total:g} {self.unit}s done; {over} {self.unit} "
+                 f"{'ends' if units > 1 else 'end'}: {j_per_unit:.1f} J and {s_per_unit:.2f} s "
+                 f"per {self.unit}, x {left:g} {self.unit}s left")
+        return Projection(progress=min(n / self.total, 1.0), projected_energy_j=energy,
+                          projected_emissions_kg=emissions,
+                          projected_end_wall=start_wall + t_n + left * s_per_unit, basis=basis,
+                          units_done=n, units_total=self.total, unit=self.unit,
+                          energy_per_unit_j=j_per_unit, seconds_per_unit=s_per_unit)
+
+
+def compare(projection: Projection, actual_energy_j: float) -> str:
+    """One line for the summary's notes: a projection against the energy actually used."""
+    err = ((projection.projected_energy_j - actual_energy_j) / actual_energy_j * 100.0
+           if actual_energy_j else math.nan)
+    return (f"projection at {projection.progress:.0%} ({projection.units_done} "
+            f"{projection.unit}s): {projection.projected_energy_j:.1f} J projected, "
+            f"{actual_energy_j:.1f} J actual ({err:+.1f} %); basis: {projection.basis}")
+
+
+class LogMetrics:
+    """The numbers added to each framework log row, from a running tracker.
+
+    Cheap (no summary is built): energy so far, CO2e at the run's grid factor, mean power and
+    J/sample, J/token since the previous row. `run` is a started `tracker.Tracker` (or anything
+    with `clock()`, `energy_j(t0, t1)`, `pue` and `factor.gco2_per_kwh`).
+    """
+
+    def __init__(self, run: Any):
+        self.run = run
+        self._last_t = 0.0
+        self._last_e = 0.0
+        self._samples = 0
+        self._tokens = 0
+
+    def count(self, samples: int = 0, tokens: int = 0) -> None:
+        """Samples and tokens processed since the previous row."""
+        self._samples += samples
+        self._tokens += tokens
+
+    def row(self, projection: Optional[Projection] = None) -> dict[str, float]:
+        t = self.run.clock()
+        energy = self.run.energy_j(0.0, t)
+        d_e, d_t = energy - self._last_e, t - self._last_t
+        out = {"energy_kwh": energy / J_PER_KWH,
+               "emissions_kg": emissions_kg(energy, self.run)}
+        if d_t > 0:
+            out["power_w"] = d_e / d_t
+        if self._samples:
+            out["energy_j_per_sample"] = d_e / self._samples
+        if self._tokens:
+            out["energy_j_per_token"] = d_e / self._tokens
+        if projection is not None:
+            out["projected_energy_kwh"] = projection.projected_energy_kwh
+            if projection.projected_emissions_kg is not None:
+                out["projected_emissions_kg"] = projection.projected_emissions_kg
+        self._last_t, self._last_e = t, energy
+        self._samples = self._tokens = 0
+        return out
+
+
+def emissions_kg(energy_j: float, run: Any) -> float:
+    """CO2e (kg) of IT energy at the run's PUE and grid factor (live periods not applied)."""
+    return energy_j * run.pue / J_PER_KWH * run.factor.gco2_per_kwh / 1000.0
+
+
+__all__ = ["LogMetrics", "Projection", "Projector", "compare", "emissions_kg"]
