@@ -12,6 +12,7 @@ nothing the tracker does can raise into the training code.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import math
@@ -34,7 +35,7 @@ from .errors import ConfigError
 from .runlog import RunLog, append_emissions_row, default_run_dir, write_json_atomic
 from .sampler import DeviceState, Sampler, Sampling, monotonic_clock
 from .sensors.base import Sensor
-from .summary import COMPONENTS, Summary, Window, WindowEnergy, utc_iso
+from .summary import COMPONENTS, StepTable, Summary, Window, WindowEnergy, utc_iso
 from .summary_build import build_summary, emissions_row, step_groups
 
 log = logging.getLogger("tracker")
@@ -127,7 +128,8 @@ class Tracker:
         self.run_dir: Optional[Path] = None
         self.devices: list[DeviceState] = []
         self.notes: list[str] = [self.region_note] if self.region_note else []
-        self._windows: list[Window] = []
+        self._windows: list[Window] = []       # all windows but closed steps
+        self._steps = StepTable()               # closed steps, compact
         self._open: list[Window] = []          # stack of open windows (nesting)
         self._pending_marks: deque[dict[str, Any]] = deque()
         self._next_window_id = 0
@@ -171,13 +173,20 @@ class Tracker:
         self.devices = sampling.devices
         self._log.write_manifest(self._manifest(origin))
         if self._live is not None:
-            self._live.on_update = self._on_intensity
+            self._live._on_update = self._on_intensity
         self._sampler = Sampler(sampling, clock=self.clock, after_tick=self._after_tick)
         self._sampler.start()
         if self._live is not None:
             self._live.start()
         self._write_summary(self.clock(), status="running")
+        atexit.register(self._stop_at_exit)
         return self
+
+    def _stop_at_exit(self) -> None:
+        """A tracker started but never stopped still gets its summary when Python exits."""
+        if self._state == "running":
+            self.notes.append("stopped at interpreter exit: stop() was never called")
+            self.stop("interrupted")
 
     def _join(self, run_dir: Path) -> Tracker:
         """Follow the run that `energy-tracker run` is tracking instead of sampling again."""
@@ -257,6 +266,7 @@ class Tracker:
         self._final = summary
         with self._lock:
             self._state = "stopped"
+        atexit.unregister(self._stop_at_exit)
         return summary
 
     def __enter__(self) -> Tracker:
@@ -268,8 +278,8 @@ class Tracker:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.stop("interrupted")
         else:
-            self.stop("failed")
             self.notes.append(f"the tracked code raised {exc_type.__name__}: {exc}")
+            self.stop("failed")
         return False  # never swallow the user's exception
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -332,9 +342,17 @@ class Tracker:
 
     def _close_window(self, w: Window, t: float) -> None:
         w.t_end = t
-        if w in self._open:
+        if self._open and self._open[-1] is w:
+            self._open.pop()
+        elif w in self._open:
             self._open.remove(w)
         self._pending_marks.append(w.mark("end", t))
+        if w.kind == "step":
+            self._steps.add(w)
+            if self._windows and self._windows[-1] is w:
+                self._windows.pop()
+            else:
+                self._windows.remove(w)
 
     def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
         """Iterate epochs, each in an "epoch" window."""
@@ -472,6 +490,9 @@ class Tracker:
         live_status = self._live.status() if self._live is not None else None
         with self._lock:
             windows = list(self._windows)
+            if status != "running":
+                windows += self._steps.windows()
+            n_closed_steps = len(self._steps)
         notes = list(self.notes)
         if self._sampler is not None:
             notes += [f"sampler: {e}" for e in self._sampler.callback_errors]
@@ -480,13 +501,13 @@ class Tracker:
             t_end=t_end, devices=self.devices, windows=windows, factor=self.factor,
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
-            extra_windows=self._extra_windows)
+            extra_windows=self._extra_windows, closed_steps=n_closed_steps)
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: every window, steps included, with interpolated energies."""
         from .summary import window_energy
         with self._lock:
-            windows = list(self._windows)
+            windows = list(self._windows) + self._steps.windows()
         rows = [window_energy(w, self.devices, t_end, None).to_dict() for w in windows]
         write_json_atomic(self.run_dir / "windows.json",  # type: ignore[operator]
                           {"note": "window energies are E(t_end)-E(t_start) on the interpolated "

@@ -34,7 +34,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   devices: Sequence[DeviceState], windows: Sequence[Window], factor: Any,
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
-                  extra_windows: Sequence[WindowEnergy] = ()) -> Summary:
+                  extra_windows: Sequence[WindowEnergy] = (), closed_steps: int = 0) -> Summary:
+    """`closed_steps`: steps already closed but not in `windows` (only counted, while running)."""
     from .carbon import account_emissions
 
     t0 = 0.0
@@ -70,9 +71,13 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
 
     wins = [window_energy(w, devices, t_end, window_g) for w in windows if w.kind != "step"]
     wins += list(extra_windows)
-    step_rows = [window_energy(w, devices, t_end, None).to_dict()
-                 for w in windows if w.kind == "step"]
-    steps = step_summary(step_rows)
+    if status == "running":
+        # Live summaries are rewritten every few seconds: keep them O(windows), not O(steps).
+        n_steps = closed_steps + sum(1 for w in windows if w.kind == "step")
+        steps = {"count": n_steps, "note": "step groups are computed at stop"} if n_steps else {}
+    else:
+        steps = step_summary([window_energy(w, devices, t_end, None).to_dict()
+                              for w in windows if w.kind == "step"])
     degraded = [f"{d.name}: {e}" for d in devs for e in d.errors]
     facility = None if it_j is None else it_j * pue
     emissions_kg = None if emissions is None else emissions.emissions_g / 1000.0
