@@ -77,11 +77,7 @@ def count_samples(batch: Any) -> int:
 def count_tokens(batch: Any, key: str = "input_ids") -> int:
     """Tokens in a batch: the element count of `batch[key]` (padding included: counting only
     real tokens would sum the attention mask, a device sync per step). 0 without `key`."""
-    x = None
-    if isinstance(batch, Mapping):
-        x = batch.get(key)
-    else:
-        x = getattr(batch, key, None)
+    x = batch.get(key) if isinstance(batch, Mapping) else getattr(batch, key, None)
     if x is None:
         return 0
     numel = getattr(x, "numel", None)

@@ -123,6 +123,8 @@ class Tracker:
         self._explicit_run_dir = Path(run_dir) if run_dir is not None else None
         _check_writable(self._explicit_run_dir or self.output_root)
         self.emissions_csv = emissions_csv
+        # Sensors are found now, so a bad gpus= entry fails here and not at start().
+        self._sensors, self._discovery_notes = self._discover()
 
         self.run_id = str(uuid.uuid4())
         self.run_dir: Optional[Path] = None
@@ -134,6 +136,7 @@ class Tracker:
         self._pending_marks: deque[dict[str, Any]] = deque()
         self._next_window_id = 0
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()
         self._state = "new"
         self._final: Optional[Summary] = None
         self._log: Optional[RunLog] = None
@@ -158,24 +161,31 @@ class Tracker:
         joined = os.environ.get(ENV_RUN_DIR)
         if joined and self._explicit_run_dir is None and self._given_sensors is None:
             return self._join(Path(joined))
-        sensors, notes = self._discover()
+        sensors, notes = self._sensors, self._discovery_notes
         self.notes.extend(notes)
         for n in notes:
             log.info("energy-tracker: %s", n)
-        origin = time.monotonic()
-        self.clock = monotonic_clock(origin)
         self.start_wall = time.time()
         started = datetime.fromtimestamp(self.start_wall, tz=timezone.utc)
         self.run_dir = self._explicit_run_dir or default_run_dir(self.output_root, self.name,
                                                                  started)
-        self._log = RunLog(self.run_dir)
+        try:
+            self._log = RunLog(self.run_dir)
+        except ConfigError:
+            with self._lock:
+                self._state = "new"
+            raise
         sampling = Sampling(sensors, interval_s=1.0 / self.rate_hz)
         self.devices = sampling.devices
-        self._log.write_manifest(self._manifest(origin))
         if self._live is not None:
             self._live._on_update = self._on_intensity
-        self._sampler = Sampler(sampling, clock=self.clock, after_tick=self._after_tick)
+        self._sampler = Sampler(sampling, clock=lambda: self.clock(),
+                                after_tick=self._after_tick)
+        # t=0 is the first reading: the sampler's first tick runs synchronously in start().
+        origin = time.monotonic()
+        self.clock = monotonic_clock(origin)
         self._sampler.start()
+        self._log.write_manifest(self._manifest(origin))
         if self._live is not None:
             self._live.start()
         self._write_summary(self.clock(), status="running")
@@ -227,18 +237,23 @@ class Tracker:
     def stop(self, status: str = "finished") -> Summary:
         """Stop sampling, write summary.json and the emissions.csv row. Idempotent, thread-safe.
         Never raises for a measurement or disk problem: those are logged and noted."""
-        with self._lock:
-            if self._state == "stopped" and self._final is not None:
+        with self._stop_lock:  # a second caller waits for the first and gets its summary
+            if self._final is not None:
                 return self._final
-            if self._state == "new":
-                raise ConfigError("stop() called on a tracker that was never started")
-            self._state = "stopping"
+            with self._lock:
+                if self._state == "new":
+                    raise ConfigError("stop() called on a tracker that was never started")
+                self._state = "stopping"
+            return self._stop(status)
+
+    def _stop(self, status: str) -> Summary:
         assert self._sampler is not None and self._log is not None
         if not self._sampler.stop():
             self.notes.append("the sampler did not finish its last read within 5 s "
                               "(a hung driver?); the summary uses the data up to then")
-        ends = [d.curve.end for d in self.devices if d.curve.end is not None]
-        t_end = max(ends) if ends and not self.joined else self.clock()
+        # The run ends at the final reading (not at the last device reading: a lost GPU's
+        # curve ends early, and its missing energy is reported, not the run shortened).
+        t_end = getattr(self._sampler, "last_tick_t", None) or self.clock()
         while self._open:
             self._close_window(self._open[-1], t_end)
         if self._live is not None:

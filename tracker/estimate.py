@@ -7,6 +7,7 @@ a real run draws less on average, so an estimate from them is an upper bound.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -88,14 +89,14 @@ def estimate(*, gpus: int, hours: float, gpu_watts: Optional[float] = None,
 
     if not isinstance(gpus, int) or gpus < 1:
         raise ConfigError(f"--gpus must be a positive integer, got {gpus!r}")
-    if not hours > 0:
-        raise ConfigError(f"--hours must be > 0, got {hours!r}")
-    if pue < 1.0:
-        raise ConfigError(f"--pue must be >= 1.0 (facility / IT energy), got {pue!r}")
+    if not (math.isfinite(hours) and 0 < hours <= 1e6):
+        raise ConfigError(f"--hours must be a finite number > 0, got {hours!r}")
+    if not (math.isfinite(pue) and 1.0 <= pue <= 10.0):
+        raise ConfigError(f"--pue must be in [1, 10] (facility / IT energy), got {pue!r}")
     if (gpu_watts is None) == (gpu_model is None):
         raise ConfigError("give exactly one of --gpu-watts W or --gpu-model NAME")
     if gpu_watts is not None:
-        if not 0 < gpu_watts <= 5000:
+        if not (math.isfinite(gpu_watts) and 0 < gpu_watts <= 5000):
             raise ConfigError(f"--gpu-watts must be in (0, 5000], got {gpu_watts!r}")
         watts, source = float(gpu_watts), "given"
     else:

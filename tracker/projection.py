@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 from .summary import J_PER_KWH
 
+HISTORY = 64   # unit ends kept besides the `recent` ones
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -65,8 +67,9 @@ class Projector:
         self.recent = recent
         self.origin_t: Optional[float] = None
         self.done = 0
-        # (units done, run time) at the ends of the last `recent` units; the origin stays apart
-        self._ends: deque[tuple[int, float]] = deque(maxlen=(recent + 1) if recent else 1)
+        # (units done, run time) at the last unit ends: `recent` of them for the rate, plus some
+        # so that a projection can stop at the last end the energy curve already covers
+        self._ends: deque[tuple[int, float]] = deque(maxlen=(recent or 0) + HISTORY)
 
     def begin(self, t: float) -> None:
         """The first unit starts at run time t (s); later calls are ignored."""
@@ -86,18 +89,30 @@ class Projector:
         return self.origin_t is not None and self.done >= self.min_units
 
     def project(self, energy_at: Callable[[float], float], *, start_wall: float,
-                gco2_per_kwh: Optional[float] = None, pue: float = 1.0) -> Optional[Projection]:
+                gco2_per_kwh: Optional[float] = None, pue: float = 1.0,
+                until: Optional[float] = None) -> Optional[Projection]:
         """The projection now, or None before `min_units` units have finished.
 
         `energy_at(t)`: the run's cumulative IT energy (J) at run time t; `start_wall`: unix
-        time of run time 0; `gco2_per_kwh` and `pue` turn energy into emissions.
+        time of run time 0; `gco2_per_kwh` and `pue` turn energy into emissions. `until`: run
+        time up to which `energy_at` has data (E(t) is flat past it); the projection then ends
+        at the last unit end before it, and is None while no such end is late enough.
         """
         if not self.ready:
             return None
-        n, t_n = self._ends[-1]
+        ends = list(self._ends)
+        j = len(ends) - 1
+        if until is not None:
+            while j >= 0 and ends[j][1] > until:
+                j -= 1
+            if j < 0 or ends[j][0] < self.min_units:
+                return None
+        n, t_n = ends[j]
         k, t_k = 0, self.origin_t
-        if self.recent is not None and n > self.recent and len(self._ends) > 1:
-            k, t_k = self._ends[0]     # `recent` units back (the deque holds recent + 1 ends)
+        if self.recent is not None and n > self.recent:
+            older = [e for e in ends[:j] if e[0] <= n - self.recent]
+            if older:
+                k, t_k = older[-1]
         assert t_k is not None
         units = n - k
         e_n = energy_at(t_n)
@@ -118,13 +133,15 @@ class Projector:
                           energy_per_unit_j=j_per_unit, seconds_per_unit=s_per_unit)
 
 
-def compare(projection: Projection, actual_energy_j: float) -> str:
-    """One line for the summary's notes: a projection against the energy actually used."""
+def compare(projection: Projection, actual_energy_j: float, at_s: Optional[float] = None) -> str:
+    """One line for the summary's notes: a projection against the energy actually used
+    (measured up to run time `at_s`, when given)."""
     err = ((projection.projected_energy_j - actual_energy_j) / actual_energy_j * 100.0
            if actual_energy_j else math.nan)
+    at = f" up to {at_s:.1f} s" if at_s is not None else ""
     return (f"projection at {projection.progress:.0%} ({projection.units_done} "
             f"{projection.unit}s): {projection.projected_energy_j:.1f} J projected, "
-            f"{actual_energy_j:.1f} J actual ({err:+.1f} %); basis: {projection.basis}")
+            f"{actual_energy_j:.1f} J measured{at} ({err:+.1f} %); basis: {projection.basis}")
 
 
 class LogMetrics:
@@ -137,7 +154,7 @@ class LogMetrics:
 
     def __init__(self, run: Any):
         self.run = run
-        self._last_t = 0.0
+        self._last_t: Optional[float] = None
         self._last_e = 0.0
         self._samples = 0
         self._tokens = 0
@@ -148,24 +165,35 @@ class LogMetrics:
         self._tokens += tokens
 
     def row(self, projection: Optional[Projection] = None) -> dict[str, float]:
-        t = self.run.clock()
+        t = measured_until(self.run)
+        if self._last_t is None:    # E(t) is 0 until the first reading, not measured as 0 W
+            starts = [d.curve.start for d in self.run.devices if not d.curve.empty]
+            self._last_t = max(starts) if starts else 0.0
         energy = self.run.energy_j(0.0, t)
         d_e, d_t = energy - self._last_e, t - self._last_t
         out = {"energy_kwh": energy / J_PER_KWH,
                "emissions_kg": emissions_kg(energy, self.run)}
-        if d_t > 0:
+        if d_t > 0:   # no reading since the previous row: rates wait for the next one
             out["power_w"] = d_e / d_t
-        if self._samples:
-            out["energy_j_per_sample"] = d_e / self._samples
-        if self._tokens:
-            out["energy_j_per_token"] = d_e / self._tokens
+            if self._samples:
+                out["energy_j_per_sample"] = d_e / self._samples
+            if self._tokens:
+                out["energy_j_per_token"] = d_e / self._tokens
+            self._last_t, self._last_e = t, energy
+            self._samples = self._tokens = 0
         if projection is not None:
             out["projected_energy_kwh"] = projection.projected_energy_kwh
             if projection.projected_emissions_kg is not None:
                 out["projected_emissions_kg"] = projection.projected_emissions_kg
-        self._last_t, self._last_e = t, energy
-        self._samples = self._tokens = 0
         return out
+
+
+def measured_until(run: Any) -> float:
+    """Run time (s) up to which every measured device has readings (the sampler reads every
+    0.1-1 s, so E(t) is flat past it): rates over [.., now] would be biased low."""
+    ends = [d.curve.end for d in run.devices if not d.curve.empty]
+    now = run.clock()
+    return min(min(ends), now) if ends else now
 
 
 def emissions_kg(energy_j: float, run: Any) -> float:
@@ -173,4 +201,4 @@ def emissions_kg(energy_j: float, run: Any) -> float:
     return energy_j * run.pue / J_PER_KWH * run.factor.gco2_per_kwh / 1000.0
 
 
-__all__ = ["LogMetrics", "Projection", "Projector", "compare", "emissions_kg"]
+__all__ = ["LogMetrics", "Projection", "Projector", "compare", "emissions_kg", "measured_until"]

@@ -134,6 +134,7 @@ class Sampler:
                                         daemon=True)
         self.callback_errors: list[str] = []
         self.ticks = 0
+        self.last_tick_t: Optional[float] = None
 
     def start(self) -> None:
         self._tick(anchor=True)   # first readings (and counter origins) before returning
@@ -182,6 +183,7 @@ class Sampler:
     def _tick(self, *, anchor: bool = False, final: bool = False) -> None:
         with self._tick_lock:
             t = self._clock()
+            self.last_tick_t = t
             try:
                 record = self.sampling.tick(t, anchor=anchor, final=final)
                 self.ticks += 1

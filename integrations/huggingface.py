@@ -1,0 +1,295 @@
+"""Hugging Face `transformers.Trainer`: energy and CO2e per run, epoch, step, evaluation and
+checkpoint, added to the Trainer's own log rows (so they reach TensorBoard, W&B, ...).
+
+    from integrations.huggingface import EnergyCallback
+    trainer = Trainer(model, args, train_dataset=ds, callbacks=[EnergyCallback(region="DE")])
+    trainer.train()      # run logs in ./energy-runs/<time>-hf-trainer/
+
+Hook mapping, and where it is imprecise:
+- on_train_begin / on_train_end: the run. Model loading before train() is not in it.
+- on_epoch_begin / on_epoch_end: "epoch" windows; on_step_begin / on_step_end: "step"
+  windows around one optimizer step (all its gradient-accumulation micro-batches). The
+  Trainer fetches a step's batches just before on_step_begin, so data loading is in the gaps.
+- Evaluation and checkpoints have only an "after" hook (on_evaluate, on_save). Their "eval" /
+  "checkpoint" windows open at the on_step_end / on_epoch_end that requests them (the
+  control flags set by DefaultFlowCallback), so they also hold the log call just before
+  evaluation (microseconds). Evaluation started otherwise (eval_on_start, a callback calling
+  evaluate()) opens its window at its first prediction step, so its dataloader set-up is
+  outside. With save_strategy="best", a checkpoint window whose save was skipped is closed at
+  the next hook with attrs {"unmatched": True}.
+- A training exception: the Trainer has no exception hook, so at on_train_begin the callback
+  finds its Trainer on the call stack and wraps that instance's `_run_epoch` (transformers
+  >= 5) and `training_step`: an exception stops the run with status "failed" (KeyboardInterrupt:
+  "interrupted") and is re-raised untouched. An atexit handler covers the rest (an error after
+  the last epoch, a Trainer not found). OOM retries of auto_find_batch_size continue the run.
+- Per process: each process measures its own GPU (LOCAL_RANK through CUDA_VISIBLE_DEVICES);
+  only the node's local main process measures CPU and RAM. Runs are named <name>-rank<N>.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import logging
+import math
+import sys
+import weakref
+from typing import Any, Callable, Optional
+
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import DefaultFlowCallback
+
+from tracker.summary import Summary
+
+from . import TrainingSession
+from .torch import count_samples, count_tokens, process_gpus
+
+log = logging.getLogger("tracker")
+
+# Trainer methods wrapped so that an exception inside them ends the run as "failed".
+GUARDED_METHODS = ("_run_epoch", "training_step")
+
+
+class EnergyCallback(TrainerCallback):
+    """Tracks a `Trainer.train()` run. Takes the options of `tracker.track()` (region, pue,
+    output_dir, ...), plus:
+
+    name: run name (default "hf-trainer").
+    project_after_steps: optimizer steps before the first projection (default: one epoch).
+    projection_recent: project from the last K steps only (default: every step so far).
+    count_inputs: count samples/tokens per step with a forward pre-hook on the model
+        (default True; otherwise per_device_train_batch_size x gradient_accumulation_steps).
+
+    Adds to each log row: energy_kwh, emissions_kg, power_w (mean since the previous row),
+    energy_j_per_sample / energy_j_per_token (since the previous row), projected_energy_kwh
+    and projected_emissions_kg (once a projection exists). `self.summary` is the final Summary.
+    """
+
+    def __init__(self, name: str = "hf-trainer", *, project_after_steps: Optional[int] = None,
+                 projection_recent: Optional[int] = None, count_inputs: bool = True,
+                 **track_config: Any):
+        self.name = name
+        self.track_config = track_config
+        self.project_after_steps = project_after_steps
+        self.projection_recent = projection_recent
+        self.count_inputs = count_inputs
+        self.session = TrainingSession(name, track_config)
+        self._trainer: Optional[weakref.ref[Any]] = None
+        self._hook: Any = None
+        self._epoch = 0
+        self._auto_batch = False
+        self._atexit_registered = False
+
+    @property
+    def run(self) -> Any:
+        """The Tracker of the current (or last) train() call, None before training."""
+        return self.session.run
+
+    @property
+    def summary(self) -> Optional[Summary]:
+        return self.session.summary
+
+    # -- run -----------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                       **kwargs: Any) -> None:
+        if self.session.running:   # auto_find_batch_size restarted the loop after an OOM
+            self.session.run.notes.append(  # type: ignore[union-attr]
+                "training restarted (auto_find_batch_size after out-of-memory); "
+                "the run continues")
+            return
+        if self.session.run is not None:   # a second train() with this callback: a new run
+            self.session = TrainingSession(self.name, self.track_config)
+        world = int(getattr(args, "world_size", 1) or 1)
+        self.session.start(node_main=bool(state.is_local_process_zero),
+                           gpus=process_gpus(args.device) if world > 1 else None,
+                           suffix=f"-rank{args.process_index}" if world > 1 else "")
+        self._auto_batch = bool(getattr(args, "auto_find_batch_size", False))
+        epochs = max(int(getattr(state, "num_train_epochs", 0) or 0), 1)
+        per_epoch = max(1, math.ceil(state.max_steps / epochs)) if state.max_steps else 1
+        self.session.plan(state.max_steps or math.nan, unit="step",
+                          min_units=self.project_after_steps or per_epoch,
+                          recent=self.projection_recent)
+        self._epoch = int(state.epoch or 0)
+        if self.count_inputs and model is not None:
+            self._hook = _count_forward_inputs(model, self.session)
+        trainer = _find_trainer()
+        if trainer is not None:
+            self._trainer = weakref.ref(trainer)
+            _run_after_flow_callback(trainer, self)
+            for method in GUARDED_METHODS:
+                _guard(trainer, method, self._on_exception)
+        else:
+            log.info("energy-tracker: Trainer not found on the stack; a training exception "
+                     "is recorded only at interpreter exit")
+        if not self._atexit_registered:
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._end("finished")
+
+    def _end(self, status: str, error: Optional[BaseException] = None) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is not None:
+            for method in GUARDED_METHODS:
+                _unguard(trainer, method)
+        self.session.finish(status, error)
+        if self._atexit_registered:
+            atexit.unregister(self._at_exit)
+            self._atexit_registered = False
+
+    def _on_exception(self, error: BaseException) -> None:
+        if not self.session.running:
+            return
+        if self._auto_batch and _is_oom(error):
+            self.session.close("step", failed="out of memory")
+            return
+        self._end("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error)
+
+    def _at_exit(self) -> None:
+        if self.session.running:
+            error = getattr(sys, "last_value", None)
+            self._end("interrupted" if error is None or isinstance(error, KeyboardInterrupt)
+                      else "failed", error)
+
+    # -- epochs and steps ----------------------------------------------------------------------
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_unmatched()
+        self.session.open("epoch", f"epoch {self._epoch}", "epoch", index=self._epoch)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.close("epoch")
+        self._epoch += 1
+        self._open_requested(control, state)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._close_unmatched()
+        if not self.session.is_open("step"):
+            self.session.begin_units()
+        self.session.begin_step(state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.end_step(samples=args.per_device_train_batch_size
+                              * args.gradient_accumulation_steps)
+        self.session.unit_done()
+        self._open_requested(control, state)
+
+    # -- evaluation and checkpoints -------------------------------------------------------------
+    def _open_requested(self, control: Any, state: Any) -> None:
+        """Evaluation, then saving, run right after this hook if DefaultFlowCallback asked."""
+        if control.should_evaluate:
+            self.session.open("eval", "evaluation", "eval", step=state.global_step)
+        elif control.should_save:
+            self.session.open("checkpoint", "checkpoint", "checkpoint", step=state.global_step)
+
+    def _close_unmatched(self) -> None:
+        for role in ("eval", "checkpoint"):
+            self.session.close(role, unmatched=True)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.session.is_open("eval"):
+            self.session.open("eval", "evaluation", "eval", step=state.global_step)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.close("eval")
+        if control.should_save:
+            self.session.open("checkpoint", "checkpoint", "checkpoint", step=state.global_step)
+
+    def on_predict(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.close("eval")
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.close("checkpoint")
+
+    # -- logs ----------------------------------------------------------------------------------
+    def on_log(self, args: Any, state: Any, control: Any, logs: Optional[dict[str, Any]] = None,
+               **kwargs: Any) -> None:
+        if logs is None:
+            return
+        row = self.session.log_row()
+        if not row:
+            return
+        # Trainer.log stored a copy of `logs` in log_history before the callbacks ran.
+        last = state.log_history[-1] if state.log_history else None
+        if last is not None and all(last.get(k) == v for k, v in logs.items()):
+            last.update(row)
+        logs.update(row)
+
+
+def _find_trainer() -> Optional[Trainer]:
+    """The Trainer whose hook is running: a `self` a few frames up the call stack."""
+    frame = inspect.currentframe()
+    try:
+        for _ in range(16):
+            if frame is None:
+                return None
+            obj = frame.f_locals.get("self")
+            if isinstance(obj, Trainer):
+                return obj
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def _run_after_flow_callback(trainer: Trainer, callback: TrainerCallback) -> None:
+    """Place `callback` right after DefaultFlowCallback: it must see the control flags that
+    callback sets, and must add its metrics to log rows before report_to callbacks send them.
+    (Moving it earlier while the handler iterates the list neither skips nor repeats a call.)"""
+    callbacks = trainer.callback_handler.callbacks
+    if callback not in callbacks:
+        return
+    callbacks.remove(callback)
+    pos = next((i + 1 for i, c in enumerate(callbacks) if isinstance(c, DefaultFlowCallback)), 0)
+    callbacks.insert(pos, callback)
+
+
+def _guard(trainer: Trainer, method: str, on_exception: Callable[[BaseException], None]) -> None:
+    original = getattr(type(trainer), method, None)
+    if original is None or getattr(trainer.__dict__.get(method), "__energy_guard__", False):
+        return
+    bound = getattr(trainer, method)
+
+    @functools.wraps(bound)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return bound(*args, **kwargs)
+        except BaseException as e:
+            on_exception(e)
+            raise
+
+    guarded.__energy_guard__ = True  # type: ignore[attr-defined]
+    setattr(trainer, method, guarded)
+
+
+def _unguard(trainer: Trainer, method: str) -> None:
+    if getattr(trainer.__dict__.get(method), "__energy_guard__", False):
+        del trainer.__dict__[method]
+
+
+def _is_oom(error: BaseException) -> bool:
+    try:
+        from accelerate.utils.memory import should_reduce_batch_size
+    except ImportError:
+        return False
+    return bool(isinstance(error, Exception) and should_reduce_batch_size(error))
+
+
+def _count_forward_inputs(model: Any, session: TrainingSession) -> Any:
+    """A forward pre-hook counting samples and tokens of training forwards (shapes only)."""
+    def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if module.training and session.is_open("step"):
+            batch = kwargs if kwargs else args
+            session.count(count_samples(batch), count_tokens(kwargs))
+
+    try:
+        return model.register_forward_pre_hook(hook, with_kwargs=True)
+    except (AttributeError, TypeError):
+        return None
+
+
+__all__ = ["EnergyCallback"]

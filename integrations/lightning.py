@@ -1,0 +1,186 @@
+"""Lightning (`lightning.pytorch` or `pytorch_lightning`): energy and CO2e per run, epoch, batch and
+validation, logged through the LightningModule's own `log` (so every configured logger gets it).
+
+    from integrations.lightning import EnergyCallback
+    trainer = lightning.pytorch.Trainer(max_epochs=10, callbacks=[EnergyCallback(region="DE")])
+
+`EnergyCallback` derives from `lightning.pytorch.Callback` when `lightning` is installed, else
+from `pytorch_lightning.Callback`; `PLEnergyCallback` is always the `pytorch_lightning` one (a
+Trainer only accepts callbacks of its own package), and `callback_class(package)` builds either.
+
+Hook mapping, and where it is imprecise:
+- on_fit_start / on_fit_end: the run (sanity-check validation included); on_exception ends
+  it as "failed" ("interrupted" for KeyboardInterrupt). validate()/test()/predict() called on
+  their own are not tracked.
+- on_train_epoch_start/end: "epoch" windows; Lightning runs validation inside the training
+  epoch, so an epoch's energy includes its validation, which is also its own "eval" window
+  (on_validation_start/end; the sanity check has attrs {"sanity": True}).
+- on_train_batch_start/end: "step" windows per batch, with samples/tokens from the batch.
+- Checkpoint saving has no before/after hook pair (ModelCheckpoint saves inside
+  on_train_epoch_end / on_validation_end), so it is inside those windows, not its own.
+- Metrics are logged with `pl_module.log_dict` when Lightning writes step logs
+  (log_every_n_steps) and at each epoch end; in a multi-process run only rank 0's logger
+  writes, so the logged numbers are rank 0's (each process still writes its own run log).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Optional
+
+from tracker.summary import Summary
+
+from . import TrainingSession
+from .torch import count_samples, count_tokens, process_gpus
+
+PACKAGES = ("lightning", "pytorch_lightning")
+
+
+class _EnergyHooks:
+    """The hooks; mixed into the Callback class of the Lightning package in use."""
+
+    def __init__(self, name: str = "lightning", *, project_after: int = 1,
+                 projection_recent: Optional[int] = None, **track_config: Any):
+        """`name`: run name; `project_after`: epochs (steps when the run is bounded by
+        max_steps) before the first projection; `projection_recent`: project from the last K
+        units only (default: all). Other options are those of `tracker.track()`."""
+        self.name = name
+        self.track_config = track_config
+        self.project_after = project_after
+        self.projection_recent = projection_recent
+        self.session = TrainingSession(name, track_config)
+        self._unit = "epoch"
+        self._last_global_step = 0
+        self._batches = 0
+
+    @property
+    def run(self) -> Any:
+        return self.session.run
+
+    @property
+    def summary(self) -> Optional[Summary]:
+        return self.session.summary
+
+    # -- run -----------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.session.run is not None:   # a second fit() with this callback: a new run
+            self.session = TrainingSession(self.name, self.track_config)
+        world = int(trainer.world_size or 1)
+        self.session.start(node_main=trainer.local_rank == 0,
+                           gpus=process_gpus(trainer.strategy.root_device) if world > 1 else None,
+                           suffix=f"-rank{trainer.global_rank}" if world > 1 else "")
+        max_epochs = trainer.max_epochs
+        if trainer.max_steps in (None, -1) and max_epochs not in (None, -1):
+            self._unit = "epoch"
+            total = float(max_epochs)
+            min_units = self.project_after
+        else:
+            self._unit = "step"
+            total = float(trainer.estimated_stepping_batches)
+            per_epoch = trainer.num_training_batches
+            min_units = self.project_after if self.project_after > 1 else (
+                int(per_epoch) if per_epoch not in (None, float("inf")) else 1)
+        self.session.plan(total, unit=self._unit, min_units=min_units,
+                          recent=self.projection_recent)
+        self._last_global_step = trainer.global_step
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.finish("finished")
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.session.finish("interrupted" if isinstance(exception, KeyboardInterrupt)
+                            else "failed", exception)
+
+    # -- epochs and batches --------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        epoch = trainer.current_epoch
+        self.session.open("epoch", f"epoch {epoch}", "epoch", index=epoch)
+        if self._unit == "epoch":
+            self.session.begin_units()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.close("epoch")
+        if self._unit == "epoch":
+            self.session.unit_done()
+        row = self.session.log_row()
+        if row:
+            pl_module.log_dict({f"{k}_epoch": v for k, v in row.items()}, on_step=False,
+                               on_epoch=True, logger=True, batch_size=1)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+                             ) -> None:
+        if self._unit == "step":
+            self.session.begin_units()
+        self.session.begin_step(self._batches, batch=batch_idx, epoch=trainer.current_epoch)
+        self.session.count(count_samples(batch), count_tokens(batch))
+        self._batches += 1
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.session.end_step()
+        if self._unit == "step" and trainer.global_step > self._last_global_step:
+            self.session.unit_done()   # an optimizer step (after gradient accumulation)
+        self._last_global_step = trainer.global_step
+        if _should_update_logs(trainer, self._batches):
+            row = self.session.log_row()
+            if row:
+                pl_module.log_dict(row, on_step=True, on_epoch=False, logger=True,
+                                   batch_size=1)
+
+    # -- validation ----------------------------------------------------------------------------
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        sanity = bool(getattr(trainer, "sanity_checking", False))
+        self.session.open("eval", "sanity check" if sanity else "validation", "eval",
+                          **({"sanity": True} if sanity else {}))
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.close("eval")
+
+
+def _should_update_logs(trainer: Any, batches: int) -> bool:
+    """Whether Lightning writes step logs after this batch (as its own callbacks ask)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    if connector is not None and hasattr(connector, "should_update_logs"):
+        return bool(connector.should_update_logs)
+    every = getattr(trainer, "log_every_n_steps", 50) or 0
+    return every > 0 and batches % every == 0
+
+
+_classes: dict[str, type] = {}
+
+
+def callback_class(package: str = "lightning") -> type:
+    """The EnergyCallback class for `package` ("lightning" or "pytorch_lightning")."""
+    if package not in PACKAGES:
+        raise ValueError(f"package must be one of {', '.join(PACKAGES)}, got {package!r}")
+    if package not in _classes:
+        module = importlib.import_module("lightning.pytorch" if package == "lightning"
+                                         else "pytorch_lightning")
+        _classes[package] = type("EnergyCallback", (_EnergyHooks, module.Callback),
+                                 {"__module__": __name__, "__doc__": _EnergyHooks.__doc__,
+                                  "__qualname__": "EnergyCallback"})
+    return _classes[package]
+
+
+def _default_package() -> str:
+    for package in PACKAGES:
+        try:
+            importlib.import_module("lightning.pytorch" if package == "lightning" else package)
+            return package
+        except ImportError:
+            continue
+    raise ImportError("integrations.lightning needs `lightning` or `pytorch_lightning`: "
+                      "pip install 'energy-tracker[lightning]'")
+
+
+EnergyCallback = callback_class(_default_package())
+PLEnergyCallback: type   # the pytorch_lightning class, built on first access (__getattr__)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PLEnergyCallback":   # imported only when asked for
+        return callback_class("pytorch_lightning")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["EnergyCallback", "PLEnergyCallback", "callback_class"]
