@@ -85,9 +85,12 @@ class TrainingSession:
         made = [p for p in (self.first_projection, self.projection) if p is not None]
         if len(made) == 2 and made[0].units_done == made[1].units_done:
             made.pop()
-        until = measured_until(run)
-        for p in made:   # the curve up to the last reading: stop() adds the final one
-            run.notes.append(compare(p, run.energy_j(0.0, until), at_s=until))
+
+        def note_projections(t_end: float) -> None:  # after the final reading, inside stop()
+            for p in made:
+                run.notes.append(compare(p, run.energy_j(0.0, t_end), at_s=t_end))
+
+        run.on_stop(note_projections)
         self.summary = run.stop(status)
         return self.summary
 

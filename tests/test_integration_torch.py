@@ -93,9 +93,10 @@ def test_plain_loop_windows_are_exact(tmp_path, fake_gpu):
     for w in wins:
         assert w["energy_j"] > 0
         assert w["energy_j"] == pytest.approx(WATTS * w["duration_s"], rel=1e-9)
-    # the run total is 200 W over the time the GPU was read (first to last reading)
+    # the run total is 200 W over the time the GPU was read (first to last reading), to the
+    # counter's 1 mJ resolution (readings are logged in mJ, as NVML reports them)
     t, _ = run.devices[0].curve.points()
-    assert summary.energy_j == pytest.approx(WATTS * (t[-1] - t[0]), rel=1e-9)
+    assert summary.energy_j == pytest.approx(WATTS * (t[-1] - t[0]), abs=1e-3)
     # steps + gaps = total; step groups hold every step's energy and its J/sample, J/token
     step_j = sum(w["energy_j"] for w in steps)
     edges = [0.0] + [x for w in steps for x in (w["start_s"], w["end_s"])] + [summary.duration_s]

@@ -143,6 +143,7 @@ class Tracker:
         self._sampler: Optional[Sampler] = None
         self._last_summary_write = 0.0
         self._extra_windows: list[WindowEnergy] = []
+        self._stop_hooks: list[Callable[[float], None]] = []
         self.clock: Callable[[], float] = monotonic_clock(time.monotonic())
         self.joined = False
         self.start_wall = 0.0
@@ -256,6 +257,11 @@ class Tracker:
         t_end = getattr(self._sampler, "last_tick_t", None) or self.clock()
         while self._open:
             self._close_window(self._open[-1], t_end)
+        for hook in self._stop_hooks:
+            try:
+                hook(t_end)
+            except Exception as e:  # an integration's bug must not lose the summary
+                log.warning("energy-tracker: stop hook failed: %s", e)
         if self._live is not None:
             self._live.stop()
         self._drain_marks()
@@ -415,6 +421,29 @@ class Tracker:
         t1 = self.clock() if t1 is None else t1
         t0 = 0.0 if t0 is None else t0
         return sum(d.curve.energy_between(t0, t1) for d in self.devices if not d.curve.empty)
+
+    def measured_until(self) -> float:
+        """Run time (s) up to which every measured device has readings. E(t) is flat past a
+        device's last reading, so rates up to `clock()` would read low."""
+        ends = [d.curve.end for d in self.devices if not d.curve.empty]
+        now = self.clock()
+        return min(min(ends), now) if ends else now
+
+    def emissions_kg(self, t0: float = 0.0, t1: Optional[float] = None) -> float:
+        """CO2e (kg) of the facility energy between two run times, with live intensity periods
+        when a live provider is on, else the run's grid factor."""
+        from .carbon import account_emissions
+
+        t1 = self.measured_until() if t1 is None else t1
+        periods = self._live.periods() if self._live is not None else None
+        return account_emissions(lambda wall: self.pue * self.energy_j(0.0, wall - self.start_wall),
+                                 self.start_wall + t0, self.start_wall + t1, self.factor,
+                                 periods or None).emissions_g / 1000.0
+
+    def on_stop(self, hook: Callable[[float], None]) -> None:
+        """Call `hook(t_end)` inside stop(), after the final reading and before the summary is
+        built (e.g. to note a projection against the final energy in `notes`)."""
+        self._stop_hooks.append(hook)
 
     # -- internals -----------------------------------------------------------------------------
     def _discover(self) -> tuple[list[Sensor], list[str]]:

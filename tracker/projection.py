@@ -172,7 +172,7 @@ class LogMetrics:
         energy = self.run.energy_j(0.0, t)
         d_e, d_t = energy - self._last_e, t - self._last_t
         out = {"energy_kwh": energy / J_PER_KWH,
-               "emissions_kg": emissions_kg(energy, self.run)}
+               "emissions_kg": self.run.emissions_kg(0.0, t)}
         if d_t > 0:   # no reading since the previous row: rates wait for the next one
             out["power_w"] = d_e / d_t
             if self._samples:
@@ -189,11 +189,9 @@ class LogMetrics:
 
 
 def measured_until(run: Any) -> float:
-    """Run time (s) up to which every measured device has readings (the sampler reads every
-    0.1-1 s, so E(t) is flat past it): rates over [.., now] would be biased low."""
-    ends = [d.curve.end for d in run.devices if not d.curve.empty]
-    now = run.clock()
-    return min(min(ends), now) if ends else now
+    """Run time (s) up to which every measured device has readings (see
+    `Tracker.measured_until`)."""
+    return run.measured_until()
 
 
 def emissions_kg(energy_j: float, run: Any) -> float:
