@@ -86,8 +86,8 @@ def test_gpu_without_counter_is_sampled(fake_old_gpu, tmp_path):
 
 
 def test_two_gpus_are_summed_and_named(fake_nvml, tmp_path):
-    fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0)),
-              FakeGPU(uuid=UUIDS[1], profile=Constant(100.0)))
+    nvml = fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0)),
+                     FakeGPU(uuid=UUIDS[1], profile=Constant(100.0)))
 
     with track("pair", output_dir=tmp_path, **FAST) as run:
         time.sleep(0.5)
@@ -99,6 +99,9 @@ def test_two_gpus_are_summed_and_named(fake_nvml, tmp_path):
     assert gpu1.mean_power_w == pytest.approx(100.0, rel=0.005)
     assert summary.components["gpu"].energy_j == pytest.approx(gpu0.energy_j + gpu1.energy_j)
     assert summary.components["gpu"].devices == ("gpu0", "gpu1")
+    # NVML is initialised once for both GPUs and shut down once at stop, not once per GPU
+    # (an extra shutdown would end NVML for the rest of the process too).
+    assert nvml.calls["nvmlInit"] == 1 and nvml.calls["nvmlShutdown"] == 1
 
 
 def test_cuda_visible_devices_limits_what_the_run_measures(fake_nvml, tmp_path, monkeypatch):

@@ -257,6 +257,7 @@ class Tracker:
         t_end = getattr(self._sampler, "last_tick_t", None) or self.clock()
         while self._open:
             self._close_window(self._open[-1], t_end)
+        self._close_sensors()
         for hook in self._stop_hooks:
             try:
                 hook(t_end)
@@ -492,6 +493,14 @@ class Tracker:
     def _on_intensity(self, period: Any) -> None:
         if self._log is not None:
             self._log.append({"t": round(self.clock(), 6), "intensity": period.to_dict()})
+
+    def _close_sensors(self) -> None:
+        """Release sensor handles (files, NVML) once the final reading is taken."""
+        for d in self.devices:
+            try:
+                d.sensor.close()
+            except Exception as e:
+                log.debug("energy-tracker: closing %s: %s", d.sensor.name, e)
 
     def _merge_joined_marks(self) -> None:
         """Windows that processes joined to this run (callbacks in the child) recorded."""

@@ -78,7 +78,7 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
     else:
         steps = step_summary([window_energy(w, devices, t_end, None).to_dict()
                               for w in windows if w.kind == "step"])
-    degraded = [f"{d.name}: {e}" for d in devs for e in d.errors]
+    degraded = [e if e.startswith(d.name) else f"{d.name}: {e}" for d in devs for e in d.errors]
     facility = None if it_j is None else it_j * pue
     emissions_kg = None if emissions is None else emissions.emissions_g / 1000.0
     carbon = {} if emissions is None else emissions.to_dict()

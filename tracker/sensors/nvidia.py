@@ -12,6 +12,7 @@ average) and reads the counter only at a lower cadence, at window edges and at s
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -57,12 +58,30 @@ class _Target:
     note: str = ""
 
 
+class NvmlSession:
+    """One nvmlInit shared by the GPUs it found; released once, when the last GPU closes.
+    NVML counts inits per process, so shutting down more than once would also end NVML for
+    anything else in the process that uses it (the training framework, say)."""
+
+    def __init__(self, nvml: Any, users: int = 0):
+        self.nvml = nvml
+        self.users = users
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            self.users -= 1
+            if self.users == 0:
+                shutdown_nvml(self.nvml)
+
+
 class NvidiaGPU(Sensor):
     """One physical NVIDIA GPU. Energy from the NVML counter when supported, else sampled power."""
 
     def __init__(self, nvml: Any, handle: Any, index: int, *, note: str = "",
-                 counter_interval_s: float = 1.0):
+                 counter_interval_s: float = 1.0, session: Optional[NvmlSession] = None):
         self._nvml = nvml
+        self._session = session
         self._handle = handle
         self.index = index
         model = _text(nvml.nvmlDeviceGetName(handle))
@@ -91,6 +110,11 @@ class NvidiaGPU(Sensor):
             details["note"] = note
         self.info = SensorInfo(name=f"gpu{index}", component="gpu", method=method,
                                description=f"{model} ({how})", details=details)
+
+    def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.release()
 
     # -- capability probes (at construction, so the summary can say what is used) --------------
     def _probe_counter(self) -> bool:
@@ -250,12 +274,16 @@ def discover_gpus(gpus: Optional[Sequence[GpuSpec]] = None, *, nvml: Any = None,
         if count == 0:
             notes.append("NVML found no NVIDIA GPU: GPUs are not measured.")
         sensors: list[Sensor] = []
+        session = NvmlSession(nvml)
         for t in targets:
             try:
                 sensors.append(NvidiaGPU(nvml, t.handle, t.index, note=t.note,
-                                         counter_interval_s=counter_interval_s))
+                                         counter_interval_s=counter_interval_s, session=session))
             except SensorUnavailable as e:
                 notes.append(f"GPU {t.index} not measured: {e}.")
+        session.users = len(sensors)
+        if not sensors:
+            shutdown_nvml(nvml)
         return Discovery(sensors, notes)
     except ConfigError:
         raise
