@@ -288,3 +288,14 @@ def fake_old_gpu(fake_nvml: Callable[..., FakeNVML]) -> FakeGPU:
                   has_counter=False, has_instant=False, power_limit_w=300.0)
     fake_nvml(gpu)
     return gpu
+
+
+@pytest.fixture
+def fake_gpu() -> list:
+    """Sensors for one GPU drawing a constant 200 W with no energy counter (like a pre-Volta
+    GPU), so the curve is the exact integral of the power; pass as `sensors=` to a tracker."""
+    from tracker.sensors.nvidia import discover_gpus
+
+    gpu = FakeGPU(name="Fake GPU 200 W", uuid=UUIDS[0], profile=Constant(200.0),
+                  has_counter=False, has_instant=False, power_limit_w=300.0)
+    return discover_gpus(nvml=FakeNVML([gpu]), env={}).sensors

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -18,52 +17,9 @@ transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
 from integrations.huggingface import EnergyCallback  # noqa: E402
-from tracker.sensors.nvidia import discover_gpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WATTS = 200.0
-
-
-class FakeNVML:
-    """The pynvml calls the GPU sensor makes, for one GPU drawing a constant `watts`; no energy
-    counter (like a pre-Volta GPU), so the curve is the integral of the power: exact."""
-
-    def __init__(self, watts: float = WATTS):
-        self.watts = watts
-
-    def nvmlInit(self) -> None: ...
-    def nvmlShutdown(self) -> None: ...
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetName(self, h: int) -> str:
-        return "Fake GPU 200 W"
-
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return f"GPU-fake-{h}"
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "fake"
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
-        return 300_000
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
-        raise RuntimeError("Not Supported")
-
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
-        return int(self.watts * 1000)
-
-    def nvmlDeviceGetFieldValues(self, h: int, fields: list[int]) -> list[SimpleNamespace]:
-        return [SimpleNamespace(nvmlReturn=3, value=None) for _ in fields]  # not supported
-
-
-@pytest.fixture
-def fake_gpu():
-    return discover_gpus(nvml=FakeNVML(), env={}).sensors
 
 
 @pytest.fixture
