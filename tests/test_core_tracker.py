@@ -17,6 +17,7 @@ from conftest import UUIDS, Constant, FakeGPU
 
 from tracker import ConfigError, UnknownRegionError, track
 from tracker.carbon import resolve_factor
+from tracker.rebuild import rebuild_summary
 
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)
 
@@ -446,3 +447,19 @@ def test_unknown_explicit_gpu_is_a_config_error_at_construction(fake_nvml, tmp_p
 
     with pytest.raises(ConfigError, match="'5' matches no NVIDIA GPU"):
         track("bad", gpus=[5], output_dir=tmp_path, **FAST)
+
+
+def test_summary_rebuilt_from_the_files_equals_the_live_one(fake_h100, tmp_path):
+    with track("rebuild", output_dir=tmp_path, **FAST) as run, run.window("train"):
+        for _ in run.steps(range(40), samples=lambda b: 2):
+            time.sleep(0.005)
+    live = run.summary
+    rebuilt = rebuild_summary(run.run_dir)
+
+    assert rebuilt.status == "finished"
+    assert rebuilt.energy_j == pytest.approx(live.energy_j, rel=1e-12)
+    assert rebuilt.steps["count"] == live.steps["count"] == 40
+    assert rebuilt.steps["energy_j_in_steps"] == pytest.approx(live.steps["energy_j_in_steps"],
+                                                               rel=1e-9)
+    assert [w.name for w in rebuilt.windows] == [w.name for w in live.windows] == ["train"]
+    assert rebuilt.windows[0].energy_j == pytest.approx(live.windows[0].energy_j, rel=1e-12)

@@ -134,6 +134,7 @@ class Tracker:
         self._steps = StepTable()               # closed steps, compact
         self._open: list[Window] = []          # stack of open windows (nesting)
         self._pending_marks: deque[dict[str, Any]] = deque()
+        self._pending_steps: deque[tuple[Any, ...]] = deque()  # runlog.STEP_COLUMNS
         self._next_window_id = 0
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()
@@ -254,7 +255,7 @@ class Tracker:
                               "(a hung driver?); the summary uses the data up to then")
         # The run ends at the final reading (not at the last device reading: a lost GPU's
         # curve ends early, and its missing energy is reported, not the run shortened).
-        t_end = getattr(self._sampler, "last_tick_t", None) or self.clock()
+        t_end = round(getattr(self._sampler, "last_tick_t", None) or self.clock(), 6)
         while self._open:
             self._close_window(self._open[-1], t_end)
         self._close_sensors()
@@ -337,7 +338,7 @@ class Tracker:
                      parent: Optional[Window] = None, **attrs: Any) -> Window:
         """Open a window now. `anchor` (default: True except for steps) asks the sampler for an
         immediate counter read so the edge is exact; steps are interpolated instead."""
-        t = self.clock()
+        t = round(self.clock(), 6)  # as logged, so rebuilt windows equal live ones
         with self._lock:
             if self._state != "running":
                 raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
@@ -347,16 +348,17 @@ class Tracker:
             self._next_window_id += 1
             self._windows.append(w)
             self._open.append(w)
-        self._pending_marks.append(w.mark("start", t))
+        if kind != "step":  # steps are logged once, closed, in batches (see _drain_marks)
+            self._pending_marks.append(w.mark("start", t))
         if anchor if anchor is not None else kind != "step":
             self._sampler.request_anchor()  # type: ignore[union-attr]
         return w
 
     def end_window(self, w: Window, *, anchor: Optional[bool] = None, **attrs: Any) -> None:
+        t = round(self.clock(), 6)
         if w.t_end is not None:
             return
         w.attrs.update(attrs)
-        t = self.clock()
         with self._lock:
             self._close_window(w, t)
         if self._sampler is not None and (anchor if anchor is not None else w.kind != "step"):
@@ -368,13 +370,18 @@ class Tracker:
             self._open.pop()
         elif w in self._open:
             self._open.remove(w)
-        self._pending_marks.append(w.mark("end", t))
-        if w.kind == "step":
-            self._steps.add(w)
-            if self._windows and self._windows[-1] is w:
-                self._windows.pop()
-            else:
-                self._windows.remove(w)
+        if w.kind != "step":
+            self._pending_marks.append(w.mark("end", t))
+            return
+        self._steps.add(w)
+        a = w.attrs
+        self._pending_steps.append((w.id, -1 if w.parent is None else w.parent,
+                                    round(w.t_start, 6), round(t, 6), a.get("index", -1),
+                                    a.get("samples", 0), a.get("tokens", 0)))
+        if self._windows and self._windows[-1] is w:
+            self._windows.pop()
+        else:
+            self._windows.remove(w)
 
     def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
         """Iterate epochs, each in an "epoch" window."""
@@ -504,23 +511,29 @@ class Tracker:
 
     def _merge_joined_marks(self) -> None:
         """Windows that processes joined to this run (callbacks in the child) recorded."""
-        from .rebuild import apply_mark
+        from .rebuild import apply_window_record
         from .runlog import read_joined_marks
 
         assert self.run_dir is not None
         by_id = {w.id: w for w in self._windows}
+        known = set(by_id)
         for rec in read_joined_marks(self.run_dir):
-            if "mark" in rec:
-                w = apply_mark(by_id, rec["mark"], float(rec["t"]))
-                if w is not None and w not in self._windows:
-                    self._windows.append(w)
+            apply_window_record(by_id, rec)
+        self._windows += [w for i, w in by_id.items() if i not in known]
 
     def _drain_marks(self) -> None:
+        """Move pending window marks to the log (sampler thread). Closed steps go in one record
+        per tick: a JSON line per step edge would cost the training thread GIL time."""
         log_ = self._log
         while self._pending_marks:
             rec = self._pending_marks.popleft()
             if log_ is not None:
                 log_.append(rec)
+        steps = []
+        while self._pending_steps:
+            steps.append(self._pending_steps.popleft())
+        if steps and log_ is not None:
+            log_.append({"t": steps[-1][3], "steps": steps})
 
     def _after_tick(self, record: dict[str, Any], t: float) -> None:
         """Runs on the sampler thread: log the readings and marks, refresh summary.json."""

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ConfigError
-from .runlog import MANIFEST, SAMPLES, SUMMARY, read_joined_marks, read_json, read_samples
+from .runlog import (
+    MANIFEST,
+    SAMPLES,
+    STEP_COLUMNS,
+    SUMMARY,
+    read_joined_marks,
+    read_json,
+    read_samples,
+)
 from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
 from .summary import Summary, Window
@@ -50,15 +58,28 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[DeviceState], list[Win
                 for name, got in rec["d"].items():
                     dev = devices.get(name)
                     if dev is not None:
-                        apply_reading(dev, t, got, final=False)
-            elif "mark" in rec:
-                apply_mark(windows, rec["mark"], t)
+                        apply_reading(dev, t, got, final=bool(rec.get("final")))
+            elif "mark" in rec or "steps" in rec:
+                apply_window_record(windows, rec)
             elif "intensity" in rec:
                 periods.append(IntensityPeriod.from_dict(rec["intensity"]))
     for rec in read_joined_marks(run_dir):
-        if "mark" in rec:
-            apply_mark(windows, rec["mark"], float(rec["t"]))
+        apply_window_record(windows, rec)
     return manifest, list(devices.values()), list(windows.values()), periods, t_last
+
+
+def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None:
+    """Apply a samples.jsonl / marks-*.jsonl record holding a window mark or closed steps."""
+    if "mark" in rec:
+        apply_mark(windows, rec["mark"], float(rec["t"]))
+    for row in rec.get("steps", ()):
+        s = dict(zip(STEP_COLUMNS, row))
+        attrs = {k: s[k] for k in ("index", "samples", "tokens") if s[k] not in (0, -1)}
+        if s["index"] == 0:
+            attrs["index"] = 0
+        windows[s["id"]] = Window(id=s["id"], name=f"step {s['index']}", kind="step",
+                                  parent=None if s["parent"] < 0 else s["parent"],
+                                  t_start=s["t_start"], t_end=s["t_end"], attrs=attrs)
 
 
 def apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> Optional[Window]:

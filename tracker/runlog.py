@@ -28,6 +28,9 @@ SUMMARY = "summary.json"
 MANIFEST = "run.json"
 EMISSIONS_CSV = "emissions.csv"
 FLUSH_EVERY_S = 0.5
+# Closed steps are logged in batches: {"t": ..., "steps": [[id, parent, t_start, t_end, index,
+# samples, tokens], ...]} (parent -1: none; index -1: unknown; 0 samples/tokens: not counted).
+STEP_COLUMNS = ("id", "parent", "t_start", "t_end", "index", "samples", "tokens")
 
 # Same names and meanings as CodeCarbon's emissions.csv where they overlap (energies in kWh,
 # powers in W, emissions in kg CO2e, duration in s); ours follow after `pue`.

@@ -97,7 +97,7 @@ class Sampling:
                 apply_reading(dev, t, got, final=final)
                 got["j"] = round(dev.curve.total_j, 3)
                 readings[sensor.name] = got
-        return {"t": t, "d": readings}
+        return {"t": t, "d": readings, "final": True} if final else {"t": t, "d": readings}
 
 
 def apply_reading(dev: DeviceState, t: float, got: dict[str, float], *, final: bool) -> None:
