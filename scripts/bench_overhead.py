@@ -4,7 +4,10 @@ Modes, interleaved in rotating order within each repeat so drift hits all equall
   off      - the bare training loop;
   track    - inside `with track()` at the default rate (10 Hz);
   steps    - as `track`, plus a step window per step (`run.steps`), the integrations' path.
-Also times `import tracker` in fresh interpreters. Runs on the GPU if there is one.
+Also: `import tracker` time in fresh interpreters, the CPU the sampler thread takes while the
+training thread sleeps (% of one core), and the cost of one step window on the training thread
+(us) - the last two are stable where step-time medians are noisy (shared 2-core VMs).
+Runs on the GPU if there is one.
 Usage: python scripts/bench_overhead.py [--repeats 7] [--steps 3000] [--json OUT]
 """
 
@@ -25,9 +28,38 @@ def import_time_ms(n: int = 5) -> float:
     return statistics.median(runs)
 
 
+def sampler_cpu_pct(seconds: float = 5.0) -> float:
+    """CPU time the tracker's threads take while the main thread sleeps, in % of one core."""
+    from tracker import track
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with track("idle", output_dir=tmp, emissions_csv=False):
+            c0, w0 = time.process_time(), time.perf_counter()
+            time.sleep(seconds)
+            c1, w1 = time.process_time(), time.perf_counter()
+    return (c1 - c0) / (w1 - w0) * 100
+
+
+def step_window_us(n: int = 100_000) -> float:
+    """Cost of one step window (begin + end) on the training thread, in microseconds."""
+    from tracker import track
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with track("windows", output_dir=tmp, emissions_csv=False) as run:
+            t = time.perf_counter()
+            for _ in run.steps(range(n)):
+                pass
+            with_windows = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(n):
+            pass
+        bare = time.perf_counter() - t
+    return (with_windows - bare) / n * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -52,34 +84,29 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()  # so the host-side step time is the real step time
 
-    def timed(n: int) -> list[float]:
+    def timed(iterable) -> list[float]:
+        """Time each whole iteration (loop machinery included: step windows cost there)."""
         out = []
-        for _ in range(n):
-            t = time.perf_counter()
+        t = time.perf_counter()
+        for _ in iterable:
             step()
-            out.append(time.perf_counter() - t)
+            now = time.perf_counter()
+            out.append(now - t)
+            t = now
         return out
 
-    def timed_steps(run, n: int) -> list[float]:
-        out = []
-        it = run.steps(range(n))
-        for _ in it:
-            t = time.perf_counter()
-            step()
-            out.append(time.perf_counter() - t)
-        return out
-
-    timed(30)  # warm-up
+    timed(range(30))  # warm-up
     tmp = tempfile.mkdtemp()
     medians: dict[str, list[float]] = {"off": [], "track": [], "steps": []}
     modes = list(medians)
     for r in range(args.repeats):
         for mode in modes[r % 3:] + modes[: r % 3]:
             if mode == "off":
-                times = timed(args.steps)
+                times = timed(range(args.steps))
             else:
                 with track("bench", output_dir=tmp, emissions_csv=False) as run:
-                    times = timed(args.steps) if mode == "track" else timed_steps(run, args.steps)
+                    times = timed(range(args.steps) if mode == "track"
+                                  else run.steps(range(args.steps)))
             medians[mode].append(statistics.median(times))
     base = statistics.median(medians["off"])
     result = {
@@ -87,8 +114,11 @@ def main() -> None:
         "step_ms_median": {k: statistics.median(v) * 1000 for k, v in medians.items()},
         "slowdown_pct": {k: (statistics.median(v) / base - 1) * 100
                          for k, v in medians.items() if k != "off"},
+        "per_repeat_ms": {k: [round(x * 1000, 4) for x in v] for k, v in medians.items()},
         "repeats": args.repeats, "steps_per_repeat": args.steps,
         "import_tracker_ms": import_time_ms(),
+        "sampler_cpu_pct_of_one_core": sampler_cpu_pct(),
+        "step_window_us": step_window_us(),
     }
     print(json.dumps(result, indent=2))
     if args.json:

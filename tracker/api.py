@@ -135,6 +135,7 @@ class Tracker:
         self._open: list[Window] = []          # stack of open windows (nesting)
         self._pending_marks: deque[dict[str, Any]] = deque()
         self._pending_steps: deque[tuple[Any, ...]] = deque()  # runlog.STEP_COLUMNS
+        self._open_steps: dict[int, Window] = {}
         self._next_window_id = 0
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()
@@ -256,6 +257,8 @@ class Tracker:
         # The run ends at the final reading (not at the last device reading: a lost GPU's
         # curve ends early, and its missing energy is reported, not the run shortened).
         t_end = round(getattr(self._sampler, "last_tick_t", None) or self.clock(), 6)
+        for step in list(self._open_steps.values()):
+            self._close_window(step, t_end)
         while self._open:
             self._close_window(self._open[-1], t_end)
         self._close_sensors()
@@ -344,13 +347,21 @@ class Tracker:
                 raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
             parent = parent if parent is not None else (self._open[-1] if self._open else None)
             w = Window(id=self._next_window_id, name=str(name), kind=kind,
-                       parent=parent.id if parent else None, t_start=t, attrs=dict(attrs))
+                       parent=parent.id if parent else None, t_start=t, attrs=attrs)
             self._next_window_id += 1
-            self._windows.append(w)
-            self._open.append(w)
-        if kind != "step":  # steps are logged once, closed, in batches (see _drain_marks)
-            self._pending_marks.append(w.mark("start", t))
-        if anchor if anchor is not None else kind != "step":
+            if kind == "step":
+                # The hot path: a step is only remembered as open; the sampler thread logs and
+                # stores it once closed (see _drain_marks).
+                self._open_steps[w.id] = w
+            else:
+                self._windows.append(w)
+                self._open.append(w)
+        if kind == "step":
+            if anchor:
+                self._sampler.request_anchor()  # type: ignore[union-attr]
+            return w
+        self._pending_marks.append(w.mark("start", t))
+        if anchor is None or anchor:
             self._sampler.request_anchor()  # type: ignore[union-attr]
         return w
 
@@ -366,22 +377,18 @@ class Tracker:
 
     def _close_window(self, w: Window, t: float) -> None:
         w.t_end = t
+        if w.kind == "step":
+            self._open_steps.pop(w.id, None)
+            a = w.attrs
+            self._pending_steps.append((w.id, -1 if w.parent is None else w.parent, w.t_start,
+                                        t, a.get("index", -1), a.get("samples", 0),
+                                        a.get("tokens", 0)))
+            return
         if self._open and self._open[-1] is w:
             self._open.pop()
         elif w in self._open:
             self._open.remove(w)
-        if w.kind != "step":
-            self._pending_marks.append(w.mark("end", t))
-            return
-        self._steps.add(w)
-        a = w.attrs
-        self._pending_steps.append((w.id, -1 if w.parent is None else w.parent,
-                                    round(w.t_start, 6), round(t, 6), a.get("index", -1),
-                                    a.get("samples", 0), a.get("tokens", 0)))
-        if self._windows and self._windows[-1] is w:
-            self._windows.pop()
-        else:
-            self._windows.remove(w)
+        self._pending_marks.append(w.mark("end", t))
 
     def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
         """Iterate epochs, each in an "epoch" window."""
@@ -532,8 +539,12 @@ class Tracker:
         steps = []
         while self._pending_steps:
             steps.append(self._pending_steps.popleft())
-        if steps and log_ is not None:
-            log_.append({"t": steps[-1][3], "steps": steps})
+        if steps:
+            with self._lock:
+                for row in steps:
+                    self._steps.add(row)
+            if log_ is not None:
+                log_.append({"t": steps[-1][3], "steps": steps})
 
     def _after_tick(self, record: dict[str, Any], t: float) -> None:
         """Runs on the sampler thread: log the readings and marks, refresh summary.json."""
@@ -558,7 +569,8 @@ class Tracker:
             windows = list(self._windows)
             if status != "running":
                 windows += self._steps.windows()
-            n_closed_steps = len(self._steps)
+            n_closed_steps = (len(self._steps) + len(self._pending_steps)
+                              + len(self._open_steps))
         notes = list(self.notes)
         if self._sampler is not None:
             notes += [f"sampler: {e}" for e in self._sampler.callback_errors]

@@ -54,14 +54,17 @@ class StepTable:
     def __len__(self) -> int:
         return len(self._id)
 
-    def add(self, w: Window) -> None:
-        self._id.append(w.id)
-        self._parent.append(-1 if w.parent is None else w.parent)
-        self._index.append(int(w.attrs.get("index", len(self._id) - 1)))
-        self._samples.append(int(w.attrs.get("samples", 0)))
-        self._tokens.append(int(w.attrs.get("tokens", 0)))
-        self._t0.append(w.t_start)
-        self._t1.append(w.t_end if w.t_end is not None else w.t_start)
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Add a closed step: (id, parent or -1, t_start, t_end, index, samples, tokens)."""
+        wid, parent, t0, t1, index, samples, tokens = row
+        self._id.append(wid)
+        self._parent.append(parent)
+        self._index.append(int(index) if index is not None and index >= 0
+                           else len(self._id) - 1)
+        self._samples.append(int(samples or 0))
+        self._tokens.append(int(tokens or 0))
+        self._t0.append(t0)
+        self._t1.append(t1)
 
     def windows(self) -> list[Window]:
         """The steps as Window objects again (at stop, for the final summary)."""
