@@ -32,11 +32,11 @@ def sampler_cpu_pct(seconds: float = 5.0) -> float:
     """CPU time the tracker's threads take while the main thread sleeps, in % of one core."""
     from tracker import track
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with track("idle", output_dir=tmp, emissions_csv=False):
-            c0, w0 = time.process_time(), time.perf_counter()
-            time.sleep(seconds)
-            c1, w1 = time.process_time(), time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, track("idle", output_dir=tmp,
+                                                     emissions_csv=False):
+        c0, w0 = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        c1, w1 = time.process_time(), time.perf_counter()
     return (c1 - c0) / (w1 - w0) * 100
 
 
