@@ -117,11 +117,13 @@ class Tracker:
         self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
                                  base_url=intensity_base_url)
         # Validate the provider now; the thread starts with the run.
-        self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
         self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
                                 or DEFAULT_OUTPUT_DIR)
         self._explicit_run_dir = Path(run_dir) if run_dir is not None else None
         _check_writable(self._explicit_run_dir or self.output_root)
+        # Last good live values are cached under the output root (never the token).
+        self._live_kwargs["cache_dir"] = self.output_root / ".intensity-cache"
+        self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
         self.emissions_csv = emissions_csv
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
@@ -190,7 +192,7 @@ class Tracker:
         self._sampler.start()
         self._log.write_manifest(self._manifest(origin))
         if self._live is not None:
-            self._live.start()
+            self._live.start(start_wall=self.start_wall)
         self._write_summary(self.clock(), status="running")
         atexit.register(self._stop_at_exit)
         return self

@@ -298,12 +298,13 @@ class LiveIntensity:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> LiveIntensity:
-        """Start polling on a daemon thread; returns at once."""
+    def start(self, start_wall: Optional[float] = None) -> LiveIntensity:
+        """Start polling on a daemon thread; returns at once. `start_wall` (Unix s): when the
+        tracked run began, so the first value fetched covers it from its very start."""
         with self._lock:
             if self._thread is not None:
                 return self
-            self._start_wall = self._clock()
+            self._start_wall = self._clock() if start_wall is None else start_wall
             self._session = requests.Session()
             self._thread = threading.Thread(
                 target=self._run, name=f"energy-tracker-live-{self.provider}", daemon=True
