@@ -54,3 +54,29 @@ def test_live_periods_are_logged_and_rebuilt(fake_h100, tmp_path, httpserver):
                                                  rel=1e-6)
     rebuilt = rebuild_summary(run.run_dir)
     assert rebuilt.emissions_kg == pytest.approx(summary.emissions_kg, rel=1e-9)
+
+
+def test_prometheus_endpoint_serves_the_run(fake_h100, tmp_path):
+    import socket
+
+    import requests
+
+    pytest.importorskip("prometheus_client")
+    with socket.socket() as s:  # a free loopback port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with track("prom", region="FR", prometheus_port=port, output_dir=tmp_path, cpu=False,
+               ram=False, rate_hz=50) as run:
+        time.sleep(0.6)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        until = run.measured_until()
+        expected = run.devices[0].curve.energy_at(until)
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith("energy_tracker_energy_joules_total{") and 'device="gpu0"' in ln)
+    assert 'method="counter"' in line and 'component="gpu"' in line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(expected, rel=0.05)
+    assert 'energy_tracker_grid_gco2_per_kwh{' in text and 'region="FR"' in text
+    power = next(ln for ln in text.splitlines() if ln.startswith("energy_tracker_power_watts{"))
+    assert float(power.rsplit(" ", 1)[1]) == pytest.approx(300.0, rel=0.02)
+    with pytest.raises(requests.ConnectionError):  # the endpoint closes with the run
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)

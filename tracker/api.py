@@ -70,6 +70,8 @@ class Tracker:
         output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
         summary_every_s: how often summary.json is rewritten while running (default 10 s).
         emissions_csv: append a row to <output_dir>/emissions.csv at stop (default True).
+        prometheus_port: serve Prometheus metrics on 127.0.0.1:PORT while running (needs the
+            `prometheus` extra).
     """
 
     def __init__(self, name: str = "run", *, region: Optional[str] = None,
@@ -82,6 +84,7 @@ class Tracker:
                  output_dir: Union[str, os.PathLike, None] = None,
                  run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
                  emissions_csv: bool = True, sensors: Optional[Sequence[Sensor]] = None,
+                 prometheus_port: Optional[int] = None,
                  powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
         from .carbon import make_live_intensity, resolve_factor
 
@@ -125,6 +128,11 @@ class Tracker:
         self._live_kwargs["cache_dir"] = self.output_root / ".intensity-cache"
         self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
         self.emissions_csv = emissions_csv
+        if prometheus_port is not None and not (isinstance(prometheus_port, int)
+                                                and 0 <= prometheus_port < 65536):
+            raise ConfigError(f"prometheus_port must be a TCP port number, got {prometheus_port!r}")
+        self.prometheus_port = prometheus_port
+        self._metrics_server: Any = None
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
 
@@ -194,6 +202,13 @@ class Tracker:
         if self._live is not None:
             self._live.start(start_wall=self.start_wall)
         self._write_summary(self.clock(), status="running")
+        if self.prometheus_port is not None:
+            from .prometheus import serve
+            try:
+                self._metrics_server = serve(self, self.prometheus_port)
+            except ConfigError as e:  # the run goes on; the endpoint is what failed
+                self.notes.append(f"Prometheus endpoint not started: {e}")
+                log.warning("energy-tracker: %s", e)
         atexit.register(self._stop_at_exit)
         return self
 
@@ -264,6 +279,9 @@ class Tracker:
         while self._open:
             self._close_window(self._open[-1], t_end)
         self._close_sensors()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         for hook in self._stop_hooks:
             try:
                 hook(t_end)
@@ -325,6 +343,7 @@ class Tracker:
                    intensity_base_url=self._live_kwargs["base_url"],
                    output_dir=self.output_root, run_dir=self._explicit_run_dir,
                    emissions_csv=self.emissions_csv, sensors=self._given_sensors,
+                   prometheus_port=self.prometheus_port,
                    powercap_root=self.powercap_root)
         cfg["pue"] = None if self.pue_source != "user" else self.pue
         return Tracker(self.name, **cfg)

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output-dir", default=None, help="root of run dirs (default ./energy-runs)")
     r.add_argument("--cpu-tdp", type=float, default=None, help="CPU TDP in W for the CPU model")
     r.add_argument("--no-status", action="store_true", help="no live status line")
+    r.add_argument("--prometheus-port", type=int, default=None,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT while running")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command to run")
     r.set_defaults(func=cmd_run)
 
@@ -108,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker = Tracker(args.name or script or Path(cmd[0]).name, region=args.region,
                       gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
                       pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
-                      cpu_tdp_w=args.cpu_tdp)
+                      cpu_tdp_w=args.cpu_tdp, prometheus_port=args.prometheus_port)
     tracker.start()
     env = dict(os.environ)
     env[ENV_RUN_DIR] = str(tracker.run_dir)

@@ -1,0 +1,69 @@
+"""Prometheus metrics of a running tracker (optional: `pip install energy-tracker[prometheus]`).
+
+Metrics are computed when Prometheus scrapes, from the tracker's curves: nothing is added to the
+sampler's work. The server listens on 127.0.0.1 unless another address is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import ConfigError
+
+
+def serve(tracker: Any, port: int, addr: str = "127.0.0.1") -> Any:
+    """Start an HTTP endpoint with `tracker`'s metrics; returns the server (call .shutdown())."""
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError as e:
+        raise ConfigError("prometheus_port= needs prometheus-client: "
+                          "pip install 'energy-tracker[prometheus]'") from e
+    registry = CollectorRegistry()
+    registry.register(_Collector(tracker))
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:
+        raise ConfigError(f"cannot serve Prometheus metrics on {addr}:{port}: {e.strerror or e}"
+                          ) from e
+    return server
+
+
+class _Collector:
+    """Reads the tracker at scrape time (thread-safe: curves lock their own reads)."""
+
+    def __init__(self, tracker: Any):
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        tr = self.tracker
+        labels = ["run", "device", "component", "method"]
+        energy = CounterMetricFamily("energy_tracker_energy_joules",
+                                     "Energy measured per device since the run started (J)",
+                                     labels=labels)
+        power = GaugeMetricFamily("energy_tracker_power_watts",
+                                  "Mean power per device over the last 2 s (W)", labels=labels)
+        until = tr.measured_until()
+        for d in tr.devices:
+            if d.curve.empty:
+                continue
+            key = [tr.name, d.sensor.name, d.sensor.component, d.sensor.method]
+            energy.add_metric(key, d.curve.energy_at(until))
+            span = min(2.0, until)
+            if span > 0:
+                power.add_metric(key, d.curve.energy_between(until - span, until) / span)
+        yield energy
+        yield power
+        grams = CounterMetricFamily("energy_tracker_emissions_grams",
+                                    "CO2e of the facility energy so far (g)", labels=["run"])
+        grams.add_metric([tr.name], tr.emissions_kg(0.0, until) * 1000.0)
+        yield grams
+        g = tr.factor
+        factor = GaugeMetricFamily("energy_tracker_grid_gco2_per_kwh",
+                                   "Annual grid factor of the run's region (gCO2e/kWh)",
+                                   labels=["run", "region", "source", "year"])
+        factor.add_metric([tr.name, g.region_code, g.source[:80], str(g.year or "")],
+                          g.gco2_per_kwh)
+        yield factor
