@@ -35,7 +35,7 @@ from .errors import ConfigError
 from .runlog import RunLog, append_emissions_row, default_run_dir, write_json_atomic
 from .sampler import DeviceState, Sampler, Sampling, monotonic_clock
 from .sensors.base import Sensor
-from .summary import COMPONENTS, StepTable, Summary, Window, WindowEnergy, utc_iso
+from .summary import COMPONENTS, StepTable, Summary, Window, utc_iso
 from .summary_build import build_summary, emissions_row, step_groups
 
 log = logging.getLogger("tracker")
@@ -116,15 +116,14 @@ class Tracker:
             self.region_note = None
         self.region = region
         self.factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, mix=mix)
-        self._live_spec = live_intensity
         self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
                                  base_url=intensity_base_url)
-        # Validate the provider now; the thread starts with the run.
         self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
                                 or DEFAULT_OUTPUT_DIR)
         self._explicit_run_dir = Path(run_dir) if run_dir is not None else None
         _check_writable(self._explicit_run_dir or self.output_root)
-        # Last good live values are cached under the output root (never the token).
+        # Last good live values are cached under the output root (never the token). The
+        # provider is validated now; its thread starts with the run.
         self._live_kwargs["cache_dir"] = self.output_root / ".intensity-cache"
         self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
         self.emissions_csv = emissions_csv
@@ -154,7 +153,6 @@ class Tracker:
         self._log: Optional[RunLog] = None
         self._sampler: Optional[Sampler] = None
         self._last_summary_write = 0.0
-        self._extra_windows: list[WindowEnergy] = []
         self._stop_hooks: list[Callable[[float], None]] = []
         self.clock: Callable[[], float] = monotonic_clock(time.monotonic())
         self.joined = False
@@ -252,6 +250,7 @@ class Tracker:
         self._sampler = LogFollower(run_dir, self.devices, clock=self.clock,  # type: ignore
                                     after_tick=self._after_tick)
         self._sampler.start()
+        atexit.register(self._stop_at_exit)
         return self
 
     def stop(self, status: str = "finished") -> Summary:
@@ -293,27 +292,27 @@ class Tracker:
         if not self.joined:
             self._merge_joined_marks()
         summary = self._build(t_end, status)
-        if self.joined:
+        if self.joined:  # the parent writes the run's files; ours are only our marks
             self._log.close()
-            self._final = summary
-            with self._lock:
-                self._state = "stopped"
-            return summary
-        try:
-            self._log.write_summary(summary.to_dict())
-            self._write_windows_file(summary, t_end)
-            self._log.close()
-            if self.emissions_csv:
-                append_emissions_row(self.output_root if self._explicit_run_dir is None
-                                     else self.run_dir.parent,  # type: ignore[union-attr]
-                                     emissions_row(summary, self._manifest_cache))
-        except OSError as e:
-            log.error("energy-tracker: could not write the final run files: %s", e)
+        else:
+            self._write_final_files(summary, t_end)
         self._final = summary
         with self._lock:
             self._state = "stopped"
         atexit.unregister(self._stop_at_exit)
         return summary
+
+    def _write_final_files(self, summary: Summary, t_end: float) -> None:
+        assert self._log is not None and self.run_dir is not None
+        try:
+            self._log.write_summary(summary.to_dict())
+            self._write_windows_file(summary, t_end)
+            self._log.close()
+            if self.emissions_csv:
+                root = self.run_dir.parent if self._explicit_run_dir else self.output_root
+                append_emissions_row(root, emissions_row(summary, self._manifest_cache))
+        except OSError as e:  # a full disk must not turn a finished run into a traceback
+            log.error("energy-tracker: could not write the final run files: %s", e)
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -600,7 +599,7 @@ class Tracker:
             t_end=t_end, devices=self.devices, windows=windows, factor=self.factor,
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
-            extra_windows=self._extra_windows, closed_steps=n_closed_steps)
+            closed_steps=n_closed_steps)
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: every window, steps included, with interpolated energies."""

@@ -17,7 +17,6 @@ from .summary import (
     J_PER_KWH,
     Summary,
     Window,
-    WindowEnergy,
     combine,
     device_energy,
     it_energy_at,
@@ -34,7 +33,7 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   devices: Sequence[DeviceState], windows: Sequence[Window], factor: Any,
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
-                  extra_windows: Sequence[WindowEnergy] = (), closed_steps: int = 0) -> Summary:
+                  closed_steps: int = 0) -> Summary:
     """`closed_steps`: steps already closed but not in `windows` (only counted, while running)."""
     from .carbon import account_emissions
 
@@ -70,7 +69,6 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         return pue * (e_it(b) - e_it(a)) / J_PER_KWH * emissions.gco2_per_kwh_effective
 
     wins = [window_energy(w, devices, t_end, window_g) for w in windows if w.kind != "step"]
-    wins += list(extra_windows)
     if status == "running":
         # Live summaries are rewritten every few seconds: keep them O(windows), not O(steps).
         n_steps = closed_steps + sum(1 for w in windows if w.kind == "step")
