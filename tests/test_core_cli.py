@@ -108,6 +108,32 @@ def test_report_of_a_root_lists_its_runs(tmp_path):
     assert "first" in table.stdout and "second" in table.stdout
 
 
+def test_report_compares_the_run_under_other_regions(tmp_path):
+    from tracker.carbon import lookup
+
+    done = energy_tracker("run", "--output-dir", str(tmp_path), "--region", "DE", "--",
+                          sys.executable, "-c", "import time; time.sleep(1.2)")
+    assert done.returncode == 0
+    run_dir = run_dirs(tmp_path)[0]
+
+    out = energy_tracker("report", str(run_dir), "--compare-regions", "FR,PL,US-CA", "--json")
+
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    kwh = data["facility_energy_kwh"]
+    rows = {r["code"]: r for r in data["compare_regions"]}
+    assert set(rows) == {"FR", "PL", "US-CA"}
+    for code, row in rows.items():
+        assert row["emissions_g"] == pytest.approx(kwh * lookup(code).gco2_per_kwh, rel=1e-9)
+    assert rows["FR"]["emissions_g"] < rows["US-CA"]["emissions_g"] < rows["PL"]["emissions_g"]
+    best, worst = (data["compare_extremes"][k] for k in ("cleanest country",
+                                                           "dirtiest country"))
+    assert best["gco2_per_kwh"] <= rows["FR"]["gco2_per_kwh"]
+    assert worst["gco2_per_kwh"] >= rows["PL"]["gco2_per_kwh"]
+    text = energy_tracker("report", str(run_dir), "--compare-regions", "FR,PL").stdout
+    assert "what-if" in text and "Poland" in text and "dirtiest country" in text
+
+
 # -- estimate ------------------------------------------------------------------------------------
 def test_estimate_is_n_times_board_power_times_hours():
     result = energy_tracker("estimate", "--gpus", "8", "--gpu-model", "H100", "--hours", "10",

@@ -197,14 +197,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         data = old  # type: ignore[assignment]
         text = _format_saved(data)
     if args.compare_regions:
-        from .carbon import compare_regions
+        from .carbon import compare_regions, extremes
         codes = [c.strip() for c in args.compare_regions.split(",") if c.strip()]
         kwh = data.get("facility_energy_kwh")
         if kwh is None:
             raise _usage("this run has no measured energy to compare")
         rows = compare_regions(kwh, codes)
-        data = dict(data, compare_regions=rows)
-        text += "\n" + _format_compare(rows, kwh)
+        best, worst = extremes("country")
+        bounds = {label: compare_regions(kwh, [r.code])[0]
+                  for label, r in (("cleanest country", best), ("dirtiest country", worst))}
+        data = dict(data, compare_regions=rows, compare_extremes=bounds)
+        text += "\n" + _format_compare(rows, kwh, bounds)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -221,11 +224,13 @@ def _format_saved(d: dict[str, Any]) -> str:
     return json.dumps(d, indent=2)
 
 
-def _format_compare(rows: list[dict[str, Any]], kwh: float) -> str:
+def _format_compare(rows: list[dict[str, Any]], kwh: float,
+                    bounds: dict[str, dict[str, Any]]) -> str:
     lines = [f"what-if: {kwh:.6f} kWh under other grids (annual factors)"]
-    for r in rows:
+    for label, r in [("", r) for r in rows] + [(f" ({k})", v) for k, v in bounds.items()]:
+        year = r.get("year") or "n/a"
         lines.append(f"  {r.get('code')!s:<22} {r.get('gco2_per_kwh', 0):8.1f} gCO2e/kWh  "
-                     f"{r.get('emissions_g', 0):10.3f} g  {r.get('label') or r.get('name', '')}")
+                     f"{r.get('emissions_g', 0):10.3f} g  {r.get('name', '')}{label}, {year}")
     return "\n".join(lines)
 
 
