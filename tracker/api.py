@@ -119,8 +119,8 @@ class Tracker:
         self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
                                  base_url=intensity_base_url)
         self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
-                                or DEFAULT_OUTPUT_DIR)
-        self._explicit_run_dir = Path(run_dir) if run_dir is not None else None
+                                or DEFAULT_OUTPUT_DIR).absolute()
+        self._explicit_run_dir = Path(run_dir).absolute() if run_dir is not None else None
         _check_writable(self._explicit_run_dir or self.output_root)
         # Last good live values are cached under the output root (never the token). The
         # provider is validated now; its thread starts with the run.
