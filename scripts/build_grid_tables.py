@@ -410,7 +410,8 @@ def build(src: Path, out: Path) -> list[Path]:
     written = []
     for name, (columns, rows) in tables.items():
         path = out / name
-        path.write_text(_csv_text(columns, rows), encoding="utf-8", newline="")
+        with open(path, "w", encoding="utf-8", newline="") as f:  # 3.9: no write_text(newline=)
+            f.write(_csv_text(columns, rows))
         written.append(path)
     sources = out / "SOURCES.md"
     sources.write_text(_sources_md({n: rows for n, (_, rows) in tables.items()}), encoding="utf-8")
