@@ -169,4 +169,20 @@ class TrainingSession:
         return self.metrics.row(self.projection)
 
 
-__all__ = ["TrainingSession"]
+class SessionResults:
+    """`run` and `summary` of a callback that holds a TrainingSession as `self.session`."""
+
+    session: TrainingSession
+
+    @property
+    def run(self) -> Any:
+        """The Tracker of the current (or last) training run, None before training."""
+        return self.session.run
+
+    @property
+    def summary(self) -> Optional[Summary]:
+        """The final Summary once training ended."""
+        return self.session.summary
+
+
+__all__ = ["SessionResults", "TrainingSession"]

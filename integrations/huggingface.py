@@ -40,9 +40,7 @@ from typing import Any, Callable, Optional
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback
 
-from tracker.summary import Summary
-
-from . import TrainingSession
+from . import SessionResults, TrainingSession
 from .torch import count_samples, count_tokens, process_gpus
 
 log = logging.getLogger("tracker")
@@ -51,7 +49,7 @@ log = logging.getLogger("tracker")
 GUARDED_METHODS = ("_run_epoch", "training_step")
 
 
-class EnergyCallback(TrainerCallback):
+class EnergyCallback(SessionResults, TrainerCallback):
     """Tracks a `Trainer.train()` run. Takes the options of `tracker.track()` (region, pue,
     output_dir, ...), plus:
 
@@ -80,15 +78,6 @@ class EnergyCallback(TrainerCallback):
         self._epoch = 0
         self._auto_batch = False
         self._atexit_registered = False
-
-    @property
-    def run(self) -> Any:
-        """The Tracker of the current (or last) train() call, None before training."""
-        return self.session.run
-
-    @property
-    def summary(self) -> Optional[Summary]:
-        return self.session.summary
 
     # -- run -----------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,

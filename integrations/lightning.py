@@ -28,15 +28,13 @@ from __future__ import annotations
 import importlib
 from typing import Any, Optional
 
-from tracker.summary import Summary
-
-from . import TrainingSession
+from . import SessionResults, TrainingSession
 from .torch import count_samples, count_tokens, process_gpus
 
 PACKAGES = ("lightning", "pytorch_lightning")
 
 
-class _EnergyHooks:
+class _EnergyHooks(SessionResults):
     """The hooks; mixed into the Callback class of the Lightning package in use."""
 
     def __init__(self, name: str = "lightning", *, project_after: int = 1,
@@ -52,14 +50,6 @@ class _EnergyHooks:
         self._unit = "epoch"
         self._last_global_step = 0
         self._batches = 0
-
-    @property
-    def run(self) -> Any:
-        return self.session.run
-
-    @property
-    def summary(self) -> Optional[Summary]:
-        return self.session.summary
 
     # -- run -----------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
