@@ -162,6 +162,12 @@ class Tracker:
                             counter_interval_s=self.counter_interval_s,
                             gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
                             cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s)
+        self._sampling = {
+            "rate_hz": self.rate_hz,
+            "rate_source": "default" if rate_hz == DEFAULT_RATE_HZ else "user",
+            "counter_interval_s": self.counter_interval_s,
+            "counter_reads": "on schedule, at every window edge but steps, and at stop",
+            "model_interval_s": 1.0}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Tracker:
@@ -517,7 +523,7 @@ class Tracker:
             "devices": [d.sensor.info.to_dict() for d in self.devices],
             "grid": self.factor.to_dict(),
             "pue": self.pue, "pue_source": self.pue_source,
-            "config": self._config,
+            "config": dict(self._config, sampling=self._sampling),
             "notes": list(self.notes),
             "versions": {"energy_tracker": __version__, "nvidia_ml_py": _version("nvidia-ml-py"),
                          "psutil": _version("psutil")},
@@ -599,7 +605,7 @@ class Tracker:
             t_end=t_end, devices=self.devices, windows=windows, factor=self.factor,
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
-            closed_steps=n_closed_steps)
+            closed_steps=n_closed_steps, sampling=self._sampling)
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: every window, steps included, with interpolated energies."""

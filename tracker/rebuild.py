@@ -134,7 +134,8 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         run_id=manifest["run_id"], name=manifest["name"], status=status,
         start_wall=manifest["start_wall"], t_end=t_end, devices=devices, windows=windows,
         factor=factor, periods=periods or None, live_status=None, pue=manifest["pue"],
-        pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir))
+        pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir),
+        sampling=manifest.get("config", {}).get("sampling"))
 
 
 def is_alive(manifest: dict[str, Any]) -> bool:

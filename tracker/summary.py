@@ -145,6 +145,7 @@ class WindowEnergy:
     by_component_j: dict[str, float]
     emissions_g: Optional[float]
     attrs: dict[str, Any]
+    method_by_component: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +177,7 @@ class Summary:
     notes: tuple[str, ...]
     degraded: tuple[str, ...]
     run_dir: Optional[str] = None
+    sampling: dict[str, Any] = field(default_factory=dict)  # rate, counter cadence, defaults
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -206,6 +208,7 @@ class Summary:
             "devices": [d.to_dict() for d in self.devices],
             "windows": [w.to_dict() for w in self.windows],
             "steps": self.steps,
+            "sampling": self.sampling,
             "notes": list(self.notes), "degraded": list(self.degraded),
             "run_dir": self.run_dir,
         }
@@ -280,7 +283,7 @@ def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
 
 def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> ComponentEnergy:
     measured = [d for d in devs if d.energy_j is not None]
-    methods = sorted({d.method for d in measured}) or sorted({d.method for d in devs})
+    methods = {d.method for d in measured} or {d.method for d in devs}
     energy = sum(d.energy_j for d in measured) if measured else None  # type: ignore[misc]
     peaks = [d.peak_power_w for d in measured if d.peak_power_w is not None]
     status = ("unavailable" if not measured
@@ -289,7 +292,7 @@ def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> 
         component=component, energy_j=energy,
         mean_power_w=(energy / duration_s if energy is not None and duration_s > 0 else None),
         peak_power_w=sum(peaks) if peaks else None,
-        method=methods[0] if len(methods) == 1 else "mixed: " + "+".join(methods),
+        method=_one_method(methods),
         devices=tuple(d.name for d in devs), status=status)
 
 
@@ -303,16 +306,23 @@ def window_energy(w: Window, devices: Sequence[DeviceState], t_now: float,
                   emissions_g: Optional[Callable[[float, float], float]]) -> WindowEnergy:
     t1 = w.t_end if w.t_end is not None else t_now
     by: dict[str, float] = {}
+    methods: dict[str, set[str]] = {}
     for d in devices:
         if not d.curve.empty:
-            by[d.sensor.component] = by.get(d.sensor.component, 0.0) + \
-                d.curve.energy_between(w.t_start, t1)
+            c = d.sensor.component
+            by[c] = by.get(c, 0.0) + d.curve.energy_between(w.t_start, t1)
+            methods.setdefault(c, set()).add(d.sensor.method)
     energy = sum(by.values()) if by else None
     return WindowEnergy(
         id=w.id, name=w.name, kind=w.kind, parent=w.parent, start_s=w.t_start, end_s=w.t_end,
         duration_s=t1 - w.t_start, energy_j=energy, by_component_j=by,
         emissions_g=(emissions_g(w.t_start, t1) if emissions_g and energy is not None else None),
-        attrs=dict(w.attrs))
+        attrs=dict(w.attrs),
+        method_by_component={c: _one_method(m) for c, m in methods.items()})
+
+
+def _one_method(methods: set[str]) -> str:
+    return next(iter(methods)) if len(methods) == 1 else "mixed: " + "+".join(sorted(methods))
 
 
 def utc_iso(wall: float) -> str:

@@ -33,7 +33,7 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   devices: Sequence[DeviceState], windows: Sequence[Window], factor: Any,
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
-                  closed_steps: int = 0) -> Summary:
+                  closed_steps: int = 0, sampling: Optional[dict[str, Any]] = None) -> Summary:
     """`closed_steps`: steps already closed but not in `windows` (only counted, while running)."""
     from .carbon import account_emissions
 
@@ -91,7 +91,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                                  and duration > 0 else None),
         gco2_per_kwh=None if emissions is None else emissions.gco2_per_kwh_effective,
         grid=factor.to_dict(), carbon=carbon, windows=tuple(wins), steps=steps,
-        notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir)
+        notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
+        sampling=dict(sampling or {}))
 
 
 def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_MIN_S
