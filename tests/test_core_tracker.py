@@ -465,3 +465,17 @@ def test_summary_rebuilt_from_the_files_equals_the_live_one(fake_h100, tmp_path)
                                                                rel=1e-9)
     assert [w.name for w in rebuilt.windows] == [w.name for w in live.windows] == ["train"]
     assert rebuilt.windows[0].energy_j == pytest.approx(live.windows[0].energy_j, rel=1e-12)
+
+
+def test_summary_names_its_sampling_defaults_and_window_methods(fake_h100, tmp_path):
+    with track("defaults", output_dir=tmp_path, cpu=False, ram=False) as run, \
+            run.window("phase"):
+        time.sleep(0.3)
+    data = json.loads((run.run_dir / "summary.json").read_text())
+
+    assert data["sampling"]["rate_hz"] == 10.0 and data["sampling"]["rate_source"] == "default"
+    assert data["pue_source"].startswith("default")
+    assert data["windows"][0]["method_by_component"] == {"gpu": "counter"}
+    with track("explicit", output_dir=tmp_path, cpu=False, ram=False, rate_hz=20) as explicit:
+        pass
+    assert explicit.summary.sampling == dict(data["sampling"], rate_hz=20.0, rate_source="user")
