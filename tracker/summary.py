@@ -187,9 +187,6 @@ class Summary:
     def facility_energy_kwh(self) -> Optional[float]:
         return None if self.facility_energy_j is None else self.facility_energy_j / J_PER_KWH
 
-    def component(self, name: str) -> Optional[ComponentEnergy]:
-        return self.components.get(name)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": 1,

@@ -6,7 +6,7 @@ about threads, files or carbon. The sampler decides when to read it.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -78,10 +78,3 @@ class Discovery:
 
     sensors: list[Sensor]
     notes: list[str]
-
-
-class Clock(ABC):
-    """Source of time for sensors that need it (models); real runs use time.monotonic."""
-
-    @abstractmethod
-    def now(self) -> float: ...
