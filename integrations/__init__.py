@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional, Union
 
-from tracker import Summary, Tracker
+from tracker import ConfigError, Summary, Tracker
+from tracker.job.totals import JobReducer, contributes
 from tracker.projection import LogMetrics, Projection, Projector, compare, measured_until
 from tracker.summary import Window
 
@@ -29,9 +30,13 @@ class TrainingSession:
     tracking raise into training.
     """
 
-    def __init__(self, name: str, config: dict[str, Any]):
+    def __init__(self, name: str, config: dict[str, Any], *, job_metrics: bool = True):
         self.name = name
         self.config = dict(config)
+        if not isinstance(job_metrics, bool):
+            raise ConfigError(f"job_metrics must be True or False, got {job_metrics!r}")
+        # In a distributed job, log rows carry the job's figures (one all-reduce per row).
+        self.reducer = JobReducer() if job_metrics else None
         Tracker(name, **self.config)  # bad options raise ConfigError now, not at train start
         self.run: Optional[Tracker] = None
         self.summary: Optional[Summary] = None
@@ -50,15 +55,20 @@ class TrainingSession:
 
     def start(self, *, node_main: bool = True, gpus: Optional[list[Union[int, str]]] = None,
               suffix: str = "") -> Optional[Tracker]:
-        """Start tracking. `node_main`: this process measures the node's CPU and RAM (one per
-        node); `gpus`: this process's GPUs, unless the user chose `gpus=` or `sensors=`."""
+        """Start tracking. In a distributed job the tracker's job layer decides what this
+        process measures (every device once). Only with `job=False` (each process a run of its
+        own) the hints apply: `node_main` measures the node's CPU and RAM (one per node),
+        `gpus` are this process's GPUs unless the user chose `gpus=` or `sensors=`."""
         if self.run is not None:
             return self.run
         cfg = dict(self.config)
-        if not node_main:
-            cfg["cpu"] = cfg["ram"] = False
-        if gpus is not None and "gpus" not in cfg and "sensors" not in cfg:
-            cfg["gpus"] = gpus
+        if cfg.get("job") is False:
+            if not node_main:
+                cfg["cpu"] = cfg["ram"] = False
+            if gpus is not None and "gpus" not in cfg and "sensors" not in cfg:
+                cfg["gpus"] = gpus
+        else:
+            suffix = ""
         self.run = Tracker(self.name + suffix, **cfg).start()
         self.metrics = LogMetrics(self.run)
         return self.run
@@ -83,6 +93,8 @@ class TrainingSession:
             run.notes.append(f"training raised {type(error).__name__}: {error}")
         self._project()
         made = [p for p in (self.first_projection, self.projection) if p is not None]
+        if not run.devices:   # measures nothing (other processes of the job do): no projection
+            made = []
         if len(made) == 2 and made[0].units_done == made[1].units_done:
             made.pop()
 
@@ -166,7 +178,8 @@ class TrainingSession:
         if not self.running or self.metrics is None:
             return {}
         self._project()
-        return self.metrics.row(self.projection)
+        return self.metrics.row(self.projection, reduce=self.reducer,
+                                contribute=contributes(self.run))
 
 
 class SessionResults:

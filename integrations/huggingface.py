@@ -22,8 +22,9 @@ Hook mapping, and where it is imprecise:
   >= 5) and `training_step`: an exception stops the run with status "failed" (KeyboardInterrupt:
   "interrupted") and is re-raised untouched. An atexit handler covers the rest (an error after
   the last epoch, a Trainer not found). OOM retries of auto_find_batch_size continue the run.
-- Per process: each process measures its own GPU (LOCAL_RANK through CUDA_VISIBLE_DEVICES);
-  only the node's local main process measures CPU and RAM. Runs are named <name>-rank<N>.
+- Distributed (torchrun, accelerate, deepspeed): every process runs the callback; the
+  tracker's job layer makes each device measured once (its own GPU first, CPU and RAM once per
+  node) and writes one job directory; log rows carry job-wide figures (job_metrics).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class EnergyCallback(SessionResults, TrainerCallback):
     projection_recent: project from the last K steps only (default: every step so far).
     count_inputs: count samples/tokens per step with a forward pre-hook on the model
         (default True; otherwise per_device_train_batch_size x gradient_accumulation_steps).
+    job_metrics: in a distributed job, log the job's energy and emissions (one all-reduce of a
+        few floats at each logging step, where the Trainer already gathers the loss); False
+        logs this process's own figures (default True).
 
     Adds to each log row: energy_kwh, emissions_kg, power_w (mean since the previous row),
     energy_j_per_sample / energy_j_per_token (since the previous row), projected_energy_kwh
@@ -66,13 +70,14 @@ class EnergyCallback(SessionResults, TrainerCallback):
 
     def __init__(self, name: str = "hf-trainer", *, project_after_steps: Optional[int] = None,
                  projection_recent: Optional[int] = None, count_inputs: bool = True,
-                 **track_config: Any):
+                 job_metrics: bool = True, **track_config: Any):
         self.name = name
         self.track_config = track_config
         self.project_after_steps = project_after_steps
         self.projection_recent = projection_recent
         self.count_inputs = count_inputs
-        self.session = TrainingSession(name, track_config)
+        self.job_metrics = job_metrics
+        self.session = TrainingSession(name, track_config, job_metrics=job_metrics)
         self._trainer: Optional[weakref.ref[Any]] = None
         self._hook: Any = None
         self._epoch = 0
@@ -88,7 +93,8 @@ class EnergyCallback(SessionResults, TrainerCallback):
                 "the run continues")
             return
         if self.session.run is not None:   # a second train() with this callback: a new run
-            self.session = TrainingSession(self.name, self.track_config)
+            self.session = TrainingSession(self.name, self.track_config,
+                                           job_metrics=self.job_metrics)
         world = int(getattr(args, "world_size", 1) or 1)
         self.session.start(node_main=bool(state.is_local_process_zero),
                            gpus=process_gpus(args.device) if world > 1 else None,

@@ -19,8 +19,10 @@ Hook mapping, and where it is imprecise:
 - Checkpoint saving has no before/after hook pair (ModelCheckpoint saves inside
   on_train_epoch_end / on_validation_end), so it is inside those windows, not its own.
 - Metrics are logged with `pl_module.log_dict` when Lightning writes step logs
-  (log_every_n_steps) and at each epoch end; in a multi-process run only rank 0's logger
-  writes, so the logged numbers are rank 0's (each process still writes its own run log).
+  (log_every_n_steps) and at each epoch end. With `strategy="ddp"` every process runs the
+  callback; the tracker's job layer measures each device once and writes one job directory,
+  and the logged figures are the job's (one all-reduce at each of those logging points, which
+  every rank reaches; `job_metrics=False` logs each process's own).
 """
 
 from __future__ import annotations
@@ -38,15 +40,19 @@ class _EnergyHooks(SessionResults):
     """The hooks; mixed into the Callback class of the Lightning package in use."""
 
     def __init__(self, name: str = "lightning", *, project_after: int = 1,
-                 projection_recent: Optional[int] = None, **track_config: Any):
+                 projection_recent: Optional[int] = None, job_metrics: bool = True,
+                 **track_config: Any):
         """`name`: run name; `project_after`: epochs (steps when the run is bounded by
         max_steps) before the first projection; `projection_recent`: project from the last K
-        units only (default: all). Other options are those of `tracker.track()`."""
+        units only (default: all); `job_metrics`: in a distributed job, log the job's figures
+        (one all-reduce of a few floats when Lightning logs; default True). Other options are
+        those of `tracker.track()`."""
         self.name = name
         self.track_config = track_config
         self.project_after = project_after
         self.projection_recent = projection_recent
-        self.session = TrainingSession(name, track_config)
+        self.job_metrics = job_metrics
+        self.session = TrainingSession(name, track_config, job_metrics=job_metrics)
         self._unit = "epoch"
         self._last_global_step = 0
         self._batches = 0
@@ -54,7 +60,8 @@ class _EnergyHooks(SessionResults):
     # -- run -----------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if self.session.run is not None:   # a second fit() with this callback: a new run
-            self.session = TrainingSession(self.name, self.track_config)
+            self.session = TrainingSession(self.name, self.track_config,
+                                           job_metrics=self.job_metrics)
         world = int(trainer.world_size or 1)
         self.session.start(node_main=trainer.local_rank == 0,
                            gpus=process_gpus(trainer.strategy.root_device) if world > 1 else None,

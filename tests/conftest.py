@@ -1,253 +1,36 @@
-"""Shared fixtures: a fake `pynvml` module standing in for the NVIDIA driver.
-
-The fake sits at the import boundary (`sys.modules["pynvml"]`), so `load_nvml()`, `discover_gpus()`
-and the Tracker's own discovery all talk to it exactly as they would to the real driver. Each fake
-GPU draws power following a profile of `time.monotonic()`; its energy counter is the exact
-integral of that profile, so a test knows the true joules of any interval.
-"""
+"""Shared fixtures: a fake `pynvml` module standing in for the NVIDIA driver (see
+fakes/fake_nvml.py), installed at the import boundary for each test that asks for it."""
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
-import types
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from pathlib import Path
+from typing import Callable, Union
 
 import pytest
 
-# NVML return codes (nvml.h) used by the fake
-NVML_SUCCESS = 0
-NVML_ERROR_NOT_SUPPORTED = 3
-NVML_ERROR_NOT_FOUND = 6
-NVML_ERROR_LIBRARY_NOT_FOUND = 12
-NVML_ERROR_GPU_IS_LOST = 15
-FI_DEV_POWER_INSTANT = 186
+sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
-_MESSAGES = {
-    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
-    NVML_ERROR_NOT_FOUND: "Not Found",
-    NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
-    NVML_ERROR_GPU_IS_LOST: "GPU is lost",
-}
-
-
-class NVMLError(Exception):
-    """Like pynvml.NVMLError: carries the NVML return code in `.value`."""
-
-    def __init__(self, value: int):
-        super().__init__(value)
-        self.value = value
-
-    def __str__(self) -> str:
-        return _MESSAGES.get(self.value, f"Unknown Error ({self.value})")
-
-
-# -- power profiles: watts as a function of seconds since the GPU was created, and the integral --
-@dataclass(frozen=True)
-class Constant:
-    watts: float
-
-    def power(self, s: float) -> float:
-        return self.watts
-
-    def energy(self, s: float) -> float:
-        return self.watts * max(s, 0.0)
-
-
-@dataclass(frozen=True)
-class Step:
-    """`before` W until `at_s` seconds, then `after` W."""
-
-    before: float
-    after: float
-    at_s: float
-
-    def power(self, s: float) -> float:
-        return self.before if s < self.at_s else self.after
-
-    def energy(self, s: float) -> float:
-        s = max(s, 0.0)
-        return self.before * min(s, self.at_s) + self.after * max(s - self.at_s, 0.0)
-
-
-Profile = Union[Constant, Step]
-
-
-@dataclass
-class FakeGPU:
-    """One fake physical GPU. Handles given out by the fake NVML are these objects."""
-
-    name: str = "NVIDIA H100 80GB HBM3"
-    uuid: str = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
-    profile: Profile = field(default_factory=lambda: Constant(300.0))
-    has_counter: bool = True         # nvmlDeviceGetTotalEnergyConsumption (Volta and newer)
-    has_instant: bool = True         # field 186, instant power (Ampere and newer drivers)
-    has_power: bool = True           # nvmlDeviceGetPowerUsage
-    power_limit_w: float = 700.0
-    counter_origin_mj: int = 123_456_789  # the driver's counter starts at boot, not at zero
-    fail_after_reads: Optional[int] = None  # GPU_IS_LOST after this many energy/power reads
-    fail_after_s: Optional[float] = None    # ... or this many seconds after creation
-    counter_read_s: float = 0.0      # latency of a counter read (~4 ms on a real H100)
-    mig_uuids: tuple[str, ...] = ()
-    born: float = field(default_factory=time.monotonic)
-    reads: int = 0
-
-    def seconds(self) -> float:
-        return time.monotonic() - self.born
-
-    def true_energy_j(self, t0: float, t1: float) -> float:
-        """Exact energy (J) between two time.monotonic() instants."""
-        return self.profile.energy(t1 - self.born) - self.profile.energy(t0 - self.born)
-
-    def lost_at(self) -> Optional[float]:
-        """time.monotonic() at which the GPU is lost by time (None: not by time)."""
-        return None if self.fail_after_s is None else self.born + self.fail_after_s
-
-    def _read(self) -> float:
-        """Count a data read, raise GPU_IS_LOST when due; returns seconds since creation."""
-        self.reads += 1
-        s = self.seconds()
-        if (self.fail_after_reads is not None and self.reads > self.fail_after_reads) or (
-                self.fail_after_s is not None and s >= self.fail_after_s):
-            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
-        return s
-
-
-@dataclass(frozen=True)
-class MigHandle:
-    uuid: str
-    parent: FakeGPU
-
-
-@dataclass
-class _Value:
-    uiVal: int
-
-
-@dataclass
-class _FieldValue:
-    nvmlReturn: int
-    value: _Value
-    fieldId: int = 0
-
-
-class FakeNVML(types.ModuleType):
-    """The slice of pynvml the library uses, answered by fake GPUs."""
-
-    NVMLError = NVMLError
-    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
-    NVML_ERROR_GPU_IS_LOST = NVML_ERROR_GPU_IS_LOST
-    NVML_ERROR_LIBRARY_NOT_FOUND = NVML_ERROR_LIBRARY_NOT_FOUND
-    NVML_FI_DEV_POWER_INSTANT = FI_DEV_POWER_INSTANT
-
-    def __init__(self, gpus: list[FakeGPU], *, library_missing: bool = False,
-                 driver: str = "580.159.04"):
-        super().__init__("pynvml")
-        self.gpus = gpus
-        self.library_missing = library_missing
-        self.driver = driver
-        self.calls: Counter[str] = Counter()
-        self.initialised = 0
-        self._lock = threading.Lock()
-
-    def _call(self, name: str) -> None:
-        with self._lock:
-            self.calls[name] += 1
-        if self.library_missing:
-            raise NVMLError(NVML_ERROR_LIBRARY_NOT_FOUND)
-
-    # -- library -----------------------------------------------------------------------------
-    def nvmlInit(self) -> None:
-        self._call("nvmlInit")
-        self.initialised += 1
-
-    def nvmlShutdown(self) -> None:
-        self._call("nvmlShutdown")
-        self.initialised -= 1
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        self._call("nvmlSystemGetDriverVersion")
-        return self.driver
-
-    # -- enumeration -------------------------------------------------------------------------
-    def nvmlDeviceGetCount(self) -> int:
-        self._call("nvmlDeviceGetCount")
-        return len(self.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGPU:
-        self._call("nvmlDeviceGetHandleByIndex")
-        if not 0 <= index < len(self.gpus):
-            raise NVMLError(NVML_ERROR_NOT_FOUND)
-        return self.gpus[index]
-
-    def nvmlDeviceGetHandleByUUID(self, uuid: Union[str, bytes]) -> Union[FakeGPU, MigHandle]:
-        self._call("nvmlDeviceGetHandleByUUID")
-        text = uuid.decode() if isinstance(uuid, bytes) else uuid
-        for gpu in self.gpus:
-            if gpu.uuid == text:
-                return gpu
-            if text in gpu.mig_uuids:
-                return MigHandle(text, gpu)
-        raise NVMLError(NVML_ERROR_NOT_FOUND)
-
-    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: MigHandle) -> FakeGPU:
-        self._call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle")
-        if not isinstance(handle, MigHandle):
-            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        return handle.parent
-
-    def nvmlDeviceGetName(self, handle: Any) -> str:
-        self._call("nvmlDeviceGetName")
-        return handle.name if isinstance(handle, FakeGPU) else handle.parent.name + " MIG 1g.10gb"
-
-    def nvmlDeviceGetUUID(self, handle: Any) -> str:
-        self._call("nvmlDeviceGetUUID")
-        return handle.uuid
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGPU) -> int:
-        self._call("nvmlDeviceGetEnforcedPowerLimit")
-        return int(handle.power_limit_w * 1000)
-
-    # -- readings ----------------------------------------------------------------------------
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGPU) -> int:
-        self._call("nvmlDeviceGetTotalEnergyConsumption")
-        if not handle.has_counter:
-            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        if handle.counter_read_s:
-            time.sleep(handle.counter_read_s)
-        s = handle._read()
-        return handle.counter_origin_mj + round(handle.profile.energy(s) * 1000.0)
-
-    def nvmlDeviceGetPowerUsage(self, handle: FakeGPU) -> int:
-        self._call("nvmlDeviceGetPowerUsage")
-        if not handle.has_power:
-            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        s = handle._read()
-        return round(handle.profile.power(s) * 1000.0)
-
-    def nvmlDeviceGetFieldValues(self, handle: FakeGPU, field_ids: list[int]) -> list[_FieldValue]:
-        self._call("nvmlDeviceGetFieldValues")
-        out = []
-        for fid in field_ids:
-            if fid == FI_DEV_POWER_INSTANT and handle.has_instant:
-                s = handle._read()
-                out.append(_FieldValue(NVML_SUCCESS, _Value(round(
-                    handle.profile.power(s) * 1000.0)), fid))
-            else:
-                out.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, _Value(0), fid))
-        return out
-
-
-# Distinct UUIDs so unique-prefix matching can be exercised.
-UUIDS = (
-    "GPU-aaaaaaaa-1111-4000-8000-000000000000",
-    "GPU-bbbbbbbb-2222-4000-8000-000000000001",
-    "GPU-bbbbcccc-3333-4000-8000-000000000002",
-    "GPU-dddddddd-4444-4000-8000-000000000003",
+from fake_nvml import (
+    FI_DEV_POWER_INSTANT,
+    NVML_ERROR_GPU_IS_LOST,
+    NVML_ERROR_LIBRARY_NOT_FOUND,
+    NVML_ERROR_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
+    NVML_SUCCESS,
+    UUIDS,
+    Constant,
+    FakeGPU,
+    FakeNVML,
+    MigHandle,
+    NVMLError,
+    Profile,
+    Step,
 )
+
+__all__ = ["FI_DEV_POWER_INSTANT", "NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_LIBRARY_NOT_FOUND",
+           "NVML_ERROR_NOT_FOUND", "NVML_ERROR_NOT_SUPPORTED", "NVML_SUCCESS", "UUIDS",
+           "Constant", "FakeGPU", "FakeNVML", "MigHandle", "NVMLError", "Profile", "Step"]
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from . import __version__
+from . import __version__, signals
 from .errors import ConfigError
 from .runlog import RunLog, append_emissions_row, default_run_dir, write_json_atomic
 from .sampler import DeviceState, Sampler, Sampling, monotonic_clock
@@ -70,6 +70,11 @@ class Tracker:
         output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
         summary_every_s: how often summary.json is rewritten while running (default 10 s).
         emissions_csv: append a row to <output_dir>/emissions.csv at stop (default True).
+        job: distributed jobs (torchrun, SLURM, MPI, torch.distributed) are found from the
+            launcher's environment (default None = detect); a string names the job yourself
+            (also env ENERGY_TRACKER_JOB); False = every process is a run of its own.
+        job_timeout_s: how long a stopping process of a job waits for the others before
+            leaving the job summary to whoever stops last (default 10 s).
         prometheus_port: serve Prometheus metrics on 127.0.0.1:PORT while running (needs the
             `prometheus` extra).
     """
@@ -84,7 +89,8 @@ class Tracker:
                  output_dir: Union[str, os.PathLike, None] = None,
                  run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
                  emissions_csv: bool = True, sensors: Optional[Sequence[Sensor]] = None,
-                 prometheus_port: Optional[int] = None,
+                 prometheus_port: Optional[int] = None, job: Union[str, bool, None] = None,
+                 job_timeout_s: float = 10.0,
                  powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
         from .carbon import make_live_intensity, resolve_factor
 
@@ -132,6 +138,12 @@ class Tracker:
             raise ConfigError(f"prometheus_port must be a TCP port number, got {prometheus_port!r}")
         self.prometheus_port = prometheus_port
         self._metrics_server: Any = None
+        if not (job is None or isinstance(job, bool) or (isinstance(job, str) and job.strip())):
+            raise ConfigError(f"job must be a job id (a non-empty string), True/None to detect "
+                              f"the job from the launcher, or False for no job; got {job!r}")
+        self.job_option = job.strip() if isinstance(job, str) else job
+        self.job_timeout_s = _check_number("job_timeout_s", job_timeout_s, low=0.0, high=3600.0)
+        self._job: Any = None    # job.member.JobMember when this process is part of a job
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
 
@@ -148,6 +160,7 @@ class Tracker:
         self._next_window_id = 0
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()
+        self._stopping_thread: Optional[int] = None
         self._state = "new"
         self._final: Optional[Summary] = None
         self._log: Optional[RunLog] = None
@@ -161,7 +174,8 @@ class Tracker:
                             live_intensity=live_intensity, pue=self.pue, rate_hz=self.rate_hz,
                             counter_interval_s=self.counter_interval_s,
                             gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
-                            cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s)
+                            cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s,
+                            job=job, job_timeout_s=self.job_timeout_s)
         self._sampling = {
             "rate_hz": self.rate_hz,
             "rate_source": "default" if rate_hz == DEFAULT_RATE_HZ else "user",
@@ -184,14 +198,22 @@ class Tracker:
             log.info("energy-tracker: %s", n)
         self.start_wall = time.time()
         started = datetime.fromtimestamp(self.start_wall, tz=timezone.utc)
-        self.run_dir = self._explicit_run_dir or default_run_dir(self.output_root, self.name,
-                                                                 started)
         try:
+            sensors = self._join_job(sensors)
+            self.run_dir = (self._job.run_dir if self._job is not None else
+                            self._explicit_run_dir or default_run_dir(self.output_root,
+                                                                      self.name, started))
             self._log = RunLog(self.run_dir)
-        except ConfigError:
+        except (ConfigError, OSError) as e:
             with self._lock:
                 self._state = "new"
-            raise
+            if self._job is not None:
+                self._job.release()
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"Cannot create the run directory under {self.output_root}: "
+                              f"{e}. Pass output_dir= (CLI: --output-dir) with a writable "
+                              "directory.") from None
         sampling = Sampling(sensors, interval_s=1.0 / self.rate_hz)
         self.devices = sampling.devices
         if self._live is not None:
@@ -214,7 +236,26 @@ class Tracker:
                 self.notes.append(f"Prometheus endpoint not started: {e}")
                 log.warning("energy-tracker: %s", e)
         atexit.register(self._stop_at_exit)
+        signals.install(id(self), self._on_sigterm)
         return self
+
+    def _join_job(self, sensors: list[Sensor]) -> list[Sensor]:
+        """In a distributed job: find the job's directory and claim this process's devices
+        (each device is measured by exactly one process of the job). Returns the sensors."""
+        if self.job_option is False:
+            return sensors
+        from .job.identity import detect
+        identity = detect(job=self.job_option if isinstance(self.job_option, str) else None)
+        if identity is None:
+            return sensors
+        from .job.member import JobMember
+        self._job, kept = JobMember.join(identity, list(sensors), output_root=self.output_root,
+                                         name=self.name, run_dir=self._explicit_run_dir)
+        self.notes.append(f"process {identity.rank} of {identity.world_size} of job "
+                          f"{identity.job_id} (id from {identity.source}; node "
+                          f"{identity.node})")
+        self.notes.extend(self._job.notes)
+        return kept
 
     def _stop_at_exit(self) -> None:
         """A tracker started but never stopped still gets its summary when Python exits."""
@@ -224,7 +265,7 @@ class Tracker:
 
     def _join(self, run_dir: Path) -> Tracker:
         """Follow the run that `energy-tracker run` is tracking instead of sampling again."""
-        from .follow import LogFollower
+        from .follow import LogFollower, joined_record
         from .rebuild import RecordedSensor, grid_factor
         from .runlog import MANIFEST, marks_file, read_json
         from .sensors.base import SensorInfo
@@ -253,6 +294,16 @@ class Tracker:
                         for d in manifest.get("devices", [])]
         self._next_window_id = os.getpid() * 1_000_000  # unique among joined processes
         self._log = RunLog(run_dir, stream=marks_file(os.getpid()))
+        # Tell the parent who this process is (a rank of a job?) and what it asked for.
+        identity = None
+        if self.job_option is not False:
+            from .job.identity import detect
+            found = detect(job=self.job_option if isinstance(self.job_option, str) else None)
+            identity = found.to_dict() if found is not None else None
+        asked = {k: self._config.get(k) for k in ("region", "gco2_per_kwh", "mix")}
+        if self.pue_source == "user":
+            asked["pue"] = self._config.get("pue")
+        self._log.append(joined_record(identity, asked))
         self._sampler = LogFollower(run_dir, self.devices, clock=self.clock,  # type: ignore
                                     after_tick=self._after_tick)
         self._sampler.start()
@@ -269,7 +320,20 @@ class Tracker:
                 if self._state == "new":
                     raise ConfigError("stop() called on a tracker that was never started")
                 self._state = "stopping"
-            return self._stop(status)
+            self._stopping_thread = threading.get_ident()
+            try:
+                return self._stop(status)
+            finally:
+                self._stopping_thread = None
+                signals.uninstall(id(self))   # may now deliver a SIGTERM that came meanwhile
+
+    def _on_sigterm(self) -> bool:
+        """SIGTERM: stop with status "terminated". True when this thread is already inside
+        stop() (the handler interrupted it): that stop finishes first, then the signal acts."""
+        if self._stopping_thread == threading.get_ident():
+            return True
+        self.stop("terminated")
+        return False
 
     def _stop(self, status: str) -> Summary:
         assert self._sampler is not None and self._log is not None
@@ -306,7 +370,22 @@ class Tracker:
         with self._lock:
             self._state = "stopped"
         atexit.unregister(self._stop_at_exit)
+        if self._job is not None:
+            self._end_job()
         return summary
+
+    def _end_job(self) -> None:
+        """After this process's own files: end the job if it is the last to stop (bounded)."""
+        try:
+            root = self.output_root if self._explicit_run_dir is None else \
+                self._job.job_dir.parent
+            note = self._job.finish(timeout_s=self.job_timeout_s,
+                                    csv_root=root if self.emissions_csv else None)
+            if note:
+                log.info("energy-tracker: %s", note)
+        except Exception as e:  # the job summary can always be made later by `report`
+            log.warning("energy-tracker: could not end the job (%s: %s); run `energy-tracker "
+                        "report %s` to finish it", type(e).__name__, e, self._job.job_dir)
 
     def _write_final_files(self, summary: Summary, t_end: float) -> None:
         assert self._log is not None and self.run_dir is not None
@@ -314,7 +393,7 @@ class Tracker:
             self._log.write_summary(summary.to_dict())
             self._write_windows_file(summary, t_end)
             self._log.close()
-            if self.emissions_csv:
+            if self.emissions_csv and self._job is None:   # a job writes one row, at its end
                 root = self.run_dir.parent if self._explicit_run_dir else self.output_root
                 append_emissions_row(root, emissions_row(summary, self._manifest_cache))
         except OSError as e:  # a full disk must not turn a finished run into a traceback
@@ -525,6 +604,7 @@ class Tracker:
             "pue": self.pue, "pue_source": self.pue_source,
             "config": dict(self._config, sampling=self._sampling),
             "notes": list(self.notes),
+            **({"job": self._job.manifest()} if self._job is not None else {}),
             "versions": {"energy_tracker": __version__, "nvidia_ml_py": _version("nvidia-ml-py"),
                          "psutil": _version("psutil")},
         }
@@ -543,16 +623,79 @@ class Tracker:
                 log.debug("energy-tracker: closing %s: %s", d.sensor.name, e)
 
     def _merge_joined_marks(self) -> None:
-        """Windows that processes joined to this run (callbacks in the child) recorded."""
-        from .rebuild import apply_window_record
-        from .runlog import read_joined_marks
+        """Windows that processes joined to this run (callbacks in the child) recorded, once per
+        job window when several ranks joined; the job and grid they asked for."""
+        from .follow import joined_windows, read_joined
 
         assert self.run_dir is not None
-        by_id = {w.id: w for w in self._windows}
-        known = set(by_id)
-        for rec in read_joined_marks(self.run_dir):
-            apply_window_record(by_id, rec)
-        self._windows += [w for i, w in by_id.items() if i not in known]
+        procs = read_joined(self.run_dir)
+        if not procs:
+            return
+        self._windows += joined_windows(procs)
+        self._adopt_joined_config([p.config for p in procs])
+        ranks = sorted({int(p.identity["rank"]) for p in procs
+                        if p.identity and p.identity.get("rank") is not None})
+        multi = [p.identity for p in procs if p.identity]
+        if self._job is not None:
+            self._job.ranks = ranks or self._job.ranks
+        elif multi:
+            self._adopt_job(multi[0], ranks)
+
+    def _adopt_joined_config(self, configs: list[dict[str, Any]]) -> None:
+        """The tracked script's own region/PUE apply when `energy-tracker run` was given none."""
+        from .carbon import resolve_factor
+
+        asked = {tuple(sorted((k, repr(c.get(k))) for k in ("region", "gco2_per_kwh", "mix")))
+                 for c in configs if any(c.get(k) is not None for k in
+                                         ("region", "gco2_per_kwh", "mix"))}
+        if asked:
+            mine = all(self._config.get(k) is None for k in ("region", "gco2_per_kwh", "mix",
+                                                             "live_intensity"))
+            c = next(c for c in configs if any(c.get(k) is not None for k in
+                                               ("region", "gco2_per_kwh", "mix")))
+            if mine and len(asked) == 1:
+                try:
+                    self.factor = resolve_factor(c.get("region"),
+                                                 gco2_per_kwh=c.get("gco2_per_kwh"),
+                                                 mix=c.get("mix"))
+                    self.notes.append(f"grid factor from the tracked script's own options "
+                                      f"({self.factor.region_code}); `energy-tracker run` was "
+                                      "given none")
+                except ConfigError as e:
+                    self.notes.append(f"the tracked script's grid options were not usable: {e}")
+            elif len(asked) > 1 or not mine:
+                self.notes.append("the tracked script asked for other grid options "
+                                  f"({c.get('region') or c.get('gco2_per_kwh')}) than "
+                                  "`energy-tracker run`'s, which apply")
+        pues = {c.get("pue") for c in configs if c.get("pue") is not None}
+        if pues and self.pue_source != "user" and len(pues) == 1:
+            self.pue, self.pue_source = float(pues.pop()), "user (from the tracked script)"
+
+    def _adopt_job(self, identity: dict[str, Any], ranks: list[int]) -> None:
+        """Several ranks of a job joined this run (`energy-tracker run -- torchrun ...`): the
+        run becomes this node's part of the job directory."""
+        from dataclasses import fields
+
+        from .job.identity import JobIdentity
+        from .job.member import JobMember
+
+        assert self.run_dir is not None and self._log is not None
+        known = {f.name for f in fields(JobIdentity)}
+        try:
+            ident = JobIdentity(**{k: v for k, v in identity.items() if k in known})
+            member = JobMember.adopt(ident, self.run_dir, output_root=self.output_root,
+                                     name=self.name, ranks=ranks)
+        except (TypeError, OSError) as e:
+            self.notes.append(f"the joined processes belong to a job, but this run could not "
+                              f"join its directory ({e})")
+            return
+        if member is None:
+            return
+        self._job = member
+        self.run_dir = self._log.dir = member.run_dir
+        self.notes.append(f"ranks {', '.join(map(str, ranks))} of job {ident.job_id} joined "
+                          "this run; it is this node's part of the job")
+        self._log.write_manifest(self._manifest(self._manifest_cache["start_monotonic"]))
 
     def _drain_marks(self) -> None:
         """Move pending window marks to the log (sampler thread). Closed steps go in one record
@@ -579,9 +722,26 @@ class Tracker:
         # Every tick is logged, readings or not: the last line tells how far a killed run got.
         self._log.append(record if record["d"] else {"t": record["t"]})
         self._log.flush_if_due(t)
+        if self._job is not None and self._job.later:
+            self._add_late_claims(t)
+        if signals.poll():   # SIGTERM while the main thread may be stuck in a collective
+            signals.stop_all_from_thread()
         if (t - self._last_summary_write >= self.summary_every_s and self._state == "running"
                 and not self.joined):
             self._write_summary(t, "running")
+
+    def _add_late_claims(self, t: float) -> None:
+        """GPUs no other process of the job claimed: measure them from now (sampler thread)."""
+        assert self._sampler is not None and self._log is not None
+        added = self._job.late_claims(t)
+        if not added and self._job.later:
+            return   # not yet due
+        for sensor in added:
+            self._sampler.sampling.add(sensor)
+        self.notes[:] = list(dict.fromkeys(self.notes + self._job.notes))
+        cache = getattr(self, "_manifest_cache", None)
+        if cache is not None:
+            self._log.write_manifest(self._manifest(cache["start_monotonic"]))
 
     def _write_summary(self, t: float, status: str) -> None:
         self._last_summary_write = t
@@ -605,7 +765,8 @@ class Tracker:
             t_end=t_end, devices=self.devices, windows=windows, factor=self.factor,
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
-            closed_steps=n_closed_steps, sampling=self._sampling)
+            closed_steps=n_closed_steps, sampling=self._sampling,
+            elsewhere=self._job.elsewhere() if self._job is not None else ())
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: every window, steps included, with interpolated energies."""

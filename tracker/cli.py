@@ -56,17 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-status", action="store_true", help="no live status line")
     r.add_argument("--prometheus-port", type=int, default=None,
                    help="serve Prometheus metrics on 127.0.0.1:PORT while running")
+    r.add_argument("--job", default=None,
+                   help="job id for a multi-node job launched on each node (default: from the "
+                        "launcher, e.g. torchrun's or SLURM's ids)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command to run")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="a run's summary, or a table of the runs under a root")
-    rep.add_argument("path", nargs="?", default="energy-runs", help="run dir or root")
+    rep = sub.add_parser("report", help="a run's or a job's summary, or a table of a root")
+    rep.add_argument("path", nargs="*", default=["energy-runs"],
+                     help="run dir, job dir (several: parts of one job), or a root of runs")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--rebuild", action="store_true",
                      help="recompute the summary from samples.jsonl even if one exists")
     rep.add_argument("--compare-regions", default=None, metavar="CODES",
                      help="what-if: this run's energy under other regions' factors, e.g. DE,FR")
     rep.set_defaults(func=cmd_report)
+
+    m = sub.add_parser("merge", help="join the parts of one job copied from node-local disks")
+    m.add_argument("parts", nargs="+", help="job directories of one job (one per node)")
+    m.add_argument("-o", "--output", default=None,
+                   help="job directory to write the merged summary.json to (default: the "
+                        "first part); its parent's emissions.csv gets the job's row")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_merge)
 
     d = sub.add_parser("devices", help="what would be measured here, and how")
     d.add_argument("--json", action="store_true")
@@ -107,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cmd:
         raise _usage("run needs a command after --, e.g. energy-tracker run -- python train.py")
     script = next((Path(c).stem for c in cmd[1:] if c.endswith(".py")), None)
+    from .job.identity import ENV_JOB
+
     tracker = Tracker(args.name or script or Path(cmd[0]).name, region=args.region,
                       gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
                       pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
@@ -114,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker.start()
     env = dict(os.environ)
     env[ENV_RUN_DIR] = str(tracker.run_dir)
+    if args.job:
+        env[ENV_JOB] = args.job
     try:
         child = subprocess.Popen(cmd, env=env)
     except OSError as e:
@@ -143,8 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if status_thread is not None:
             status_thread.join(2)
             print(file=sys.stderr)
-    status = "finished" if rc == 0 else ("interrupted" if rc in (-signal.SIGINT, 130)
-                                         else "failed")
+    status = ("finished" if rc == 0 else "interrupted" if rc in (-signal.SIGINT, 130)
+              else "terminated" if rc in (-signal.SIGTERM, 143) else "failed")
     if rc != 0:
         tracker.notes.append(f"the command exited with status {rc}")
     summary = tracker.stop(status)
@@ -173,41 +189,25 @@ def _status_line(tracker: Any, done: threading.Event) -> None:
 
 # -- report ------------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from .rebuild import rebuild_summary
-    from .runlog import MANIFEST, SUMMARY, append_emissions_row, read_json, write_json_atomic
-    from .summary_build import emissions_row
+    from .job.layout import is_job_dir
+    from .runlog import MANIFEST
 
-    path = Path(args.path)
-    if not path.exists():
-        raise _usage(f"{path} does not exist (give a run directory or a root of runs)")
-    if not (path / MANIFEST).exists():
-        return _report_table(path, args)
-    old = read_json(path / SUMMARY)
-    needs_rebuild = args.rebuild or old is None or old.get("status") == "running"
-    if needs_rebuild:
-        summary = rebuild_summary(path)
-        data = summary.to_dict()
-        if summary.status != "running":
-            write_json_atomic(path / SUMMARY, data)
-            if old is None or old.get("status") == "running":
-                manifest = read_json(path / MANIFEST) or {}
-                append_emissions_row(path.parent, emissions_row(summary, manifest))
-        text = summary.format()
+    paths = [Path(p) for p in args.path]
+    for path in paths:
+        if not path.exists():
+            raise _usage(f"{path} does not exist (give a run directory, a job directory or a "
+                         "root of runs)")
+    if len(paths) > 1 or is_job_dir(paths[0]):
+        if not all(is_job_dir(p) for p in paths):
+            raise _usage("several paths must all be parts of one job directory (job.json)")
+        data, text = _job_report(paths, rebuild=args.rebuild, write=len(paths) == 1)
+    elif (paths[0] / MANIFEST).exists():
+        data, text = _run_report(paths[0], rebuild=args.rebuild)
     else:
-        data = old  # type: ignore[assignment]
-        text = _format_saved(data)
+        return _report_table(paths[0], args)
     if args.compare_regions:
-        from .carbon import compare_regions, extremes
-        codes = [c.strip() for c in args.compare_regions.split(",") if c.strip()]
-        kwh = data.get("facility_energy_kwh")
-        if kwh is None:
-            raise _usage("this run has no measured energy to compare")
-        rows = compare_regions(kwh, codes)
-        best, worst = extremes("country")
-        bounds = {label: compare_regions(kwh, [r.code])[0]
-                  for label, r in (("cleanest country", best), ("dirtiest country", worst))}
-        data = dict(data, compare_regions=rows, compare_extremes=bounds)
-        text += "\n" + _format_compare(rows, kwh, bounds)
+        data, more = _compare(data, args.compare_regions)
+        text += "\n" + more
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -215,13 +215,83 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_saved(d: dict[str, Any]) -> str:
-    """Text of a saved summary.json (same layout as Summary.format)."""
+def _run_report(path: Path, *, rebuild: bool) -> tuple[dict[str, Any], str]:
+    """A run's summary: the saved one, or rebuilt from samples.jsonl (killed or running)."""
     from .rebuild import rebuild_summary
-    run_dir = d.get("run_dir")
-    if run_dir and Path(run_dir).exists():
-        return rebuild_summary(Path(run_dir), status=d.get("status")).format()
-    return json.dumps(d, indent=2)
+    from .runlog import MANIFEST, SUMMARY, append_emissions_row, read_json, write_json_atomic
+    from .summary import Summary
+    from .summary_build import emissions_row
+
+    old = read_json(path / SUMMARY)
+    if not (rebuild or old is None or old.get("status") == "running"):
+        return old, Summary.from_dict(old).format()  # type: ignore[arg-type]
+    summary = rebuild_summary(path)
+    if summary.status != "running":
+        write_json_atomic(path / SUMMARY, summary.to_dict())
+        manifest = read_json(path / MANIFEST) or {}
+        if (old is None or old.get("status") == "running") and not manifest.get("job"):
+            append_emissions_row(path.parent, emissions_row(summary, manifest))
+    return summary.to_dict(), summary.format()
+
+
+def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[str, Any], str]:
+    """A job's summary: the saved one when the job has ended, else merged from its members
+    (and, for one complete job directory, written with the job's emissions row)."""
+    from .job.member import end_job
+    from .job.merge import merge
+    from .runlog import SUMMARY, read_json
+    from .summary import Summary
+
+    old = read_json(parts[0] / SUMMARY) if len(parts) == 1 else None
+    if old is not None and old.get("status") != "running" and not rebuild:
+        return old, Summary.from_dict(old).format()
+    summary = merge(parts)
+    if write and summary.status != "running":
+        end_job(parts[0], csv_root=parts[0].parent)
+    return summary.to_dict(), summary.format()
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .job.layout import is_job_dir
+    from .job.merge import merge
+    from .runlog import SUMMARY, upsert_emissions_row, write_json_atomic
+    from .summary_build import emissions_row
+
+    parts = [Path(p) for p in args.parts]
+    for p in parts:
+        if not is_job_dir(p):
+            raise _usage(f"{p} is not a job directory (no job.json)")
+    summary = merge(parts)
+    out = Path(args.output) if args.output else parts[0]
+    out.mkdir(parents=True, exist_ok=True)
+    if args.output:
+        import shutil
+        shutil.copyfile(parts[0] / "job.json", out / "job.json")
+    data = summary.to_dict()
+    data["notes"].append(f"merged from {len(parts)} part(s): "
+                         + ", ".join(str(p) for p in parts))
+    write_json_atomic(out / SUMMARY, data)
+    if summary.status != "running":
+        from .job.merge import read_members
+        _, loaded = read_members(parts)
+        upsert_emissions_row(out.absolute().parent,
+                             emissions_row(summary, loaded[0].member.manifest))
+    print(json.dumps(data, indent=2, default=str) if args.json else summary.format())
+    return 0
+
+
+def _compare(data: dict[str, Any], codes_text: str) -> tuple[dict[str, Any], str]:
+    from .carbon import compare_regions, extremes
+    codes = [c.strip() for c in codes_text.split(",") if c.strip()]
+    kwh = data.get("facility_energy_kwh")
+    if kwh is None:
+        raise _usage("this run has no measured energy to compare")
+    rows = compare_regions(kwh, codes)
+    best, worst = extremes("country")
+    bounds = {label: compare_regions(kwh, [r.code])[0]
+              for label, r in (("cleanest country", best), ("dirtiest country", worst))}
+    return dict(data, compare_regions=rows, compare_extremes=bounds), \
+        _format_compare(rows, kwh, bounds)
 
 
 def _format_compare(rows: list[dict[str, Any]], kwh: float,
@@ -235,20 +305,33 @@ def _format_compare(rows: list[dict[str, Any]], kwh: float,
 
 
 def _report_table(root: Path, args: argparse.Namespace) -> int:
+    """One line per run and per job under `root` (a job is one line, not one per rank)."""
+    from .job.layout import JOB_MANIFEST
     from .rebuild import rebuild_summary
     from .runlog import MANIFEST, SUMMARY, read_json
 
     rows = []
-    for run in sorted(p for p in root.iterdir() if (p / MANIFEST).exists()):
-        s = read_json(run / SUMMARY)
+    for entry in sorted(p for p in root.iterdir() if p.is_dir()):
+        is_job = (entry / JOB_MANIFEST).exists()
+        if not is_job and not (entry / MANIFEST).exists():
+            continue
+        s = read_json(entry / SUMMARY)
         if s is None or s.get("status") == "running":
             try:
-                s = rebuild_summary(run).to_dict()
+                if is_job:
+                    from .job.merge import merge
+                    s = merge([entry]).to_dict()
+                else:
+                    s = rebuild_summary(entry).to_dict()
             except TrackerError:
                 continue
-        rows.append({"run_dir": str(run), "name": s.get("name"), "status": s.get("status"),
+        job = s.get("job") or {}
+        rows.append({"run_dir": str(entry), "kind": "job" if is_job else "run",
+                     "name": s.get("name"), "status": s.get("status"),
                      "started_utc": s.get("started_utc"), "duration_s": s.get("duration_s"),
                      "energy_kwh": s.get("energy_kwh"), "emissions_kg": s.get("emissions_kg"),
+                     "world_size": job.get("world_size"), "nodes": len(job.get("nodes") or ())
+                     or None,
                      "methods": {k: v.get("method") for k, v in s.get("components", {}).items()}})
     if args.json:
         print(json.dumps({"root": str(root), "runs": rows}, indent=2))
@@ -262,8 +345,10 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
         kwh = "n/a" if r["energy_kwh"] is None else f"{r['energy_kwh']:.6f}"
         g = "n/a" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1000:.3f}"
         methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
-        print(f"{r['started_utc']!s:<26}{str(r['name'])[:19]:<20}{r['status']!s:<12}"
-              f"{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}")
+        name = str(r["name"]) if r["kind"] == "run" else \
+            f"{r['name']} [job: {r['world_size']} ranks, {r['nodes']} nodes]"
+        print(f"{r['started_utc']!s:<26}{name[:19] if r['kind'] == 'run' else name:<20}"
+              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}")
     return 0
 
 

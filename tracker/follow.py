@@ -9,6 +9,7 @@ marks-<pid>.jsonl, which the parent merges into the run's summary at stop.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -81,3 +82,66 @@ class LogFollower:
                 msg = f"{type(e).__name__}: {e}"
                 if msg not in self.callback_errors:
                     self.callback_errors.append(msg)
+
+
+@dataclass
+class JoinedProcess:
+    """A process that joined the run: who it is (its job identity, if any), the options it
+    asked for, and the windows it recorded (marks-<pid>.jsonl)."""
+
+    pid: int
+    identity: Optional[dict[str, Any]] = None
+    config: dict[str, Any] = field(default_factory=dict)
+    windows: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def rank_key(self) -> tuple[int, int, int]:
+        """(restart, rank, pid): sorts processes of one attempt by rank."""
+        ident = self.identity or {}
+        rank = ident.get("rank")
+        return (int(ident.get("restart") or 0), int(rank) if rank is not None else 1 << 30,
+                self.pid)
+
+
+def joined_record(identity: Optional[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """First record of a joined process's marks file."""
+    import os
+    return {"t": 0.0, "joined": {"pid": os.getpid(), "identity": identity, "config": config}}
+
+
+def read_joined(run_dir: Path) -> list[JoinedProcess]:
+    """Every process that joined this run, from its marks file."""
+    from .rebuild import apply_window_record
+    from .runlog import read_samples
+
+    out = []
+    for path in sorted(Path(run_dir).glob("marks-*.jsonl")):
+        try:
+            pid = int(path.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        proc = JoinedProcess(pid)
+        for rec in read_samples(path):
+            if "joined" in rec:
+                j = rec["joined"] or {}
+                proc.identity = j.get("identity")
+                proc.config = dict(j.get("config") or {})
+            else:
+                apply_window_record(proc.windows, rec)
+        out.append(proc)
+    return sorted(out, key=lambda p: p.rank_key)
+
+
+def joined_windows(processes: list[JoinedProcess]) -> list[Any]:
+    """Windows of the joined processes as the run's windows: when several ranks of a job
+    joined, each window once (the lowest rank's edges, the others' spread in its attrs) and
+    steps once (samples and tokens summed over ranks), per attempt."""
+    from .job.align import align_windows
+
+    by_attempt: dict[int, dict[tuple[int, int, int], list[Any]]] = {}
+    for p in processes:
+        by_attempt.setdefault(p.rank_key[0], {})[p.rank_key] = list(p.windows.values())
+    out: list[Any] = []
+    for restart in sorted(by_attempt):
+        out += align_windows(by_attempt[restart])
+    return out

@@ -150,6 +150,9 @@ class LogMetrics:
     Cheap (no summary is built): energy so far, CO2e at the run's grid factor, mean power and
     J/sample, J/token since the previous row. `run` is a started `tracker.Tracker` (or anything
     with `clock()`, `energy_j(t0, t1)`, `pue` and `factor.gco2_per_kwh`).
+
+    Nothing is reported as 0 before it was measured: until some device has two readings, the
+    row has no energy at all (a model read once a second has not measured a 0.3 s run).
     """
 
     def __init__(self, run: Any):
@@ -158,33 +161,95 @@ class LogMetrics:
         self._last_e = 0.0
         self._samples = 0
         self._tokens = 0
+        self._power_w: Optional[float] = None     # latest mean power, for job rows
+        self._row_clock: Optional[float] = None   # clock() at the previous row
+        self._row_samples = 0
+        self._row_tokens = 0
 
     def count(self, samples: int = 0, tokens: int = 0) -> None:
         """Samples and tokens processed since the previous row."""
         self._samples += samples
         self._tokens += tokens
+        self._row_samples += samples
+        self._row_tokens += tokens
 
-    def row(self, projection: Optional[Projection] = None) -> dict[str, float]:
+    def row(self, projection: Optional[Projection] = None, *,
+            reduce: Optional[Callable[[list[float]], Optional[list[float]]]] = None,
+            contribute: bool = True) -> dict[str, float]:
+        """The log row. `reduce`: a SUM over the job's processes (job-wide figures; called on
+        every process alike, whatever it measured); `contribute`: whether this process's energy
+        is part of the sum (False for processes that only follow another's measurements)."""
         t = measured_until(self.run)
+        starts = [d.curve.start for d in self.run.devices if not d.curve.empty]
         if self._last_t is None:    # E(t) is 0 until the first reading, not measured as 0 W
-            starts = [d.curve.start for d in self.run.devices if not d.curve.empty]
             self._last_t = max(starts) if starts else 0.0
+        measured = bool(starts) and t > max(starts)
         energy = self.run.energy_j(0.0, t)
+        emissions = self.run.emissions_kg(0.0, t)
         d_e, d_t = energy - self._last_e, t - self._last_t
-        out = {"energy_kwh": energy / J_PER_KWH,
-               "emissions_kg": self.run.emissions_kg(0.0, t)}
-        if d_t > 0:   # no reading since the previous row: rates wait for the next one
-            out["power_w"] = d_e / d_t
-            if self._samples:
-                out["energy_j_per_sample"] = d_e / self._samples
-            if self._tokens:
-                out["energy_j_per_token"] = d_e / self._tokens
+        samples, tokens = self._samples, self._tokens
+        if d_t > 0:
             self._last_t, self._last_e = t, energy
             self._samples = self._tokens = 0
-        if projection is not None:
-            out["projected_energy_kwh"] = projection.projected_energy_kwh
-            if projection.projected_emissions_kg is not None:
-                out["projected_emissions_kg"] = projection.projected_emissions_kg
+            self._power_w = d_e / d_t
+        proj_e = projection.projected_energy_kwh if projection is not None else None
+        proj_c = projection.projected_emissions_kg if projection is not None else None
+        if reduce is not None:
+            job = self._job_row(reduce, energy, emissions, measured, d_t > 0, proj_e, proj_c,
+                                contribute)
+            if job is not None:
+                return job
+        if not measured:
+            return {}
+        out = {"energy_kwh": energy / J_PER_KWH, "emissions_kg": emissions}
+        if d_t > 0:   # no reading since the previous row: rates wait for the next one
+            out["power_w"] = d_e / d_t
+            if samples:
+                out["energy_j_per_sample"] = d_e / samples
+            if tokens:
+                out["energy_j_per_token"] = d_e / tokens
+        if proj_e is not None:
+            out["projected_energy_kwh"] = proj_e
+            if proj_c is not None:
+                out["projected_emissions_kg"] = proj_c
+        return out
+
+    def _job_row(self, reduce: Callable[[list[float]], Optional[list[float]]], energy: float,
+                 emissions: float, measured: bool, fresh: bool, proj_e: Optional[float],
+                 proj_c: Optional[float], contribute: bool) -> Optional[dict[str, float]]:
+        """Job-wide row: energies summed over processes; power = the sum of each process's
+        latest mean power; J/sample = job power / job throughput (each process's samples per
+        second since the previous row, summed). None when there is no process group."""
+        now = self.run.clock()
+        interval = now - self._row_clock if self._row_clock is not None else 0.0
+        self._row_clock = now
+        thr_s = self._row_samples / interval if interval > 0 else 0.0
+        thr_t = self._row_tokens / interval if interval > 0 else 0.0
+        self._row_samples = self._row_tokens = 0
+        # A process that measures nothing (another one claimed its devices) adds only samples.
+        k = 1.0 if contribute and self.run.devices else 0.0
+        power = self._power_w if self._power_w is not None else 0.0
+        got = reduce([k * energy, k * emissions, k * power,
+                      k * (1.0 if self._power_w is not None else 0.0), thr_s, thr_t,
+                      k * (proj_e or 0.0), k * (proj_c or 0.0), k,
+                      k * (1.0 if proj_e is not None else 0.0),
+                      k * (1.0 if measured else 0.0), k * (1.0 if fresh else 0.0)])
+        if got is None:
+            return None
+        (e_sum, c_sum, p_sum, p_n, thr_s, thr_t, pe_sum, pc_sum, n, pe_n, m_n, f_n) = got
+        if m_n < n or n == 0:    # some process has measured nothing yet: unknown, not zero
+            return {}
+        out = {"energy_kwh": e_sum / J_PER_KWH, "emissions_kg": c_sum}
+        if p_n == n and f_n > 0:
+            out["power_w"] = p_sum
+            if thr_s > 0:
+                out["energy_j_per_sample"] = p_sum / thr_s
+            if thr_t > 0:
+                out["energy_j_per_token"] = p_sum / thr_t
+        if pe_n == n:   # a projection once every measuring process has one
+            out["projected_energy_kwh"] = pe_sum
+            if proj_c is not None:
+                out["projected_emissions_kg"] = pc_sum
         return out
 
 

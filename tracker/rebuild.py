@@ -19,7 +19,6 @@ from .runlog import (
     SAMPLES,
     STEP_COLUMNS,
     SUMMARY,
-    read_joined_marks,
     read_json,
     read_samples,
 )
@@ -63,9 +62,9 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[DeviceState], list[Win
                 apply_window_record(windows, rec)
             elif "intensity" in rec:
                 periods.append(IntensityPeriod.from_dict(rec["intensity"]))
-    for rec in read_joined_marks(run_dir):
-        apply_window_record(windows, rec)
-    return manifest, list(devices.values()), list(windows.values()), periods, t_last
+    from .follow import joined_windows, read_joined
+    return (manifest, list(devices.values()),
+            list(windows.values()) + joined_windows(read_joined(run_dir)), periods, t_last)
 
 
 def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None:
@@ -135,7 +134,9 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         start_wall=manifest["start_wall"], t_end=t_end, devices=devices, windows=windows,
         factor=factor, periods=periods or None, live_status=None, pue=manifest["pue"],
         pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir),
-        sampling=manifest.get("config", {}).get("sampling"))
+        sampling=manifest.get("config", {}).get("sampling"),
+        elsewhere=sorted({c.get("component") for c in (manifest.get("job") or {}).get("claims", ())
+                          if not c.get("measured_here") and c.get("component")}))
 
 
 def is_alive(manifest: dict[str, Any]) -> bool:

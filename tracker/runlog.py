@@ -43,18 +43,24 @@ EMISSIONS_COLUMNS = [
     "on_cloud", "pue",
     "status", "cpu_method", "gpu_method", "ram_method", "it_energy", "gco2_per_kwh",
     "grid_region", "grid_source", "grid_year", "tracker_version", "run_dir",
+    "job_id", "world_size", "nodes",
 ]
 
 
 def default_run_dir(root: Path, name: str, started: datetime) -> Path:
+    """Create and return a fresh run directory. mkdir without exist_ok is atomic, so two runs
+    started in the same second (or processes of one job) never share one."""
     stamp = started.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
-    path = root / f"{stamp}-{safe}"
-    n = 1
-    while path.exists():  # two runs started in the same second
-        n += 1
-        path = root / f"{stamp}-{safe}-{n}"
-    return path
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = root / (f"{stamp}-{safe}" if n == 1 else f"{stamp}-{safe}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"no free run directory name under {root}")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -140,12 +146,6 @@ def marks_file(pid: int) -> str:
     return f"marks-{pid}.jsonl"
 
 
-def read_joined_marks(run_dir: Path) -> Iterator[dict[str, Any]]:
-    """Mark records of every process that joined this run, in file order per process."""
-    for path in sorted(Path(run_dir).glob("marks-*.jsonl")):
-        yield from read_samples(path)
-
-
 def read_json(path: Path) -> Optional[dict[str, Any]]:
     try:
         with open(path) as f:
@@ -154,9 +154,11 @@ def read_json(path: Path) -> Optional[dict[str, Any]]:
         return None
 
 
-def append_emissions_row(root: Path, row: dict[str, Any]) -> Path:
+def append_emissions_row(root: Path, row: dict[str, Any], *, replace: bool = False) -> Path:
     """Append one row to root/emissions.csv under an exclusive lock (concurrent runs).
 
+    `replace`: if a row with the same run_id is already there, rewrite it in place instead (a
+    job's single row, refreshed when a report finishes the job again).
     If an existing file has other columns (an older CodeCarbon file), the row is written in that
     file's column order, so the file stays readable by whatever wrote it first.
     """
@@ -166,7 +168,9 @@ def append_emissions_row(root: Path, row: dict[str, Any]) -> Path:
         _lock(f)
         try:
             f.seek(0)
-            header = next(csv.reader(io.StringIO(f.readline())), None)
+            text = f.read()
+            lines = text.splitlines(keepends=True)
+            header = next(csv.reader(io.StringIO(lines[0])), None) if lines else None
             columns = header if header else EMISSIONS_COLUMNS
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore",
@@ -174,12 +178,36 @@ def append_emissions_row(root: Path, row: dict[str, Any]) -> Path:
             if not header:
                 writer.writeheader()
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
-            f.seek(0, os.SEEK_END)
-            f.write(buf.getvalue())
+            new = buf.getvalue()
+            old_at = _row_index(lines, columns, str(row.get("run_id"))) if replace else None
+            if old_at is None:
+                f.seek(0, os.SEEK_END)
+                f.write(new)
+            else:   # in place, under the lock: appenders wait and then append after us
+                lines[old_at] = new
+                f.seek(0)
+                f.truncate()
+                f.write("".join(lines))
             f.flush()
         finally:
             _unlock(f)
     return path
+
+
+def upsert_emissions_row(root: Path, row: dict[str, Any]) -> Path:
+    """The one row of `row["run_id"]` in root/emissions.csv: added, or replaced if present."""
+    return append_emissions_row(root, row, replace=True)
+
+
+def _row_index(lines: list[str], columns: list[str], run_id: str) -> Optional[int]:
+    if "run_id" not in columns:
+        return None
+    col = columns.index("run_id")
+    for i, line in enumerate(lines[1:], start=1):
+        cells = next(csv.reader(io.StringIO(line)), [])
+        if len(cells) > col and cells[col] == run_id:
+            return i
+    return None
 
 
 def _lock(f: Any) -> None:

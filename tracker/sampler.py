@@ -67,6 +67,10 @@ class Sampling:
         self.devices = [DeviceState(s) for s in sensors]
         self.interval_s = interval_s
 
+    def add(self, sensor: Sensor) -> None:
+        """Measure one more device from the next tick on (a late claim in a job)."""
+        self.devices.append(DeviceState(sensor))
+
     def tick(self, t: float, *, anchor: bool = False, final: bool = False) -> dict[str, Any]:
         """Read what is due at time t (s). `anchor`: also read every counter (a window edge);
         `final`: read everything (stop). Returns {"t": t, "d": {name: {"w"|"c"|"j": ...}}}."""
@@ -83,8 +87,10 @@ class Sampling:
                     if c is not None:
                         got["c"] = round(c, 3)
                         dev.last_counter_t = t
+                # Power too at window edges: the 1 Hz models would otherwise leave a short run
+                # or window with one reading, i.e. nothing measured (never report that as 0).
                 power_every = max(self.interval_s, sensor.power_interval_s)
-                if sensor.has_power and (final or t - dev.last_power_t
+                if sensor.has_power and (final or anchor or t - dev.last_power_t
                                          >= power_every * _DUE_SLACK):
                     w = sensor.read_power_w()
                     if w is not None and math.isfinite(w):

@@ -95,6 +95,9 @@ class DeviceEnergy:
     status: str                        # "ok" | "degraded" | "unavailable"
     errors: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    node: Optional[str] = None         # in a job: the node (machine) it belongs to
+    start_s: Optional[float] = None    # run time of its first and last reading: a device can
+    end_s: Optional[float] = None      # start late (a job's late claim) or be lost early
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -104,7 +107,13 @@ class DeviceEnergy:
         d = asdict(self)
         d["energy_kwh"] = self.energy_kwh
         d["errors"] = list(self.errors)
+        if self.node is None:
+            del d["node"]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceEnergy:
+        return cls(**_known(cls, d, errors=tuple(d.get("errors") or ())))
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,10 @@ class ComponentEnergy:
         d["devices"] = list(self.devices)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ComponentEnergy:
+        return cls(**_known(cls, d, devices=tuple(d.get("devices") or ())))
+
 
 @dataclass(frozen=True)
 class WindowEnergy:
@@ -149,6 +162,10 @@ class WindowEnergy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowEnergy:
+        return cls(**_known(cls, d))
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,7 @@ class Summary:
     degraded: tuple[str, ...]
     run_dir: Optional[str] = None
     sampling: dict[str, Any] = field(default_factory=dict)  # rate, counter cadence, defaults
+    job: Optional[dict[str, Any]] = None   # distributed job: id, world size, nodes, missing
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -208,12 +226,28 @@ class Summary:
             "sampling": self.sampling,
             "notes": list(self.notes), "degraded": list(self.degraded),
             "run_dir": self.run_dir,
+            **({"job": self.job} if self.job is not None else {}),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Summary:
+        """A saved summary.json read back (a report needs no replay of the samples)."""
+        return cls(**_known(
+            cls, d,
+            devices=tuple(DeviceEnergy.from_dict(x) for x in d.get("devices") or ()),
+            components={k: ComponentEnergy.from_dict(v)
+                        for k, v in (d.get("components") or {}).items()},
+            windows=tuple(WindowEnergy.from_dict(w) for w in d.get("windows") or ()),
+            notes=tuple(d.get("notes") or ()), degraded=tuple(d.get("degraded") or ()),
+            steps=d.get("steps") or {}, grid=d.get("grid") or {}, carbon=d.get("carbon") or {},
+            sampling=d.get("sampling") or {}))
 
     def format(self) -> str:
         """Human-readable summary, every number with its method and the grid factor's source."""
-        lines = [f"energy-tracker: run {self.name!r} ({self.run_id}) {self.status}, "
-                 f"{self.duration_s:.1f} s"]
+        job = self.job
+        head = (f"job {job['job_id']!r} ({self.name}, {job['world_size']} ranks on "
+                f"{len(job['nodes'])} node(s))" if job else f"run {self.name!r} ({self.run_id})")
+        lines = [f"energy-tracker: {head} {self.status}, {self.duration_s:.1f} s"]
         for c in self.components.values():
             if c.energy_j is None:
                 lines.append(f"  {c.component:<4} not measured ({c.status})")
@@ -223,29 +257,37 @@ class Summary:
             lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {kwh:.6f} kWh"
                          f"  mean {c.mean_power_w or 0:.1f} W{peak}  [{c.method}]"
                          + ("" if c.status == "ok" else f" ({c.status})"))
-        for d in self.devices:
-            if d.component == "gpu" or len(self.devices) <= 6:
-                e = "not measured" if d.energy_j is None else f"{d.energy_j:.1f} J"
-                lines.append(f"    {d.name}: {e} [{d.method}] {d.description}")
+        if len(self.devices) <= 16:
+            for d in self.devices:
+                if d.component == "gpu" or len(self.devices) <= 6 or d.node is not None:
+                    e = "not measured" if d.energy_j is None else f"{d.energy_j:.1f} J"
+                    where = f"{d.node}/" if d.node is not None else ""
+                    lines.append(f"    {where}{d.name}: {e} [{d.method}] {d.description}")
         if self.energy_j is None:
             lines.append("  total: nothing could be measured")
         else:
             lines.append(f"  total (IT) {self.energy_j:.1f} J = {self.energy_kwh:.6f} kWh; "
                          f"PUE {self.pue:g} ({self.pue_source}) -> facility "
                          f"{self.facility_energy_kwh:.6f} kWh")
+        if job:
+            lines += _format_job(job)
         for w in self.windows[:20]:
             if w.energy_j is not None:
+                spread = w.attrs.get("edge_spread_s")
+                ranks = (f" ({w.attrs.get('ranks')} ranks, edges within "
+                         f"{max(spread.values()):.3f} s)" if isinstance(spread, dict) else "")
                 lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J over "
-                             f"{w.duration_s or 0:.2f} s")
+                             f"{w.duration_s or 0:.2f} s{ranks}")
         if len(self.windows) > 20:
             lines.append(f"  ... {len(self.windows) - 20} more windows in summary.json")
-        if self.steps.get("groups"):
+        if self.steps.get("groups") or self.steps.get("energy_j_in_steps") is not None:
             st = self.steps
             per = "".join(f", {st[k]:.4g} J/{k[6:]}" for k in ("j_per_sample", "j_per_token")
                           if k in st)
+            groups = (f" (reported in groups of {st['group_size']}; per-step energies are "
+                      "interpolated)" if st.get("group_size") else "")
             lines.append(f"  steps: {st['count']} steps, {st['energy_j_in_steps']:.1f} J in "
-                         f"steps{per} (reported in groups of {st['group_size']}; per-step "
-                         "energies are interpolated)")
+                         f"steps{per}{groups}")
         g = self.grid
         if self.emissions_kg is not None:
             year = g.get("year") or "year n/a"
@@ -259,6 +301,35 @@ class Summary:
         if self.run_dir:
             lines.append(f"  logs: {self.run_dir}")
         return "\n".join(lines)
+
+
+def _format_job(job: dict[str, Any]) -> list[str]:
+    """The job part of a summary's text: nodes, attempts, what is missing."""
+    lines = [f"  job id {job['job_id']} ({job.get('source')}); "
+             f"{len(job.get('attempts') or [])} attempt(s)"]
+    nodes = job.get("nodes") or []
+    for n in nodes[:32]:
+        e = "n/a" if n.get("energy_j") is None else f"{n['energy_j']:.1f} J"
+        ranks = n.get("ranks") or []
+        rtext = (f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 3 and
+                 ranks == list(range(ranks[0], ranks[-1] + 1))
+                 else "ranks " + ",".join(str(r) for r in ranks)) if ranks else "no ranks"
+        lines.append(f"    node {n['node']}: {e}, {rtext}, {len(n.get('devices') or [])} "
+                     f"devices, grid {n.get('grid_region')}")
+    if len(nodes) > 32:
+        lines.append(f"    ... {len(nodes) - 32} more nodes in summary.json")
+    for m in job.get("missing") or []:
+        lines.append(f"  missing: {m.get('what')}: {m.get('reason')}")
+    return lines
+
+
+def _known(cls: Any, d: dict[str, Any], **override: Any) -> dict[str, Any]:
+    """The fields of dataclass `cls` found in `d` (derived keys such as energy_kwh dropped)."""
+    from dataclasses import fields
+    names = {f.name for f in fields(cls)}
+    out = {k: v for k, v in d.items() if k in names}
+    out.update(override)
+    return out
 
 
 def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
@@ -275,7 +346,8 @@ def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
     return DeviceEnergy(name=info.name, component=info.component, method=info.method,
                         description=info.description, energy_j=energy, mean_power_w=mean,
                         peak_power_w=None if curve.empty else curve.peak_w, status=status,
-                        errors=tuple(dev.errors), details=dict(info.details))
+                        errors=tuple(dev.errors), details=dict(info.details),
+                        start_s=curve.start, end_s=curve.end)
 
 
 def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> ComponentEnergy:

@@ -33,8 +33,10 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   devices: Sequence[DeviceState], windows: Sequence[Window], factor: Any,
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
-                  closed_steps: int = 0, sampling: Optional[dict[str, Any]] = None) -> Summary:
-    """`closed_steps`: steps already closed but not in `windows` (only counted, while running)."""
+                  closed_steps: int = 0, sampling: Optional[dict[str, Any]] = None,
+                  elsewhere: Sequence[str] = ()) -> Summary:
+    """`closed_steps`: steps already closed but not in `windows` (only counted, while running).
+    `elsewhere`: components another process of the job measures (not "missing" here)."""
     from .carbon import account_emissions
 
     t0 = 0.0
@@ -46,7 +48,7 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
     it_j = sum(measured) if measured else None
     notes = list(notes)
     for c in COMPONENTS:
-        if c not in components:
+        if c not in components and c not in elsewhere:
             notes.append(f"{c}: not measured (no sensor), so it is not in the totals")
 
     e_it = it_energy_at(devices)
@@ -120,8 +122,10 @@ def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_
                "start_s": g[0]["start_s"], "end_s": g[-1]["end_s"],
                "energy_j": energy, "j_per_step": energy / len(g)}
         if n_samples:
+            row["samples"] = n_samples
             row["j_per_sample"] = energy / n_samples
         if n_tokens:
+            row["tokens"] = n_tokens
             row["j_per_token"] = energy / n_tokens
         groups.append(row)
     return groups
@@ -140,8 +144,10 @@ def step_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "resolution_note": "per-step energies are interpolated on E(t); groups span >= "
                            f"{STEP_GROUP_MIN_S:g} s; all steps are listed in windows.json"}
     if samples:
+        out["samples"] = samples
         out["j_per_sample"] = energy / samples
     if tokens:
+        out["tokens"] = tokens
         out["j_per_token"] = energy / tokens
     return out
 
@@ -188,6 +194,9 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "grid_region": code, "grid_source": grid.get("source"), "grid_year": grid.get("year"),
         "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
         "run_dir": summary.run_dir,
+        "job_id": (summary.job or {}).get("job_id"),
+        "world_size": (summary.job or {}).get("world_size"),
+        "nodes": len((summary.job or {}).get("nodes") or ()) or None,
     }
 
 

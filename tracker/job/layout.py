@@ -1,0 +1,229 @@
+"""The job directory: `<output_dir>/<job id>/job.json`, one folder per node, one run directory
+per process inside it (each crash-safe exactly like a single run's directory).
+
+    energy-runs/torchrun-3f9a1c2b7d4e/
+        job.json                 who the job is (written once, atomically, by the first process)
+        summary.json             the job's summary (written by the process that ends the job)
+        node-a/node.json         which machine this folder is
+        node-a/rank0/            run.json, samples.jsonl, summary.json, windows.json
+        node-a/rank1/
+        node-b/rank2/ ...
+
+Everything is created with operations that are atomic on local and network filesystems
+(mkdir, rename of a fresh directory, O_EXCL create), so processes starting together agree on
+one directory without talking to each other. On a node-local `output_dir` each node writes
+its own part; `energy-tracker merge` joins the parts once they are copied together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..runlog import MANIFEST, SUMMARY, read_json, write_json_atomic
+from .identity import JobIdentity, safe_name
+
+JOB_MANIFEST = "job.json"
+NODE_MANIFEST = "node.json"
+JOB_SCHEMA = 1
+# A job directory without any member for this long is not "being created" any more.
+_FRESH_S = 60.0
+
+
+def job_uid(identity: JobIdentity) -> str:
+    """A stable UUID for the job, the same on every node (emissions.csv's run_id)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                          f"energy-tracker:{identity.job_id}:{identity.launch}"))
+
+
+def job_manifest(identity: JobIdentity, name: str) -> dict[str, Any]:
+    return {"schema": JOB_SCHEMA, "kind": "job", "job_id": identity.job_id,
+            "job_uid": job_uid(identity), "name": name, "source": identity.source,
+            "id_kind": identity.id_kind, "launch": identity.launch,
+            "launcher": identity.launcher, "world_size": identity.world_size,
+            "nnodes": identity.nnodes, "created_wall": time.time()}
+
+
+def is_job_dir(path: Path) -> bool:
+    return (Path(path) / JOB_MANIFEST).is_file()
+
+
+def _read_job(path: Path, wait_s: float = 2.0) -> Optional[dict[str, Any]]:
+    """job.json of an existing job directory (it is renamed into place with it, but a
+    network filesystem may show the directory a moment before its contents)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        data = read_json(path / JOB_MANIFEST)
+        if data is not None or time.monotonic() >= deadline:
+            return data
+        time.sleep(0.05)
+
+
+def _joinable(path: Path, existing: dict[str, Any], identity: JobIdentity) -> bool:
+    """May this process join the existing job directory `path`?"""
+    if existing.get("job_id") != identity.job_id:
+        return False
+    if identity.id_kind == "explicit":
+        return True    # the user named the job: later launches are more attempts of it
+    theirs, ours = existing.get("launch") or "", identity.launch
+    if theirs and ours:
+        return theirs == ours   # two launches that reused one id are two jobs
+    if identity.id_kind == "derived":
+        # No token to tell launches apart: join while the job is still going (or just made).
+        states = [m.state() for m in members(path)]
+        if not states:
+            return time.time() - float(existing.get("created_wall") or 0) < _FRESH_S
+        return any(s == "running" for s in states)
+    return True
+
+
+def open_job_dir(root: Path, identity: JobIdentity, name: str) -> Path:
+    """Find or create this job's directory under `root` (atomic; see module docstring)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = identity.job_id
+    for n in range(1, 1000):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        if not path.exists():
+            tmp = root / f".tmp-{base}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            write_json_atomic(tmp / JOB_MANIFEST, job_manifest(identity, name))
+            try:
+                os.rename(tmp, path)
+                return path
+            except OSError:   # another process created it first: look at theirs
+                _remove_tree(tmp)
+        existing = _read_job(path)
+        if existing is not None and _joinable(path, existing, identity):
+            return path
+    raise OSError(f"no free job directory for {base!r} under {root}")
+
+
+def open_node_dir(job_dir: Path, identity: JobIdentity) -> Path:
+    """`<job>/<node>/`, one per machine; two machines with one hostname get distinct names."""
+    for n in range(1, 100):
+        path = job_dir / (identity.node if n == 1 else f"{identity.node}-{n}")
+        path.mkdir(exist_ok=True)
+        marker = path / NODE_MANIFEST
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"node": identity.node, "node_key": identity.node_key,
+                           "node_rank": identity.node_rank}, f)
+            return path
+        except FileExistsError:
+            pass
+        for _ in range(40):   # written right after O_EXCL: give it a moment
+            data = read_json(marker)
+            if data is not None:
+                break
+            time.sleep(0.05)
+        if data is None or data.get("node_key") == identity.node_key:
+            return path
+    raise OSError(f"no free node directory for {identity.node!r} in {job_dir}")
+
+
+def member_dir_name(identity: JobIdentity, role: str = "rank") -> str:
+    base = f"{role}{identity.rank}" if role == "rank" else role
+    return base if identity.restart == 0 else f"{base}.r{identity.restart}"
+
+
+def create_member_dir(node_dir: Path, name: str) -> Path:
+    """A fresh run directory for this process (never shared: mkdir fails if it exists)."""
+    for n in range(1, 1000):
+        path = node_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"no free run directory for {name!r} in {node_dir}")
+
+
+def _remove_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*"), reverse=True):
+        try:
+            p.unlink() if not p.is_dir() else p.rmdir()
+        except OSError:
+            pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+# -- reading --------------------------------------------------------------------------------------
+@dataclass
+class Member:
+    """One run directory of a job, as found on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def job(self) -> dict[str, Any]:
+        return self.manifest.get("job") or {}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return self.job.get("identity") or {}
+
+    @property
+    def node(self) -> str:
+        return str(self.job.get("node_dir") or self.identity.get("node") or self.path.parent.name)
+
+    @property
+    def attempt_key(self) -> tuple[str, int]:
+        ident = self.identity
+        return str(ident.get("launch") or ""), int(ident.get("restart") or 0)
+
+    def summary(self) -> Optional[dict[str, Any]]:
+        return read_json(self.path / SUMMARY)
+
+    def state(self, stale_s: float = 15.0) -> str:
+        """"finished" (a final summary), "running", or "dead" (gone without a final summary)."""
+        from ..rebuild import is_alive
+
+        s = self.summary()
+        if s is not None and s.get("status") not in (None, "running"):
+            return "finished"
+        if is_alive(self.manifest):
+            return "running"
+        host = self.manifest.get("host", {})
+        import socket
+        if host.get("hostname") == socket.gethostname() and not self.job.get("simulated_node"):
+            return "dead"
+        # Another machine: judge by the samples log, which a live run flushes every 0.5 s.
+        try:
+            age = time.time() - (self.path / "samples.jsonl").stat().st_mtime
+        except OSError:
+            age = time.time() - float(self.manifest.get("start_wall") or 0)
+        return "running" if age < stale_s else "dead"
+
+
+def members(job_dir: Path) -> Iterator[Member]:
+    """Every run directory of a job (node folders, one level down), in a stable order."""
+    job_dir = Path(job_dir)
+    try:
+        nodes = sorted(p for p in job_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return
+    for node in nodes:
+        try:
+            runs = sorted(p for p in node.iterdir() if p.is_dir())
+        except OSError:
+            continue
+        for run in runs:
+            manifest = read_json(run / MANIFEST)
+            if manifest is not None:
+                yield Member(run, manifest)
+
+
+__all__ = ["JOB_MANIFEST", "Member", "create_member_dir", "is_job_dir", "job_manifest", "job_uid",
+           "member_dir_name", "members", "open_job_dir", "open_node_dir", "safe_name"]

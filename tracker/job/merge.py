@@ -1,0 +1,588 @@
+"""Run directories of a job -> one job summary. A pure function of what is on disk, so the same
+code serves a live job, a killed job, and parts copied together from node-local disks.
+
+- Devices: each member run lists the devices it measured (claims make that exactly once); a
+  device found in two members at overlapping times is counted once, and said so.
+- Energy: node energy = the sum of its devices; job energy = the sum of the node energies.
+- Emissions: each member's own (its node's grid factor and PUE); the factors are listed.
+- Windows: matched across ranks (align.py); a job window's energy is the sum over members of
+  their devices' energy between that member's own edges of the window (each edge anchored on
+  the counters of the process that measured the device). A member that measured devices but
+  did not record the window is read at the reference rank's edges from its energy curve.
+- Steps: counted once (the reference rank's), samples and tokens summed over ranks, energy
+  summed over members; groups merged when every member used the same group size.
+- Missing: ranks that left no files, members killed without a final reading (from when).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import ConfigError
+from ..runlog import read_json
+from ..summary import (
+    J_PER_KWH,
+    DeviceEnergy,
+    Summary,
+    WindowEnergy,
+    combine,
+    utc_iso,
+)
+from . import align
+from .layout import JOB_MANIFEST, Member, members
+
+log = logging.getLogger("tracker")
+
+_STATUS_ORDER = ("running", "failed", "killed", "terminated", "interrupted", "finished")
+
+
+@dataclass
+class Loaded:
+    """One member run of the job, with its summary (saved, or rebuilt when it has none)."""
+
+    member: Member
+    summary: dict[str, Any]
+    rebuilt: bool = False
+    _curves: Optional[dict[str, Any]] = field(default=None, repr=False)
+
+    @property
+    def start_wall(self) -> float:
+        return float(self.member.manifest.get("start_wall") or 0.0)
+
+    @property
+    def end_wall(self) -> float:
+        return self.start_wall + float(self.summary.get("duration_s") or 0.0)
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status") or "running")
+
+    @property
+    def node(self) -> str:
+        return self.member.node
+
+    @property
+    def ranks(self) -> list[int]:
+        """Ranks this member stands for: its own, or the joined processes' (CLI)."""
+        job = self.member.job
+        if job.get("ranks"):
+            return sorted(int(r) for r in job["ranks"])
+        r = self.member.identity.get("rank")
+        return [int(r)] if r is not None else []
+
+    @property
+    def order(self) -> tuple[int, str]:
+        ranks = self.ranks
+        return (ranks[0] if ranks else 1 << 30, str(self.member.path))
+
+    @property
+    def attempt(self) -> tuple[str, int]:
+        return self.member.attempt_key
+
+    def energy_at(self, device: str, t_member: float) -> Optional[float]:
+        """E(t) of one of this member's devices (its curve, rebuilt from samples.jsonl)."""
+        if self._curves is None:
+            from ..rebuild import load_run
+            try:
+                _, devices, *_ = load_run(self.member.path)
+                self._curves = {d.sensor.name: d.curve for d in devices if not d.curve.empty}
+            except Exception as e:   # a damaged log: this member's share is left out, noted
+                log.info("energy-tracker: cannot read %s: %s", self.member.path, e)
+                self._curves = {}
+        curve = self._curves.get(device)
+        return None if curve is None else curve.energy_at(t_member)
+
+
+def load(member: Member) -> Loaded:
+    from ..rebuild import rebuild_summary
+
+    s = member.summary()
+    if s is not None and s.get("status") not in (None, "running"):
+        return Loaded(member, s)
+    state = member.state()
+    status = "running" if state == "running" else "killed"
+    return Loaded(member, rebuild_summary(member.path, status=status).to_dict(), rebuilt=True)
+
+
+def read_members(job_dirs: Sequence[Path]) -> tuple[dict[str, Any], list[Loaded]]:
+    """job.json and every member of one job, from one or several parts of its directory."""
+    manifest: Optional[dict[str, Any]] = None
+    found: dict[str, Loaded] = {}
+    for d in job_dirs:
+        m = read_json(Path(d) / JOB_MANIFEST)
+        if m is None:
+            raise ConfigError(f"{d} is not a job directory (no readable {JOB_MANIFEST})")
+        if manifest is None:
+            manifest = m
+        elif m.get("job_uid") != manifest.get("job_uid"):
+            raise ConfigError(f"{d} belongs to job {m.get('job_id')!r}, not "
+                              f"{manifest.get('job_id')!r}: give parts of one job")
+        for mem in members(Path(d)):
+            run_id = str(mem.manifest.get("run_id"))
+            if run_id not in found:    # the same part copied twice counts once
+                found[run_id] = load(mem)
+    assert manifest is not None
+    return manifest, sorted(found.values(), key=lambda x: x.order)
+
+
+def merge(job_dirs: Sequence[Path]) -> Summary:
+    """The job summary of one or several directory parts of one job."""
+    manifest, loaded = read_members([Path(d) for d in job_dirs])
+    return merge_loaded(manifest, loaded, job_dir=str(Path(job_dirs[0]).absolute()))
+
+
+def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
+                 job_dir: Optional[str] = None) -> Summary:
+    if not loaded:
+        raise ConfigError(f"job {manifest.get('job_id')!r} has no run directories yet")
+    t0 = min(x.start_wall for x in loaded)
+    t_end = max(x.end_wall for x in loaded)
+    duration = max(t_end - t0, 0.0)
+    notes: list[str] = []
+
+    devices, node_energy, dropped = _devices(loaded, notes)
+    components = {}
+    for c in dict.fromkeys(d.component for d in devices):
+        components[c] = combine(c, [d for d in devices if d.component == c], duration)
+    energy = _sum_nodes(node_energy)
+
+    facility = emissions_kg = 0.0
+    any_emissions = False
+    for x in loaded:
+        keep = 1.0 - dropped.get(id(x), 0.0)
+        s = x.summary
+        if s.get("facility_energy_j") is not None:
+            facility += s["facility_energy_j"] * keep
+        if s.get("emissions_kg") is not None:
+            emissions_kg += s["emissions_kg"] * keep
+            any_emissions = True
+    grids = _grids(loaded)
+    grid = grids[0]["grid"] if len(grids) == 1 else {
+        "region_code": "mixed", "region_name": f"{len(grids)} grids (see job.grids)",
+        "source": "per node", "year": None,
+        "gco2_per_kwh": None}
+    it = energy or 0.0
+    pues = {float(x.summary.get("pue") or 1.0) for x in loaded}
+    status = _job_status(loaded)
+    windows = _windows(loaded, t0)
+    steps = _steps(loaded, notes)
+    job = _job_section(manifest, loaded, devices, node_energy, grids, t0, t_end)
+    for x in loaded:
+        where = f"{x.node}/{x.member.path.name}"
+        for n in x.summary.get("notes") or ():
+            notes.append(f"[{where}] {n}")
+    notes = _dedupe_notes(notes)
+    degraded = [f"[{x.node}/{x.member.path.name}] {d}" for x in loaded
+                for d in x.summary.get("degraded") or ()]
+    sampling = loaded[0].summary.get("sampling") or {}
+    return Summary(
+        run_id=str(manifest.get("job_uid")), name=str(manifest.get("name") or "job"),
+        status=status, started_utc=utc_iso(t0),
+        ended_utc=None if status == "running" else utc_iso(t_end), duration_s=duration,
+        devices=tuple(devices), components=components, energy_j=energy,
+        pue=(facility / it) if it > 0 and facility else (pues.pop() if len(pues) == 1 else 1.0),
+        pue_source=_pue_source(loaded), facility_energy_j=facility if energy is not None else None,
+        emissions_kg=emissions_kg if any_emissions else None,
+        emissions_rate_kg_per_s=(emissions_kg / duration if any_emissions and duration > 0
+                                 else None),
+        gco2_per_kwh=(emissions_kg * 1000.0 / (facility / J_PER_KWH)
+                      if any_emissions and facility > 0 else None),
+        grid=grid, carbon={"grids": grids}, windows=tuple(windows), steps=steps,
+        notes=tuple(notes), degraded=tuple(degraded), run_dir=job_dir, sampling=sampling,
+        job=job)
+
+
+# -- devices and nodes ----------------------------------------------------------------------------
+def _device_key(x: Loaded, d: dict[str, Any]) -> tuple[str, str]:
+    uuid = (d.get("details") or {}).get("uuid")
+    return (x.node, f"uuid:{uuid}") if uuid else (x.node, str(d.get("name")))
+
+
+def _devices(loaded: list[Loaded], notes: list[str]
+             ) -> tuple[list[DeviceEnergy], dict[str, Optional[float]], dict[int, float]]:
+    """Job devices (one per physical device, attempts summed), node energies, and for each
+    member the share of its energy dropped as counted elsewhere (a duplicate)."""
+    per_key: dict[tuple[str, str], list[tuple[Loaded, dict[str, Any]]]] = {}
+    node_energy: dict[str, Optional[float]] = {}
+    dropped: dict[int, float] = {}
+    spans: dict[tuple[str, str], list[tuple[float, float, Loaded]]] = {}
+    for x in loaded:
+        node_energy.setdefault(x.node, None)
+        for d in x.summary.get("devices") or ():
+            key = _device_key(x, d)
+            # when this member read the device (a late claim starts after the run did)
+            a0 = x.start_wall + float(d.get("start_s") or 0.0)
+            b0 = x.start_wall + float(d["end_s"]) if d.get("end_s") is not None else x.end_wall
+            clash = next((o for a, b, o in spans.get(key, ()) if a < b0 and a0 < b), None)
+            if clash is not None:   # claims failed (e.g. no shared lock dir): count once
+                e = d.get("energy_j") or 0.0
+                total = x.summary.get("energy_j") or 0.0
+                if total > 0:
+                    dropped[id(x)] = dropped.get(id(x), 0.0) + e / total
+                notes.append(f"{x.node}/{d.get('name')} was measured by both "
+                             f"{clash.member.path.name} and {x.member.path.name} at the same "
+                             "time; counted once")
+                continue
+            spans.setdefault(key, []).append((a0, b0, x))
+            per_key.setdefault(key, []).append((x, d))
+    out = []
+    for (node, _), rows in per_key.items():
+        measured = [d for _, d in rows if d.get("energy_j") is not None]
+        energy = sum(d["energy_j"] for d in measured) if measured else None
+        seconds = sum(x.end_wall - x.start_wall for x, d in rows if d.get("energy_j") is not None)
+        peaks = [d["peak_power_w"] for d in measured if d.get("peak_power_w") is not None]
+        first = rows[0][1]
+        statuses = {d.get("status") for _, d in rows}
+        details = dict(first.get("details") or {})
+        details["measured_by"] = sorted({x.member.path.name for x, _ in rows})
+        out.append(DeviceEnergy(
+            name=str(first.get("name")), component=str(first.get("component")),
+            method=str(first.get("method")), description=str(first.get("description")),
+            energy_j=energy, mean_power_w=energy / seconds if energy is not None and seconds > 0
+            else None, peak_power_w=max(peaks) if peaks else None,
+            status="unavailable" if energy is None else (
+                "degraded" if statuses - {"ok"} else "ok"),
+            errors=tuple(e for _, d in rows for e in d.get("errors") or ()),
+            details=details, node=node))
+        if energy is not None:
+            node_energy[node] = (node_energy[node] or 0.0) + energy
+    return out, node_energy, dropped
+
+
+def _sum_nodes(node_energy: dict[str, Optional[float]]) -> Optional[float]:
+    values = [v for v in node_energy.values() if v is not None]
+    return sum(values) if values else None
+
+
+def _grids(loaded: list[Loaded]) -> list[dict[str, Any]]:
+    """The grid factors in use, each with the nodes it applies to."""
+    out: list[dict[str, Any]] = []
+    for x in loaded:
+        g = x.summary.get("grid") or {}
+        ident = (g.get("region_code"), g.get("gco2_per_kwh"), g.get("source"))
+        for entry in out:
+            if entry["_id"] == ident:
+                if x.node not in entry["nodes"]:
+                    entry["nodes"].append(x.node)
+                break
+        else:
+            out.append({"_id": ident, "grid": g, "nodes": [x.node]})
+    return [{k: v for k, v in e.items() if k != "_id"} for e in out]
+
+
+def _pue_source(loaded: list[Loaded]) -> str:
+    sources = {(x.summary.get("pue"), x.summary.get("pue_source")) for x in loaded}
+    return next(iter(sources))[1] if len(sources) == 1 else "per node (energy-weighted)"
+
+
+def _job_status(loaded: list[Loaded]) -> str:
+    last = max(x.attempt for x in loaded) if loaded else ("", 0)
+    latest = [x for x in loaded if x.attempt == last]
+    # attempts of one launch are ordered by restart count; launches by start time
+    launches = sorted({x.attempt[0] for x in loaded},
+                      key=lambda t: min(x.start_wall for x in loaded if x.attempt[0] == t))
+    final_launch = launches[-1]
+    final_restart = max(x.attempt[1] for x in loaded if x.attempt[0] == final_launch)
+    latest = [x for x in loaded if x.attempt == (final_launch, final_restart)] or latest
+    statuses = {x.status for x in latest}
+    for s in _STATUS_ORDER:
+        if s in statuses:
+            return s
+    return sorted(statuses)[0]
+
+
+def _attempts(loaded: list[Loaded]) -> list[tuple[str, int]]:
+    keys = {x.attempt for x in loaded}
+    return sorted(keys, key=lambda k: min(x.start_wall for x in loaded if x.attempt == k))
+
+
+def _job_section(manifest: dict[str, Any], loaded: list[Loaded], devices: list[DeviceEnergy],
+                 node_energy: dict[str, Optional[float]], grids: list[dict[str, Any]],
+                 t0: float, t_end: float) -> dict[str, Any]:
+    attempts = []
+    for i, key in enumerate(_attempts(loaded)):
+        xs = [x for x in loaded if x.attempt == key]
+        statuses = {x.status for x in xs}
+        attempts.append({
+            "attempt": i, "launch": key[0], "restart": key[1],
+            "ranks": sorted({r for x in xs for r in x.ranks}),
+            "started_utc": utc_iso(min(x.start_wall for x in xs)),
+            "ended_utc": utc_iso(max(x.end_wall for x in xs)),
+            "status": next((s for s in _STATUS_ORDER if s in statuses), "finished"),
+            "energy_j": sum(x.summary.get("energy_j") or 0.0 for x in xs)})
+    world = max([int(x.member.identity.get("world_size") or 0) for x in loaded]
+                + [int(manifest.get("world_size") or 0)])
+    nnodes = max([int(x.member.identity.get("nnodes") or 0) for x in loaded] + [0]) or None
+    nodes = []
+    grid_of = {n: e["grid"] for e in grids for n in e["nodes"]}
+    for node in sorted(node_energy):
+        xs = [x for x in loaded if x.node == node]
+        nodes.append({
+            "node": node, "ranks": sorted({r for x in xs for r in x.ranks}),
+            "devices": [{"name": d.name, "component": d.component, "method": d.method,
+                         "energy_j": d.energy_j, "measured_by": d.details.get("measured_by")}
+                        for d in devices if d.node == node],
+            "energy_j": node_energy[node],
+            "emissions_kg": sum(x.summary.get("emissions_kg") or 0.0 for x in xs),
+            "grid_region": (grid_of.get(node) or {}).get("region_code"),
+            "gco2_per_kwh": (grid_of.get(node) or {}).get("gco2_per_kwh"),
+            "members": [{"run": x.member.path.name, "ranks": x.ranks, "status": x.status,
+                         "rebuilt": x.rebuilt} for x in xs]})
+    gpu_spread = _gpu_spread(devices)
+    return {"job_id": manifest.get("job_id"), "job_uid": manifest.get("job_uid"),
+            "source": manifest.get("source"), "launcher": manifest.get("launcher"),
+            "world_size": world, "nnodes": nnodes, "attempts": attempts, "nodes": nodes,
+            "gpu_energy_spread": gpu_spread,
+            "missing": _missing(loaded, world, nnodes, t0, len(node_energy)),
+            "started_wall": t0, "ended_wall": t_end}
+
+
+def _gpu_spread(devices: list[DeviceEnergy]) -> dict[str, Any]:
+    """Per node, min/median/max GPU energy: a GPU far below its peers is a straggler."""
+    out = {}
+    for node in sorted({d.node for d in devices if d.node is not None}):
+        es = sorted(d.energy_j for d in devices
+                    if d.node == node and d.component == "gpu" and d.energy_j is not None)
+        if es:
+            out[node] = {"gpus": len(es), "min_j": es[0], "median_j": es[len(es) // 2],
+                         "max_j": es[-1]}
+    return out
+
+
+def _missing(loaded: list[Loaded], world: int, nnodes: Optional[int], t0: float,
+             n_nodes: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key in _attempts(loaded):
+        xs = [x for x in loaded if x.attempt == key]
+        present = {r for x in xs for r in x.ranks}
+        absent = [r for r in range(world) if r not in present]
+        if absent:
+            out.append({"what": _ranks_text(absent), "ranks": absent, "attempt_restart": key[1],
+                        "reason": "left no files in this job directory (never started tracking, "
+                                  "died before it, or wrote to another node's disk)"})
+        for x in xs:
+            if x.status == "killed":
+                end = x.end_wall
+                out.append({"what": f"{_ranks_text(x.ranks)} on {x.node} "
+                                    f"({x.member.path.name})",
+                            "ranks": x.ranks, "node": x.node, "attempt_restart": key[1],
+                            "reason": f"killed without a final reading: its devices' energy "
+                                      f"after t={end - t0:.2f} s ({utc_iso(end)}) is missing",
+                            "missing_from_s": end - t0, "missing_from_utc": utc_iso(end),
+                            "devices": [d.get("name") for d in x.summary.get("devices") or ()]})
+    if nnodes and n_nodes < nnodes:
+        out.append({"what": f"{nnodes - n_nodes} of {nnodes} nodes",
+                    "reason": "no node folder in this job directory: on node-local disks, copy "
+                              "the parts together and run `energy-tracker merge`"})
+    return out
+
+
+def _ranks_text(ranks: list[int]) -> str:
+    if not ranks:
+        return "a process"
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    if ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"ranks {ranks[0]}-{ranks[-1]}"
+    return "ranks " + ",".join(map(str, ranks))
+
+
+def _dedupe_notes(notes: list[str]) -> list[str]:
+    """Members often say the same thing ("ram modeled ..."): say it once, with who said it."""
+    by_text: dict[str, list[str]] = {}
+    order = []
+    for n in notes:
+        if n.startswith("[") and "] " in n:
+            who, text = n[1:].split("] ", 1)
+        else:
+            who, text = "", n
+        if text not in by_text:
+            by_text[text] = []
+            order.append(text)
+        if who:
+            by_text[text].append(who)
+    out = []
+    for text in order:
+        who = by_text[text]
+        if not who:
+            out.append(text)
+        elif len(who) <= 2:
+            out.append(f"[{', '.join(who)}] {text}")
+        else:
+            out.append(f"[{len(who)} processes] {text}")
+    return out
+
+
+# -- windows and steps ---------------------------------------------------------------------------
+def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
+    out: list[WindowEnergy] = []
+    next_id = 0
+    for key in _attempts(loaded):
+        xs = [x for x in loaded if x.attempt == key]
+        by = {i: [(x, w) for w in x.summary.get("windows") or ()] for i, x in enumerate(xs)}
+
+        def start(xw: tuple[Loaded, dict[str, Any]]) -> float:
+            return xw[0].start_wall - t0 + float(xw[1].get("start_s") or 0.0)
+
+        def end(xw: tuple[Loaded, dict[str, Any]]) -> Optional[float]:
+            e = xw[1].get("end_s")
+            return None if e is None else xw[0].start_wall - t0 + float(e)
+
+        matches = align.match(by, kind=lambda xw: str(xw[1].get("kind")),
+                              name=lambda xw: str(xw[1].get("name")), start=start)
+        key_of = {}
+        for i, seq in by.items():
+            for k, xw in align.keyed(seq, lambda xw: str(xw[1].get("kind")),
+                                     lambda xw: str(xw[1].get("name")), start):
+                key_of[(i, xw[1].get("id"))] = k
+        id_of: dict[align.Key, int] = {}
+        for m in matches:
+            id_of[m.key] = next_id
+            next_id += 1
+        for m in matches:
+            ref_x, ref_w = m.by[m.ref]
+            a, b = start(m.by[m.ref]), end(m.by[m.ref])
+            energy = 0.0
+            emissions = 0.0
+            have_energy = have_emissions = False
+            by_c: dict[str, float] = {}
+            methods: dict[str, set[str]] = {}
+            ranks = 0
+            read_from_curve = []
+            for i, x in enumerate(xs):
+                xw = m.by.get(i)
+                if xw is not None:
+                    w = xw[1]
+                    ranks += int((w.get("attrs") or {}).get("ranks") or max(len(x.ranks), 1))
+                    if w.get("energy_j") is not None:
+                        energy += w["energy_j"]
+                        have_energy = True
+                    if w.get("emissions_g") is not None:
+                        emissions += w["emissions_g"]
+                        have_emissions = True
+                    for c, e in (w.get("by_component_j") or {}).items():
+                        by_c[c] = by_c.get(c, 0.0) + e
+                    for c, meth in (w.get("method_by_component") or {}).items():
+                        methods.setdefault(c, set()).add(meth)
+                elif b is not None and x.summary.get("devices"):
+                    # This member measured devices but did not record the window: read its
+                    # curves at the reference edges.
+                    got = _curve_window(x, t0 + a - x.start_wall, t0 + b - x.start_wall)
+                    if got:
+                        read_from_curve.append(x.member.path.name)
+                        for c, (e, meth) in got.items():
+                            by_c[c] = by_c.get(c, 0.0) + e
+                            methods.setdefault(c, set()).add(meth)
+                            energy += e
+                            have_energy = True
+                        em = _scaled_emissions(x, sum(e for e, _ in got.values()))
+                        if em is not None:
+                            emissions += em
+                            have_emissions = True
+            attrs = dict(ref_w.get("attrs") or {})
+            spread = m.spread_s(start, end)
+            for xw in m.by.values():   # a member's own ranks may already be spread (CLI)
+                inner = (xw[1].get("attrs") or {}).get("edge_spread_s")
+                if isinstance(inner, dict):
+                    spread = {k: max(spread[k], float(inner.get(k) or 0.0)) for k in spread}
+            attrs.update(ranks=ranks, edge_spread_s=spread,
+                         reference=f"{ref_x.node}/{ref_x.member.path.name}")
+            if read_from_curve:
+                attrs["read_at_reference_edges"] = read_from_curve
+            if len(_attempts(loaded)) > 1:
+                attrs["attempt_restart"] = key[1]
+            parent = align.remap_parent(m, lambda xw: xw[1].get("parent"),
+                                        {(i, wid): k for (i, wid), k in key_of.items()}, id_of)
+            out.append(WindowEnergy(
+                id=id_of[m.key], name=str(ref_w.get("name")), kind=str(ref_w.get("kind")),
+                parent=parent, start_s=a, end_s=b,
+                duration_s=(b - a) if b is not None else None,
+                energy_j=energy if have_energy else None, by_component_j=by_c,
+                emissions_g=emissions if have_emissions else None, attrs=attrs,
+                method_by_component={c: _one(ms) for c, ms in methods.items()}))
+    return out
+
+
+def _one(methods: set[str]) -> str:
+    return next(iter(methods)) if len(methods) == 1 else "mixed: " + "+".join(sorted(methods))
+
+
+def _curve_window(x: Loaded, a: float, b: float) -> dict[str, tuple[float, str]]:
+    out: dict[str, tuple[float, str]] = {}
+    for d in x.summary.get("devices") or ():
+        e0, e1 = x.energy_at(str(d.get("name")), a), x.energy_at(str(d.get("name")), b)
+        if e0 is None or e1 is None:
+            continue
+        c = str(d.get("component"))
+        prev = out.get(c, (0.0, str(d.get("method"))))
+        out[c] = (prev[0] + (e1 - e0), prev[1])
+    return out
+
+
+def _scaled_emissions(x: Loaded, energy_j: float) -> Optional[float]:
+    """Emissions (g) of part of a member's energy, at that member's effective intensity."""
+    g = x.summary.get("gco2_per_kwh")
+    pue = float(x.summary.get("pue") or 1.0)
+    return None if g is None else energy_j * pue / J_PER_KWH * g
+
+
+def _steps(loaded: list[Loaded], notes: list[str]) -> dict[str, Any]:
+    rows = [x for x in loaded if (x.summary.get("steps") or {}).get("count")]
+    if not rows:
+        return {}
+    energy = sum((x.summary["steps"].get("energy_j_in_steps") or 0.0) for x in rows)
+    if any(x.summary["steps"].get("energy_j_in_steps") is None for x in rows):
+        notes.append("some members were still running: step energies are computed at stop")
+    samples = sum(int(x.summary["steps"].get("samples") or 0) for x in rows)
+    tokens = sum(int(x.summary["steps"].get("tokens") or 0) for x in rows)
+    count = 0
+    for key in _attempts(rows):
+        count += max(int(x.summary["steps"]["count"]) for x in rows if x.attempt == key)
+    out: dict[str, Any] = {"count": count, "energy_j_in_steps": energy,
+                           "note": "steps counted once (every rank runs the same steps); "
+                                   "energy summed over the devices of every node, samples and "
+                                   "tokens over every rank"}
+    if samples:
+        out["samples"] = samples
+        out["j_per_sample"] = energy / samples
+    if tokens:
+        out["tokens"] = tokens
+        out["j_per_token"] = energy / tokens
+    sizes = {x.summary["steps"].get("group_size") for x in rows}
+    if len(sizes) == 1 and None not in sizes and len(_attempts(rows)) == 1:
+        out["group_size"] = sizes.pop()
+        out["groups"] = _merge_groups([x.summary["steps"].get("groups") or [] for x in rows])
+    elif rows:
+        notes.append("members grouped their steps differently: the job reports step totals "
+                     "only (each member's groups are in its own summary.json)")
+    return out
+
+
+def _merge_groups(per_member: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    ref = max(per_member, key=len)
+    out = []
+    for i, g in enumerate(ref):
+        parts = [groups[i] for groups in per_member if i < len(groups)]
+        energy = sum(p.get("energy_j") or 0.0 for p in parts)
+        row = {k: g[k] for k in ("first_step", "last_step", "steps", "start_s", "end_s")
+               if k in g}
+        row["energy_j"] = energy
+        row["j_per_step"] = energy / max(int(g.get("steps") or 1), 1)
+        samples = sum(int(p.get("samples") or 0) for p in parts)
+        tokens = sum(int(p.get("tokens") or 0) for p in parts)
+        if samples:
+            row["samples"] = samples
+            row["j_per_sample"] = energy / samples
+        if tokens:
+            row["tokens"] = tokens
+            row["j_per_token"] = energy / tokens
+        out.append(row)
+    return out
+
+
+__all__ = ["Loaded", "load", "merge", "merge_loaded", "read_members"]
+
