@@ -26,7 +26,7 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-TRAIN = HERE / "dist" / "train_ddp.py"
+TRAIN = HERE / "launch" / "train_ddp.py"
 WATTS = (300.0, 200.0)
 
 
@@ -249,7 +249,7 @@ def test_cli_wrapping_torchrun_counts_windows_once(tmp_path):
 def test_hugging_face_trainer_ddp_logs_job_wide_numbers(tmp_path):
     pytest.importorskip("transformers")
     env = job_env(tmp_path)
-    rc, out = finish(torchrun(["--nproc_per_node=2", str(HERE / "dist" / "train_hf.py")], env))
+    rc, out = finish(torchrun(["--nproc_per_node=2", str(HERE / "launch" / "train_hf.py")], env))
     assert rc == 0, out[-3000:]
     root = tmp_path / "runs"
     jobs = [p for p in root.iterdir() if (p / "job.json").exists()]
@@ -268,7 +268,7 @@ def test_hugging_face_trainer_ddp_logs_job_wide_numbers(tmp_path):
 def test_lightning_ddp_makes_one_job(tmp_path):
     pytest.importorskip("lightning")
     env = job_env(tmp_path)
-    p = subprocess.run([sys.executable, str(HERE / "dist" / "train_lightning.py")], env=env,
+    p = subprocess.run([sys.executable, str(HERE / "launch" / "train_lightning.py")], env=env,
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     root = tmp_path / "runs"
