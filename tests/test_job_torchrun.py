@@ -168,6 +168,43 @@ def test_two_nodes_on_one_host(tmp_path):
     assert set(spread) == {"node-a", "node-b"} and all(v["gpus"] == 2 for v in spread.values())
 
 
+def test_node_local_output_dirs_merge_later(tmp_path):
+    """Each node writes to its own disk: each part says other nodes are missing and writes no
+    emissions row; `energy-tracker merge` of the parts gives the whole job and its one row."""
+    port = free_port()
+    procs = []
+    for node_rank, node in enumerate(("node-a", "node-b")):
+        env = job_env(tmp_path, ENERGY_TRACKER_NODE=node, TRAIN_STEPS="10",
+                      TRAIN_STEP_S="0.03", TRAIN_OUT=str(tmp_path / f"disk-{node}"),
+                      ENERGY_TRACKER_LOCK_DIR=str(tmp_path / f"locks-{node}"))
+        procs.append(torchrun(["--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=2",
+                               "--master_addr=127.0.0.1", f"--master_port={port}",
+                               "--rdzv_backend=static", str(TRAIN)], env))
+    for p in procs:
+        rc, out = finish(p)
+        assert rc == 0, out[-3000:]
+    parts = [next((tmp_path / f"disk-{n}").glob("torchrun-*")) for n in ("node-a", "node-b")]
+    assert parts[0].name == parts[1].name           # one job id on both disks
+    for part in parts:
+        s = job_summary(part)
+        assert len(s["job"]["nodes"]) == 1
+        assert any("nodes" in m["what"] for m in s["job"]["missing"])
+        assert not (part.parent / "emissions.csv").exists()
+    merged_root = tmp_path / "merged"
+    out = subprocess.run([sys.executable, "-m", "tracker", "merge", *map(str, parts), "-o",
+                          str(merged_root / parts[0].name), "--json"],
+                         capture_output=True, text=True, env=job_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert_each_device_once(s, nodes=2)
+    assert not s["job"]["missing"]
+    assert len(csv_rows(merged_root)) == 1
+    # report of the parts prints the same job
+    rep = subprocess.run([sys.executable, "-m", "tracker", "report", *map(str, parts), "--json"],
+                         capture_output=True, text=True, env=job_env(tmp_path))
+    assert json.loads(rep.stdout)["energy_j"] == pytest.approx(s["energy_j"], abs=1e-9)
+
+
 def test_sigkilled_rank_does_not_hang_the_others(tmp_path):
     """Rank 1 kills itself mid-epoch; torchrun then SIGTERMs rank 0, which may be blocked in a
     gloo all-reduce waiting for rank 1. Rank 0's run must still end ("terminated") and the

@@ -27,6 +27,9 @@ from .summary import (
 # Steps shorter than this are reported in groups: the GPU counter moves every ~100 ms and is
 # read every ~1 s, so a 5 ms step's own energy is an interpolation, not a measurement.
 STEP_GROUP_MIN_S = 1.0
+# ... and in at most this many groups, so a summary stays small however long the run (a day
+# of 1 s steps would otherwise be 86 400 groups in every summary.json).
+MAX_STEP_GROUPS = 1000
 
 
 def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_end: float,
@@ -99,7 +102,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
 
 def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_MIN_S
                 ) -> list[dict[str, Any]]:
-    """Consecutive steps in fixed-size groups, each group spanning >= `min_group_s` (median).
+    """Consecutive steps in fixed-size groups, each group spanning >= `min_group_s` (median),
+    at most MAX_STEP_GROUPS groups.
 
     The group size is fixed for the whole run (from the median step duration), so groups are
     comparable; the last group may be smaller. Energies include the gaps between the group's
@@ -111,6 +115,7 @@ def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_
     durations = sorted(r["duration_s"] for r in steps)
     median = durations[len(durations) // 2]
     size = max(1, math.ceil(min_group_s / median)) if median > 0 else len(steps)
+    size = max(size, math.ceil(len(steps) / MAX_STEP_GROUPS))
     groups = []
     for i in range(0, len(steps), size):
         g = steps[i:i + size]

@@ -219,6 +219,11 @@ def agree_on_token(env: Mapping[str, str], *, timeout_s: float = STORE_TIMEOUT_S
                 env.get("MASTER_ADDR") and _int(env, "MASTER_PORT") is not None:
             from datetime import timedelta
 
+            # A plain connect first: torch's client retries (and logs C++ stacks) well past
+            # its timeout when nothing listens.
+            with socket.create_connection((env["MASTER_ADDR"], int(env["MASTER_PORT"])),
+                                          timeout=min(timeout_s, 2.0)):
+                pass
             import torch.distributed as tdist
             store = tdist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]),
                                    is_master=False, timeout=timedelta(seconds=timeout_s),
@@ -263,31 +268,32 @@ def detect(env: Optional[Mapping[str, str]] = None, *, job: Optional[str] = None
     node, node_key = node_identity(env)
     extra = {k: env[k] for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "MASTER_ADDR", "MASTER_PORT",
                                  "TORCHELASTIC_RUN_ID") if k in env}
+    found = _launcher_id(env, place)
+    token, how = None, "agreement off"
+    if agree and (found is None or place.launcher == "torchrun"):
+        # One token per launch, read by every process: it tells two launches apart when they
+        # reuse one id (a fixed --rdzv_id, a job= name given to every relaunch).
+        token, how = agree_on_token(env)
+    if token is None and found is not None and found[2]:
+        token = found[2]                    # SLURM job.step, MPI namespace
+    if token is None and place.world_size <= 1:
+        token = uuid.uuid4().hex[:12]       # one process: each launch is its own
     if explicit is not None:
         job_id, source = explicit, ("job= option" if job is not None else ENV_JOB)
-        launch, id_kind = "", "explicit"
+        id_kind = "explicit"
+    elif found is not None:
+        job_id, source, _ = found
+        id_kind = "launcher"
+    elif token:
+        job_id, source, id_kind = f"{place.launcher}-{token}", f"agreed through the {how}", \
+            "agreed"
     else:
-        found = _launcher_id(env, place)
-        if found is not None:
-            job_id, source, launch = found
-            id_kind = "launcher"
-            if place.launcher == "torchrun" and agree:
-                # Two launches may reuse one rendezvous id: the token tells them apart.
-                token, _ = agree_on_token(env)
-                launch = token or ""
-        else:
-            token, how = agree_on_token(env) if agree else (None, "agreement off")
-            if token:
-                job_id, source, launch = f"{place.launcher}-{token}", f"agreed through the {how}", \
-                    token
-                id_kind = "agreed"
-            else:
-                seed = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}:" \
-                       f"{place.world_size}"
-                job_id = f"{place.launcher}-{_short_hash(seed)}"
-                source = (f"derived from MASTER_ADDR:MASTER_PORT and WORLD_SIZE ({how}); pass "
-                          f"job= or {ENV_JOB} to be sure two launches are not merged")
-                launch, id_kind = "", "derived"
+        seed = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}:{place.world_size}"
+        job_id = f"{place.launcher}-{_short_hash(seed)}"
+        source = (f"derived from MASTER_ADDR:MASTER_PORT and WORLD_SIZE ({how}); pass "
+                  f"job= or {ENV_JOB} to be sure two launches are not merged")
+        id_kind = "derived"
+    launch = token or ""
     return JobIdentity(
         job_id=safe_name(job_id), source=source, id_kind=id_kind, launch=launch, rank=place.rank,
         world_size=max(place.world_size, 1), local_rank=place.local_rank,

@@ -189,17 +189,34 @@ class JobMember:
                         f"{timeout_s:g} s after this one stopped; the last to stop writes the "
                         "job summary (or run `energy-tracker report` on the job directory)")
             time.sleep(POLL_S)
-        tag = hashlib.sha1(attempt[0].encode()).hexdigest()[:8]
-        try:
-            fd = os.open(self.job_dir / f".ended-{tag}-{attempt[1]}",
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.close(fd)
-        except FileExistsError:
-            return None   # another process is ending this attempt
-        except OSError as e:
-            return f"could not mark the job as ended ({e.strerror or e})"
+        if not self._take_end_marker(attempt):
+            return None   # another process ended this attempt after this one had stopped
         return end_job(self.job_dir, csv_root=csv_root,
                        restartable=self.identity.more_attempts_possible)
+
+    def _take_end_marker(self, attempt: tuple[str, int]) -> bool:
+        """Should this process write the job summary? The first to find nobody running does
+        (O_EXCL); a process that stops after the job was already ended (it started late, or
+        outlived the others' wait) does it again, so its part is in. Others skip: they stopped
+        before the summary was made, so it has their part."""
+        tag = hashlib.sha1(attempt[0].encode()).hexdigest()[:8]
+        marker = self.job_dir / f".ended-{tag}-{attempt[1]}"
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return True
+        except FileExistsError:
+            pass
+        except OSError:
+            return True    # cannot mark: ending twice is only duplicate work
+        try:
+            ended = marker.stat().st_mtime
+            mine = (self.run_dir / SUMMARY).stat().st_mtime
+        except OSError:
+            return True
+        if mine <= ended:
+            return False
+        os.utime(marker)
+        return True
 
 
 def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = False
