@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_job_torchrun import assert_each_device_once, csv_rows, job_env, only_job_dir
 
 HERE = Path(__file__).parent

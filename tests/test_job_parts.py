@@ -55,7 +55,7 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-# -- claims ----------------------------------------------------------------------------------------
+# -- claims ---------------------------------------------------------------------------------------
 def test_two_trackers_in_one_process_share_nothing(fake_nvml, job_env, tmp_path):
     two_gpus(fake_nvml)
     job_env(0)
@@ -110,7 +110,7 @@ def test_unusable_lock_dir_falls_back_to_local_ranks(fake_nvml, job_env, tmp_pat
     assert any("device claims unavailable" in n for n in run.summary.notes)
 
 
-# -- directory ---------------------------------------------------------------------------------------
+# -- directory ------------------------------------------------------------------------------------
 def test_two_launches_that_reuse_an_id_are_two_jobs(tmp_path):
     env = {"TORCHELASTIC_RUN_ID": "same-id", "RANK": "0", "WORLD_SIZE": "2"}
     first = detect(env, agree=False)
@@ -141,7 +141,7 @@ def test_explicit_job_id_appends_later_launches_as_attempts(fake_nvml, job_env, 
     assert len(rows(tmp_path / "emissions.csv")) == 1     # one row for the job, refreshed
 
 
-# -- merge -------------------------------------------------------------------------------------------
+# -- merge ----------------------------------------------------------------------------------------
 def test_a_device_measured_twice_at_once_is_counted_once(fake_nvml, job_env, tmp_path,
                                                          monkeypatch):
     two_gpus(fake_nvml)
@@ -189,7 +189,7 @@ def test_job_option_is_checked():
         track("x", job_timeout_s=-1)
 
 
-# -- emissions row -------------------------------------------------------------------------------------
+# -- emissions row --------------------------------------------------------------------------------
 def test_upsert_replaces_the_row_of_the_same_run_id(tmp_path):
     append_emissions_row(tmp_path, {"run_id": "other", "emissions": 1.0})
     upsert_emissions_row(tmp_path, {"run_id": "job", "emissions": 2.0})

@@ -66,7 +66,7 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
 
 
 def only_job_dir(root: Path) -> Path:
-    entries = sorted(p.name for p in root.iterdir())
+    entries = sorted(p.name for p in root.iterdir() if p.name != "totals.json")
     jobs = [root / e for e in entries if (root / e / "job.json").exists()]
     assert len(jobs) == 1, entries
     # the job directory and the emissions table are the only new entries
@@ -124,6 +124,10 @@ def test_two_processes_one_node_make_one_job(tmp_path):
     assert s["steps"]["samples"] == 2 * 30 * 8
     assert 0 < s["steps"]["energy_j_in_steps"] <= s["energy_j"]
     assert s["grid"]["region_code"] == "DE"
+    # run.job_totals(): one all-reduce gave the job's energy just before the end
+    totals = json.loads((root / "totals.json").read_text())
+    assert totals["processes"] == 2
+    assert 0.7 * s["energy_j"] < totals["energy_j"] <= s["energy_j"]
     rows = csv_rows(root)
     assert len(rows) == 1 and rows[0]["run_id"] == s["run_id"]
     assert rows[0]["job_id"] == s["job"]["job_id"] and rows[0]["world_size"] == "2"

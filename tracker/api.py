@@ -560,6 +560,13 @@ class Tracker:
                                  self.start_wall + t0, self.start_wall + t1, self.factor,
                                  periods or None).emissions_g / 1000.0
 
+    def job_totals(self, timeout_s: float = 60.0) -> Any:
+        """The whole job's energy and emissions so far (`tracker.job.totals.JobTotals`): one
+        all-reduce over the program's initialised process group. A collective: call it on
+        every process of the job at the same point. Without a group: this process's own."""
+        from .job.totals import job_totals
+        return job_totals(self, timeout_s=timeout_s)
+
     def on_stop(self, hook: Callable[[float], None]) -> None:
         """Call `hook(t_end)` inside stop(), after the final reading and before the summary is
         built (e.g. to note a projection against the final energy in `notes`)."""

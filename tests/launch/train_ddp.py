@@ -10,6 +10,7 @@ for `energy-tracker run` zero-code runs), TRAIN_OUT (output_dir).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -49,7 +50,7 @@ def main() -> None:
 
     def train(run) -> None:
         n = 0
-        for epoch in (run.epochs(range(epochs)) if run else range(epochs)):
+        for _epoch in (run.epochs(range(epochs)) if run else range(epochs)):
             batches = [torch.randn(8, 32) for _ in range(steps)]
             for x in (run.steps(batches, samples=len) if run else batches):
                 loss = model(x).pow(2).mean()
@@ -74,6 +75,12 @@ def main() -> None:
         with track("ddp-mlp", region=os.environ.get("TRAIN_REGION") or None,
                    output_dir=os.environ.get("TRAIN_OUT") or None) as run:
             train(run)
+            if track_ranks is None:   # every rank tracks: the collective is safe
+                totals = run.job_totals()
+                if rank == 0 and os.environ.get("TRAIN_OUT"):
+                    with open(os.path.join(os.environ["TRAIN_OUT"], "totals.json"), "w") as f:
+                        json.dump({"energy_j": totals.energy_j, "processes": totals.processes,
+                                   "t": run.measured_until()}, f)
     else:
         train(None)
     dist.barrier()

@@ -9,10 +9,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-from integrations.huggingface import EnergyCallback  # noqa: E402
+from integrations.huggingface import EnergyCallback
 
 
 def main() -> None:
