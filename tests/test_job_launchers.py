@@ -53,11 +53,15 @@ def _check(tmp_path: Path, summary_launcher: str) -> dict:
     return s
 
 
-def test_srun_two_tasks(tmp_path):
-    reason = _slurm_up()
+def skip_unless_up(reason: str) -> None:
+    """Skip, saying why (printed too, so a plain `pytest -q` run shows it)."""
     if reason:
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
+
+
+def test_srun_two_tasks(tmp_path):
+    skip_unless_up(_slurm_up())
     env = job_env(tmp_path)
     p = subprocess.run(["srun", "-N1", "-n2", "--oversubscribe", sys.executable, str(SCRIPT)],
                        env=env, capture_output=True, text=True, timeout=120)
@@ -67,10 +71,7 @@ def test_srun_two_tasks(tmp_path):
 
 
 def test_mpirun_two_ranks(tmp_path):
-    reason = _mpi_up()
-    if reason:
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+    skip_unless_up(_mpi_up())
     env = job_env(tmp_path)
     cmd = ["mpirun", "--oversubscribe", "-np", "2"]
     if os.geteuid() == 0:

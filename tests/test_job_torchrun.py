@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -143,18 +144,24 @@ def test_two_processes_one_node_make_one_job(tmp_path):
     assert len(listed) == 1 and listed[0]["kind"] == "job" and listed[0]["world_size"] == 2
 
 
-def test_two_nodes_on_one_host(tmp_path):
+def two_nodes(tmp_path: Path, **per_node: Callable[[str], str]) -> None:
+    """Two torchrun agents on 127.0.0.1 (static rendezvous), "nodes" node-a and node-b, each
+    with 2 processes; `per_node`: environment values as functions of the node name."""
     port = free_port()
     procs = []
     for node_rank, node in enumerate(("node-a", "node-b")):
-        env = job_env(tmp_path, ENERGY_TRACKER_NODE=node, TRAIN_STEPS="15",
-                      TRAIN_STEP_S="0.03")
+        env = job_env(tmp_path, ENERGY_TRACKER_NODE=node, TRAIN_STEPS="12",
+                      TRAIN_STEP_S="0.03", **{k: f(node) for k, f in per_node.items()})
         procs.append(torchrun(["--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=2",
                                "--master_addr=127.0.0.1", f"--master_port={port}",
                                "--rdzv_backend=static", str(TRAIN)], env))
     for p in procs:
         rc, out = finish(p)
         assert rc == 0, out[-3000:]
+
+
+def test_two_nodes_on_one_host(tmp_path):
+    two_nodes(tmp_path)
     root = tmp_path / "runs"
     job = only_job_dir(root)
     # static rendezvous: TORCHELASTIC_RUN_ID is "none"; the id was agreed through the store
@@ -175,18 +182,8 @@ def test_two_nodes_on_one_host(tmp_path):
 def test_node_local_output_dirs_merge_later(tmp_path):
     """Each node writes to its own disk: each part says other nodes are missing and writes no
     emissions row; `energy-tracker merge` of the parts gives the whole job and its one row."""
-    port = free_port()
-    procs = []
-    for node_rank, node in enumerate(("node-a", "node-b")):
-        env = job_env(tmp_path, ENERGY_TRACKER_NODE=node, TRAIN_STEPS="10",
-                      TRAIN_STEP_S="0.03", TRAIN_OUT=str(tmp_path / f"disk-{node}"),
-                      ENERGY_TRACKER_LOCK_DIR=str(tmp_path / f"locks-{node}"))
-        procs.append(torchrun(["--nnodes=2", f"--node_rank={node_rank}", "--nproc_per_node=2",
-                               "--master_addr=127.0.0.1", f"--master_port={port}",
-                               "--rdzv_backend=static", str(TRAIN)], env))
-    for p in procs:
-        rc, out = finish(p)
-        assert rc == 0, out[-3000:]
+    two_nodes(tmp_path, TRAIN_OUT=lambda n: str(tmp_path / f"disk-{n}"),
+              ENERGY_TRACKER_LOCK_DIR=lambda n: str(tmp_path / f"locks-{n}"))
     parts = [next((tmp_path / f"disk-{n}").glob("torchrun-*")) for n in ("node-a", "node-b")]
     assert parts[0].name == parts[1].name           # one job id on both disks
     for part in parts:

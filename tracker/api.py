@@ -251,9 +251,8 @@ class Tracker:
         from .job.member import JobMember
         self._job, kept = JobMember.join(identity, list(sensors), output_root=self.output_root,
                                          name=self.name, run_dir=self._explicit_run_dir)
-        self.notes.append(f"process {identity.rank} of {identity.world_size} of job "
-                          f"{identity.job_id} (id from {identity.source}; node "
-                          f"{identity.node})")
+        self.notes.append(f"part of job {identity.job_id} ({identity.world_size} processes; "
+                          f"id from {identity.source})")
         self.notes.extend(self._job.notes)
         return kept
 

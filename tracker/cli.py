@@ -345,10 +345,10 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
         kwh = "n/a" if r["energy_kwh"] is None else f"{r['energy_kwh']:.6f}"
         g = "n/a" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1000:.3f}"
         methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
-        name = str(r["name"]) if r["kind"] == "run" else \
-            f"{r['name']} [job: {r['world_size']} ranks, {r['nodes']} nodes]"
-        print(f"{r['started_utc']!s:<26}{name[:19] if r['kind'] == 'run' else name:<20}"
-              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}")
+        job = (f"  [job: {r['world_size']} processes on {r['nodes']} node(s)]"
+               if r["kind"] == "job" else "")
+        print(f"{r['started_utc']!s:<26}{str(r['name'])[:19]:<20}"
+              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}{job}")
     return 0
 
 

@@ -274,8 +274,10 @@ class Summary:
         for w in self.windows[:20]:
             if w.energy_j is not None:
                 spread = w.attrs.get("edge_spread_s")
-                ranks = (f" ({w.attrs.get('ranks')} ranks, edges within "
-                         f"{max(spread.values()):.3f} s)" if isinstance(spread, dict) else "")
+                n = w.attrs.get("ranks")
+                ranks = ("" if not isinstance(spread, dict) else
+                         f" ({n} ranks, edges within {max(spread.values()):.3f} s)" if n != 1
+                         else " (one rank)")
                 lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J over "
                              f"{w.duration_s or 0:.2f} s{ranks}")
         if len(self.windows) > 20:
@@ -289,7 +291,16 @@ class Summary:
             lines.append(f"  steps: {st['count']} steps, {st['energy_j_in_steps']:.1f} J in "
                          f"steps{per}{groups}")
         g = self.grid
-        if self.emissions_kg is not None:
+        if self.emissions_kg is not None and g.get("region_code") == "mixed":
+            lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
+                         f"{self.gco2_per_kwh:.1f} gCO2e/kWh (energy-weighted; each node at "
+                         "its own grid factor):")
+            for e in self.carbon.get("grids") or ():
+                f = e.get("grid") or {}
+                lines.append(f"    {f.get('region_code')}: {f.get('gco2_per_kwh', 0):.1f} "
+                             f"gCO2e/kWh ({f.get('region_name')}, {f.get('source')}, "
+                             f"{f.get('year') or 'year n/a'}) on {', '.join(e.get('nodes', []))}")
+        elif self.emissions_kg is not None:
             year = g.get("year") or "year n/a"
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
                          f"{self.gco2_per_kwh:.1f} gCO2e/kWh ({g.get('region_code')}: "

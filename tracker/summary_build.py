@@ -126,14 +126,20 @@ def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_
                g[-1]["attrs"].get("index", i + len(g) - 1), "steps": len(g),
                "start_s": g[0]["start_s"], "end_s": g[-1]["end_s"],
                "energy_j": energy, "j_per_step": energy / len(g)}
-        if n_samples:
-            row["samples"] = n_samples
-            row["j_per_sample"] = energy / n_samples
-        if n_tokens:
-            row["tokens"] = n_tokens
-            row["j_per_token"] = energy / n_tokens
-        groups.append(row)
+        groups.append(per_unit(row, energy, n_samples, n_tokens))
     return groups
+
+
+def per_unit(row: dict[str, Any], energy_j: float, samples: int, tokens: int
+             ) -> dict[str, Any]:
+    """Add the sample and token counts and J/sample, J/token to `row` (when counted)."""
+    if samples:
+        row["samples"] = samples
+        row["j_per_sample"] = energy_j / samples
+    if tokens:
+        row["tokens"] = tokens
+        row["j_per_token"] = energy_j / tokens
+    return row
 
 
 def step_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -148,13 +154,7 @@ def step_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "group_size": groups[0]["steps"] if groups else None, "groups": groups,
         "resolution_note": "per-step energies are interpolated on E(t); groups span >= "
                            f"{STEP_GROUP_MIN_S:g} s; all steps are listed in windows.json"}
-    if samples:
-        out["samples"] = samples
-        out["j_per_sample"] = energy / samples
-    if tokens:
-        out["tokens"] = tokens
-        out["j_per_token"] = energy / tokens
-    return out
+    return per_unit(out, energy, samples, tokens)
 
 
 def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:

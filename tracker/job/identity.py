@@ -228,12 +228,12 @@ def agree_on_token(env: Mapping[str, str], *, timeout_s: float = STORE_TIMEOUT_S
             store = tdist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]),
                                    is_master=False, timeout=timedelta(seconds=timeout_s),
                                    wait_for_workers=False)
-            how = "torchrun agent store"
+            how = "torchrun's agent store"
         elif dist is not None:
             from datetime import timedelta
             store = dist.distributed_c10d._get_default_store()
             store.set_timeout(timedelta(seconds=timeout_s))
-            how = "process group store"
+            how = "the process group's store"
         else:
             return None, "no shared store"
         value = store.compare_set(STORE_KEY, "", mine)
@@ -285,8 +285,8 @@ def detect(env: Optional[Mapping[str, str]] = None, *, job: Optional[str] = None
         job_id, source, _ = found
         id_kind = "launcher"
     elif token:
-        job_id, source, id_kind = f"{place.launcher}-{token}", f"agreed through the {how}", \
-            "agreed"
+        job_id, source, id_kind = f"{place.launcher}-{token}", \
+            f"{how} (agreed by the processes)", "agreed"
     else:
         seed = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}:{place.world_size}"
         job_id = f"{place.launcher}-{_short_hash(seed)}"

@@ -33,6 +33,7 @@ from ..summary import (
     combine,
     utc_iso,
 )
+from ..summary_build import per_unit
 from . import align
 from .layout import JOB_MANIFEST, Member, members
 
@@ -191,9 +192,10 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
             any_emissions = True
     grids = _grids(loaded)
     grid = grids[0]["grid"] if len(grids) == 1 else {
-        "region_code": "mixed", "region_name": f"{len(grids)} grids (see job.grids)",
-        "source": "per node", "year": None,
-        "gco2_per_kwh": None}
+        "region_code": "mixed",
+        "region_name": "; ".join(f"{e['grid'].get('region_code')} on {', '.join(e['nodes'])}"
+                                 for e in grids),
+        "source": "each node's own factor (carbon.grids)", "year": None, "gco2_per_kwh": None}
     it = energy or 0.0
     pues = {float(x.summary.get("pue") or 1.0) for x in loaded}
     status = _job_status(loaded)
@@ -279,6 +281,8 @@ def _devices(loaded: list[Loaded], notes: list[str]
             details=details, node=node))
         if energy is not None:
             node_energy[node] = (node_energy[node] or 0.0) + energy
+    order = {"gpu": 0, "cpu": 1, "ram": 2}
+    out.sort(key=lambda d: (d.node or "", order.get(d.component, 3), d.component, d.name))
     return out, node_energy, dropped
 
 
@@ -578,12 +582,7 @@ def _steps(loaded: list[Loaded], notes: list[str]) -> dict[str, Any]:
                            "note": "steps counted once (every rank runs the same steps); "
                                    "energy summed over the devices of every node, samples and "
                                    "tokens over every rank"}
-    if samples:
-        out["samples"] = samples
-        out["j_per_sample"] = energy / samples
-    if tokens:
-        out["tokens"] = tokens
-        out["j_per_token"] = energy / tokens
+    per_unit(out, energy, samples, tokens)
     sizes = {x.summary["steps"].get("group_size") for x in rows}
     if len(sizes) == 1 and None not in sizes and len(_attempts(rows)) == 1:
         out["group_size"] = sizes.pop()
@@ -614,14 +613,7 @@ def _merge_groups(per_member: list[GroupArrays]) -> list[dict[str, Any]]:
                                "last_step": int(ref.cols["last_step"][i]), "steps": steps,
                                "start_s": ref.cols["start_s"][i], "end_s": ref.cols["end_s"][i],
                                "energy_j": energy, "j_per_step": energy / steps}
-        samples, tokens = int(sums["samples"][i]), int(sums["tokens"][i])
-        if samples:
-            row["samples"] = samples
-            row["j_per_sample"] = energy / samples
-        if tokens:
-            row["tokens"] = tokens
-            row["j_per_token"] = energy / tokens
-        out.append(row)
+        out.append(per_unit(row, energy, int(sums["samples"][i]), int(sums["tokens"][i])))
     return out
 
 
