@@ -197,3 +197,20 @@ def test_upsert_replaces_the_row_of_the_same_run_id(tmp_path):
     append_emissions_row(tmp_path, {"run_id": "later", "emissions": 4.0})
     got = [(r["run_id"], r["emissions"]) for r in rows(tmp_path / "emissions.csv")]
     assert got == [("other", "1.0"), ("job", "3.0"), ("later", "4.0")]
+
+
+def test_options_of_joined_scripts():
+    from tracker.follow import joined_options
+
+    none = {"region": None, "gco2_per_kwh": None, "mix": None, "live_intensity": None}
+    got = joined_options([{"region": "DE"}, {"region": "DE"}], own=none, own_pue_given=False)
+    assert got.factor.region_code == "DE" and "given none" in got.notes[0]
+    got = joined_options([{"region": "DE"}], own=dict(none, region="FR"), own_pue_given=False)
+    assert got.factor is None and "which apply" in got.notes[0]
+    got = joined_options([{"region": "FR"}], own=dict(none, region="FR"), own_pue_given=False)
+    assert got.factor is None and not got.notes
+    got = joined_options([{"region": "DE"}, {"region": "PL"}], own=none, own_pue_given=False)
+    assert got.factor is None and got.notes
+    got = joined_options([{"pue": 1.3}, {"pue": 1.3}], own=none, own_pue_given=False)
+    assert got.pue == 1.3 and got.factor is None
+    assert joined_options([{"pue": 1.3}], own=none, own_pue_given=True).pue is None

@@ -649,33 +649,14 @@ class Tracker:
 
     def _adopt_joined_config(self, configs: list[dict[str, Any]]) -> None:
         """The tracked script's own region/PUE apply when `energy-tracker run` was given none."""
-        from .carbon import resolve_factor
+        from .follow import joined_options
 
-        asked = {tuple(sorted((k, repr(c.get(k))) for k in ("region", "gco2_per_kwh", "mix")))
-                 for c in configs if any(c.get(k) is not None for k in
-                                         ("region", "gco2_per_kwh", "mix"))}
-        if asked:
-            mine = all(self._config.get(k) is None for k in ("region", "gco2_per_kwh", "mix",
-                                                             "live_intensity"))
-            c = next(c for c in configs if any(c.get(k) is not None for k in
-                                               ("region", "gco2_per_kwh", "mix")))
-            if mine and len(asked) == 1:
-                try:
-                    self.factor = resolve_factor(c.get("region"),
-                                                 gco2_per_kwh=c.get("gco2_per_kwh"),
-                                                 mix=c.get("mix"))
-                    self.notes.append(f"grid factor from the tracked script's own options "
-                                      f"({self.factor.region_code}); `energy-tracker run` was "
-                                      "given none")
-                except ConfigError as e:
-                    self.notes.append(f"the tracked script's grid options were not usable: {e}")
-            elif len(asked) > 1 or not mine:
-                self.notes.append("the tracked script asked for other grid options "
-                                  f"({c.get('region') or c.get('gco2_per_kwh')}) than "
-                                  "`energy-tracker run`'s, which apply")
-        pues = {c.get("pue") for c in configs if c.get("pue") is not None}
-        if pues and self.pue_source != "user" and len(pues) == 1:
-            self.pue, self.pue_source = float(pues.pop()), "user (from the tracked script)"
+        got = joined_options(configs, own=self._config, own_pue_given=self.pue_source == "user")
+        if got.factor is not None:
+            self.factor = got.factor
+        if got.pue is not None:
+            self.pue, self.pue_source = got.pue, "user (from the tracked script)"
+        self.notes.extend(got.notes)
 
     def _adopt_job(self, identity: dict[str, Any], ranks: list[int]) -> None:
         """Several ranks of a job joined this run (`energy-tracker run -- torchrun ...`): the

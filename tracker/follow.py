@@ -145,3 +145,47 @@ def joined_windows(processes: list[JoinedProcess]) -> list[Any]:
     for restart in sorted(by_attempt):
         out += align_windows(by_attempt[restart])
     return out
+
+
+GRID_OPTIONS = ("region", "gco2_per_kwh", "mix")
+
+
+@dataclass
+class JoinedOptions:
+    """What the joined scripts asked for that applies to the run: a grid factor, a PUE."""
+
+    factor: Any = None
+    pue: Optional[float] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def joined_options(configs: list[dict[str, Any]], *, own: dict[str, Any],
+                   own_pue_given: bool) -> JoinedOptions:
+    """The scripts' own `region=`/`gco2_per_kwh=`/`mix=`/`pue=` when the wrapping run was given
+    none (and they agree); otherwise the run's own apply, and a note says the script's differ."""
+    from .carbon import resolve_factor
+    from .errors import ConfigError
+
+    out = JoinedOptions()
+    asking = [c for c in configs if any(c.get(k) is not None for k in GRID_OPTIONS)]
+    distinct = {tuple(repr(c.get(k)) for k in GRID_OPTIONS) for c in asking}
+    if asking:
+        c = asking[0]
+        own_none = all(own.get(k) is None for k in (*GRID_OPTIONS, "live_intensity"))
+        if own_none and len(distinct) == 1:
+            try:
+                out.factor = resolve_factor(c.get("region"), gco2_per_kwh=c.get("gco2_per_kwh"),
+                                            mix=c.get("mix"))
+                out.notes.append(f"grid factor from the tracked script's own options "
+                                 f"({out.factor.region_code}); `energy-tracker run` was given "
+                                 "none")
+            except ConfigError as e:
+                out.notes.append(f"the tracked script's grid options were not usable: {e}")
+        elif len(distinct) > 1 or any(c.get(k) != own.get(k) for k in GRID_OPTIONS):
+            out.notes.append("the tracked script asked for other grid options "
+                             f"({c.get('region') or c.get('gco2_per_kwh') or c.get('mix')}) than "
+                             "`energy-tracker run`'s, which apply")
+    pues = {c.get("pue") for c in configs if c.get("pue") is not None}
+    if pues and not own_pue_given and len(pues) == 1:
+        out.pue = float(pues.pop())
+    return out
