@@ -8,7 +8,7 @@ echo "==> ruff"
 "$VENV/bin/ruff" check .
 echo "==> pytest"
 set +e
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$VENV/bin/python" -m pytest -q "$@"
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$VENV/bin/python" -m pytest -q -rs "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
