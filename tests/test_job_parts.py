@@ -70,6 +70,9 @@ def test_two_trackers_in_one_process_share_nothing(fake_nvml, job_env, tmp_path)
     s = json.loads((a._job.job_dir / "summary.json").read_text())
     assert sorted(d["mean_power_w"] for d in s["devices"]) == pytest.approx([200.0, 300.0],
                                                                               rel=0.01)
+    assert sum(p["energy_j"] for p in s["breakdown"].values()) == pytest.approx(s["energy_j"],
+                                                                               abs=1e-9)
+    assert set(s["idle"]) == {"node-a/gpu0", "node-a/gpu1"}
 
 
 def test_a_claim_is_held_until_the_holder_dies(tmp_path):

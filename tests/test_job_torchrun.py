@@ -120,6 +120,9 @@ def test_two_processes_one_node_make_one_job(tmp_path):
     assert all(w["attrs"]["ranks"] == 2 and w["attrs"]["edge_spread_s"]["end"] < 1.0
                for w in epochs)
     assert sum(w["energy_j"] for w in epochs) <= s["energy_j"] + 1e-9
+    # where the energy went, summed over the members, adds up to the job's energy
+    assert sum(p["energy_j"] for p in s["breakdown"].values()) == pytest.approx(
+        s["energy_j"], abs=1e-9)
     # steps once (not once per rank), samples summed over ranks, in the total
     assert s["steps"]["count"] == 30
     assert s["steps"]["samples"] == 2 * 30 * 8

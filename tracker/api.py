@@ -77,6 +77,9 @@ class Tracker:
             leaving the job summary to whoever stops last (default 10 s).
         prometheus_port: serve Prometheus metrics on 127.0.0.1:PORT while running (needs the
             `prometheus` extra).
+        price_per_kwh, currency: electricity price of the facility energy (e.g. 0.21, "EUR"):
+            the summary, each window, the job report and the CSV get its cost. No price given,
+            no cost shown.
     """
 
     def __init__(self, name: str = "run", *, region: Optional[str] = None,
@@ -90,7 +93,8 @@ class Tracker:
                  run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
                  emissions_csv: bool = True, sensors: Optional[Sequence[Sensor]] = None,
                  prometheus_port: Optional[int] = None, job: Union[str, bool, None] = None,
-                 job_timeout_s: float = 10.0,
+                 job_timeout_s: float = 10.0, price_per_kwh: Optional[float] = None,
+                 currency: Optional[str] = None,
                  powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
         from .carbon import make_live_intensity, resolve_factor
 
@@ -144,6 +148,7 @@ class Tracker:
         self.job_option = job.strip() if isinstance(job, str) else job
         self.job_timeout_s = _check_number("job_timeout_s", job_timeout_s, low=0.0, high=3600.0)
         self._job: Any = None    # job.member.JobMember when this process is part of a job
+        self.price = _check_price(price_per_kwh, currency)
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
 
@@ -175,7 +180,8 @@ class Tracker:
                             counter_interval_s=self.counter_interval_s,
                             gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
                             cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s,
-                            job=job, job_timeout_s=self.job_timeout_s)
+                            job=job, job_timeout_s=self.job_timeout_s,
+                            price_per_kwh=price_per_kwh, currency=currency)
         self._sampling = {
             "rate_hz": self.rate_hz,
             "rate_source": "default" if rate_hz == DEFAULT_RATE_HZ else "user",
@@ -753,7 +759,7 @@ class Tracker:
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
             closed_steps=n_closed_steps, sampling=self._sampling,
-            elsewhere=self._job.elsewhere() if self._job is not None else ())
+            elsewhere=self._job.elsewhere() if self._job is not None else (), price=self.price)
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: every window, steps included, with interpolated energies."""
@@ -776,6 +782,25 @@ def _check_number(name: str, value: Any, *, low: float, high: float, hint: str =
         raise ConfigError(f"{name}={value!r} is out of range [{low:g}, {high:g}]"
                           + (f": {hint}" if hint else ""))
     return x
+
+
+def _check_price(price_per_kwh: Any, currency: Any) -> Any:
+    """A Price, or None. Both or neither: a cost without its currency means nothing."""
+    from .summary_build import Price
+
+    if price_per_kwh is None and currency is None:
+        return None
+    if price_per_kwh is None:
+        raise ConfigError(f"currency={currency!r} was given without price_per_kwh=; give both "
+                          "(e.g. price_per_kwh=0.21, currency=\"EUR\") or neither")
+    if isinstance(price_per_kwh, bool):
+        raise ConfigError(f"price_per_kwh must be a number (price of 1 kWh), got {price_per_kwh!r}")
+    value = _check_number("price_per_kwh", price_per_kwh, low=0.0, high=1000.0,
+                          hint="the price of 1 kWh of electricity, e.g. 0.21")
+    if not isinstance(currency, str) or not currency.strip() or len(currency.strip()) > 8:
+        raise ConfigError(f"price_per_kwh needs currency= as a short code such as \"EUR\" or "
+                          f"\"USD\", got {currency!r}")
+    return Price(value, currency.strip())
 
 
 def _check_writable(path: Path) -> None:

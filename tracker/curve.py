@@ -15,8 +15,10 @@ The same class rebuilds a killed run from its samples.jsonl, so live and rebuilt
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from array import array
+from collections.abc import Sequence
 from typing import Optional
 
 
@@ -123,6 +125,33 @@ class EnergyCurve:
             t0, t1 = self._t[i - 1], self._t[i]
             e0, e1 = self._e[i - 1], self._e[i]
             return e0 + (e1 - e0) * (t - t0) / (t1 - t0)
+
+    def energy_at_sorted(self, ts: Sequence[float]) -> list[float]:
+        """E(t) at many times in ascending order, in one walk over the points (a breakdown
+        over a million step edges must not bisect a million times per device)."""
+        with self._lock:
+            T, E = self._t, self._e
+            n = len(T)
+            if n == 0:
+                return [0.0] * len(ts)
+            out = []
+            i = 0
+            prev = -math.inf
+            for t in ts:
+                if t < prev:   # not ascending after all: find the place again
+                    i = max(bisect.bisect_right(T, t) - 1, 0)
+                prev = t
+                if t <= T[0]:
+                    out.append(E[0])
+                    continue
+                if t >= T[n - 1]:
+                    out.append(E[n - 1])
+                    continue
+                while T[i + 1] <= t:
+                    i += 1
+                t0, t1 = T[i], T[i + 1]
+                out.append(E[i] + (E[i + 1] - E[i]) * (t - t0) / (t1 - t0))
+            return out
 
     def energy_between(self, t0: float, t1: float) -> float:
         """Energy in J of the window [t0, t1]."""

@@ -134,9 +134,18 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         start_wall=manifest["start_wall"], t_end=t_end, devices=devices, windows=windows,
         factor=factor, periods=periods or None, live_status=None, pue=manifest["pue"],
         pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir),
-        sampling=manifest.get("config", {}).get("sampling"),
+        sampling=manifest.get("config", {}).get("sampling"), price=_price(manifest),
         elsewhere=sorted({c.get("component") for c in (manifest.get("job") or {}).get("claims", ())
                           if not c.get("measured_here") and c.get("component")}))
+
+
+def _price(manifest: dict[str, Any]) -> Any:
+    from .summary_build import Price
+
+    cfg = manifest.get("config") or {}
+    if cfg.get("price_per_kwh") is None or not cfg.get("currency"):
+        return None
+    return Price(float(cfg["price_per_kwh"]), str(cfg["currency"]))
 
 
 def is_alive(manifest: dict[str, Any]) -> bool:

@@ -116,10 +116,20 @@ class TraceNVML:
             raise TraceNVMLError("Not Supported")
         return self.trace.value(self.now, "power_mw")
 
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> _Utilization:
+        if not self.trace.has("util_pct"):
+            raise TraceNVMLError("Not Supported")
+        return _Utilization(float(self.trace.value(self.now, "util_pct")))
+
     def nvmlDeviceGetFieldValues(self, h: int, fields: list[int]) -> list[_Field]:
         if fields != [FI_DEV_POWER_INSTANT] or not self.trace.has("instant_mw"):
             return [_Field(3, _Value(0)) for _ in fields]  # 3 = NVML_ERROR_NOT_SUPPORTED
         return [_Field(0, _Value(int(self.trace.value(self.now, "instant_mw"))))]
+
+
+@dataclass(frozen=True)
+class _Utilization:
+    gpu: float
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,8 @@ class ReplayResult:
     power_reads: int
     counter_reads: int
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    breakdown: dict[str, Any] = field(default_factory=dict)   # report/breakdown.py
+    idle: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,12 +181,34 @@ def replay(path: Path, *, mode: str = "counter", rate_hz: float = 10.0,
     counter_j = (trace.value(t_last, "energy_mj") - trace.value(t0, "energy_mj")) / 1000.0
     energy = dev.curve.total_j
     epochs = _epochs(trace, dev.curve, t0)
+    from .report.breakdown import breakdown, idle_energy
+    windows = trace_windows(trace, t0)
     return ReplayResult(
         mode=mode, rate_hz=float(rate_hz), energy_j=energy, counter_j=counter_j,
         error_pct=(energy - counter_j) / counter_j * 100.0 if counter_j else math.nan,
         duration_s=t_last - t0, power_source=sensor.info.details["power_source"],
         method=sensor.method, power_reads=dev.curve.power_samples,
-        counter_reads=dev.curve.counter_reads, epochs=epochs)
+        counter_reads=dev.curve.counter_reads, epochs=epochs,
+        breakdown=breakdown(windows, [dev], t_last - t0), idle=idle_energy([dev], t_last - t0))
+
+
+def trace_windows(trace: Trace, t0: float) -> list[Any]:
+    """The trace's events as windows (run seconds): steps, epochs, eval, checkpoint, stalls."""
+    from .summary import Window
+
+    open_: dict[tuple[str, str], float] = {}
+    out: list[Any] = []
+    kinds = {"step": "step", "epoch": "epoch", "eval": "eval", "checkpoint": "checkpoint"}
+    for t, name in trace.events:
+        kind, _, idx = name.partition(":")
+        base, _, edge = kind.rpartition("_")
+        if edge == "start":
+            open_[(base, idx)] = t - t0
+        elif edge == "end" and (base, idx) in open_:
+            out.append(Window(id=len(out), name=f"{base} {idx}".strip(),
+                              kind=kinds.get(base, "phase"), t_start=open_.pop((base, idx)),
+                              t_end=t - t0))
+    return out
 
 
 def _epochs(trace: Trace, curve: Any, t0: float) -> list[dict[str, Any]]:

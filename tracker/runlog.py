@@ -43,7 +43,7 @@ EMISSIONS_COLUMNS = [
     "on_cloud", "pue",
     "status", "cpu_method", "gpu_method", "ram_method", "it_energy", "gco2_per_kwh",
     "grid_region", "grid_source", "grid_year", "tracker_version", "run_dir",
-    "job_id", "world_size", "nodes",
+    "job_id", "world_size", "nodes", "cost", "currency", "price_per_kwh",
 ]
 
 

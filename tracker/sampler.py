@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -39,6 +40,9 @@ class DeviceState:
     failures: int = 0
     consecutive_failures: int = 0
     lost_at: Optional[float] = None
+    last_util_t: float = -math.inf
+    util_t: array = field(default_factory=lambda: array("d"))     # utilisation readings:
+    util_pct: array = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
 
     @property
     def degraded(self) -> bool:
@@ -96,6 +100,12 @@ class Sampling:
                     if w is not None and math.isfinite(w):
                         got["w"] = round(w, 3)
                         dev.last_power_t = t
+                if sensor.has_utilization and (final or t - dev.last_util_t
+                                               >= sensor.utilization_interval_s * _DUE_SLACK):
+                    u = sensor.read_utilization_pct()
+                    if u is not None and math.isfinite(u):
+                        got["u"] = round(u, 2)
+                        dev.last_util_t = t
                 dev.consecutive_failures = 0
             except Exception as e:  # the one place sensor errors are caught
                 dev.fail(t, str(e) or type(e).__name__)
@@ -110,6 +120,9 @@ def apply_reading(dev: DeviceState, t: float, got: dict[str, float], *, final: b
     """Feed one device's reading into its curve (also used when rebuilding from a log)."""
     if "w" in got:
         dev.curve.add_power(t, got["w"])
+    if "u" in got:
+        dev.util_t.append(t)
+        dev.util_pct.append(got["u"])
     if "c" in got:
         try:
             dev.curve.add_counter(t, got["c"], final=final)

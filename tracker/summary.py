@@ -159,9 +159,13 @@ class WindowEnergy:
     emissions_g: Optional[float]
     attrs: dict[str, Any]
     method_by_component: dict[str, str] = field(default_factory=dict)
+    cost: Optional[float] = None       # facility energy x price_per_kwh, when a price is given
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.cost is None:
+            del d["cost"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WindowEnergy:
@@ -196,6 +200,12 @@ class Summary:
     run_dir: Optional[str] = None
     sampling: dict[str, Any] = field(default_factory=dict)  # rate, counter cadence, defaults
     job: Optional[dict[str, Any]] = None   # distributed job: id, world size, nodes, missing
+    # Where the energy went (report/breakdown.py): part -> energy_j, share, seconds, method;
+    # idle GPU energy per device; findings with their numbers; the electricity cost.
+    breakdown: dict[str, Any] = field(default_factory=dict)
+    idle: dict[str, Any] = field(default_factory=dict)
+    advice: tuple[dict[str, Any], ...] = ()
+    cost: Optional[dict[str, Any]] = None
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -226,6 +236,8 @@ class Summary:
             "sampling": self.sampling,
             "notes": list(self.notes), "degraded": list(self.degraded),
             "run_dir": self.run_dir,
+            "breakdown": self.breakdown, "idle": self.idle, "advice": list(self.advice),
+            **({"cost": self.cost} if self.cost is not None else {}),
             **({"job": self.job} if self.job is not None else {}),
         }
 
@@ -240,7 +252,8 @@ class Summary:
             windows=tuple(WindowEnergy.from_dict(w) for w in d.get("windows") or ()),
             notes=tuple(d.get("notes") or ()), degraded=tuple(d.get("degraded") or ()),
             steps=d.get("steps") or {}, grid=d.get("grid") or {}, carbon=d.get("carbon") or {},
-            sampling=d.get("sampling") or {}))
+            sampling=d.get("sampling") or {}, breakdown=d.get("breakdown") or {},
+            idle=d.get("idle") or {}, advice=tuple(d.get("advice") or ())))
 
     def format(self) -> str:
         """Human-readable summary, every number with its method and the grid factor's source."""
@@ -290,6 +303,14 @@ class Summary:
                       "interpolated)" if st.get("group_size") else "")
             lines.append(f"  steps: {st['count']} steps, {st['energy_j_in_steps']:.1f} J in "
                          f"steps{per}{groups}")
+        if self.breakdown:
+            lines.append("  where it went: " + ", ".join(
+                f"{k.replace('_', ' ')} {p['share']:.1%}" for k, p in self.breakdown.items()
+                if p.get("share") is not None and p["energy_j"] > 0))
+        for name, v in self.idle.items():
+            if v.get("time_share") is not None:
+                lines.append(f"  {name} idle {v['time_share']:.0%} of the time, "
+                             f"{v['energy_j']:.1f} J [{v['method'].split(':')[0]}]")
         g = self.grid
         if self.emissions_kg is not None and g.get("region_code") == "mixed":
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
@@ -305,6 +326,14 @@ class Summary:
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
                          f"{self.gco2_per_kwh:.1f} gCO2e/kWh ({g.get('region_code')}: "
                          f"{g.get('region_name')}, {g.get('source')}, {year})")
+        if self.cost is not None and self.cost.get("amount") is None:
+            lines.append(f"  cost: not summed ({self.cost.get('basis')})")
+        elif self.cost is not None:
+            c = self.cost
+            lines.append(f"  cost {c['amount']:.4g} {c['currency']} ({c['price_per_kwh']:g} "
+                         f"{c['currency']}/kWh x {c['basis']})")
+        for f in self.advice:
+            lines.append(f"  finding: {f['finding']}")
         for n in self.notes:
             lines.append(f"  note: {n}")
         for n in self.degraded:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
+from .report.advice import findings
+from .report.breakdown import breakdown, idle_energy
 from .sampler import DeviceState
 from .summary import (
     COMPONENTS,
@@ -37,9 +40,10 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
                   closed_steps: int = 0, sampling: Optional[dict[str, Any]] = None,
-                  elsewhere: Sequence[str] = ()) -> Summary:
+                  elsewhere: Sequence[str] = (), price: Optional[Price] = None) -> Summary:
     """`closed_steps`: steps already closed but not in `windows` (only counted, while running).
-    `elsewhere`: components another process of the job measures (not "missing" here)."""
+    `elsewhere`: components another process of the job measures (not "missing" here).
+    `price`: electricity price of the facility energy (no price: no cost is shown)."""
     from .carbon import account_emissions
 
     t0 = 0.0
@@ -74,6 +78,9 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         return pue * (e_it(b) - e_it(a)) / J_PER_KWH * emissions.gco2_per_kwh_effective
 
     wins = [window_energy(w, devices, t_end, window_g) for w in windows if w.kind != "step"]
+    if price is not None:
+        wins = [replace(w, cost=price.of_j(pue * w.energy_j)) if w.energy_j is not None else w
+                for w in wins]
     if status == "running":
         # Live summaries are rewritten every few seconds: keep them O(windows), not O(steps).
         n_steps = closed_steps + sum(1 for w in windows if w.kind == "step")
@@ -87,7 +94,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
     carbon = {} if emissions is None else emissions.to_dict()
     if live_status:
         carbon["live"] = live_status
-    return Summary(
+    final = status != "running"    # the breakdown and findings cost O(steps): at stop only
+    summary = Summary(
         run_id=run_id, name=name, status=status, started_utc=utc_iso(start_wall),
         ended_utc=None if status == "running" else utc_iso(start_wall + t_end),
         duration_s=duration, devices=devs, components=components, energy_j=it_j, pue=pue,
@@ -97,7 +105,28 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         gco2_per_kwh=None if emissions is None else emissions.gco2_per_kwh_effective,
         grid=factor.to_dict(), carbon=carbon, windows=tuple(wins), steps=steps,
         notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
-        sampling=dict(sampling or {}))
+        sampling=dict(sampling or {}),
+        breakdown=breakdown(windows, devices, t_end) if final else {},
+        idle=idle_energy(devices, t_end) if final else {},
+        cost=price.cost(facility) if price is not None and facility is not None else None)
+    if final:
+        summary = replace(summary, advice=tuple(findings(summary.to_dict(), periods)))
+    return summary
+
+
+@dataclass(frozen=True)
+class Price:
+    """Electricity price per kWh of facility energy, in a named currency."""
+
+    per_kwh: float
+    currency: str
+
+    def of_j(self, facility_j: float) -> float:
+        return facility_j / J_PER_KWH * self.per_kwh
+
+    def cost(self, facility_j: float) -> dict[str, Any]:
+        return {"amount": self.of_j(facility_j), "currency": self.currency,
+                "price_per_kwh": self.per_kwh, "basis": "facility energy (IT x PUE)"}
 
 
 def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_MIN_S
@@ -202,6 +231,9 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "job_id": (summary.job or {}).get("job_id"),
         "world_size": (summary.job or {}).get("world_size"),
         "nodes": len((summary.job or {}).get("nodes") or ()) or None,
+        "cost": (summary.cost or {}).get("amount"),
+        "currency": (summary.cost or {}).get("currency"),
+        "price_per_kwh": (summary.cost or {}).get("price_per_kwh"),
     }
 
 

@@ -92,9 +92,23 @@ class FakeGPU:
     mig_uuids: tuple[str, ...] = ()
     born: float = field(default_factory=time.monotonic)
     reads: int = 0
+    # (start_s, end_s) periods in which a kernel runs; None: always busy. Utilisation is the
+    # busy share of the time since the previous utilisation read, as NVML reports it for its
+    # own sample period (a float here: NVML rounds to whole percent).
+    busy: Optional[tuple[tuple[float, float], ...]] = None
+    has_utilization: bool = True
+    last_util_s: Optional[float] = None
 
     def seconds(self) -> float:
         return time.monotonic() - self.born
+
+    def busy_share(self, s0: float, s1: float) -> float:
+        if self.busy is None:
+            return 1.0
+        if s1 <= s0:
+            return 0.0
+        busy = sum(max(0.0, min(b, s1) - max(a, s0)) for a, b in self.busy)
+        return busy / (s1 - s0)
 
     def true_energy_j(self, t0: float, t1: float) -> float:
         """Exact energy (J) between two time.monotonic() instants."""
@@ -123,6 +137,12 @@ class MigHandle:
 @dataclass
 class _Value:
     uiVal: int
+
+
+@dataclass
+class _Utilization:
+    gpu: float
+    memory: float
 
 
 @dataclass
@@ -225,6 +245,15 @@ class FakeNVML(types.ModuleType):
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         s = handle._read()
         return round(handle.profile.power(s) * 1000.0)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeGPU) -> _Utilization:
+        self._call("nvmlDeviceGetUtilizationRates")
+        if not handle.has_utilization:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        s = handle.seconds()
+        since = handle.last_util_s if handle.last_util_s is not None else s - 1.0 / 6.0
+        handle.last_util_s = s
+        return _Utilization(gpu=100.0 * handle.busy_share(since, s), memory=0.0)
 
     def nvmlDeviceGetFieldValues(self, handle: FakeGPU, field_ids: list[int]) -> list[_FieldValue]:
         self._call("nvmlDeviceGetFieldValues")

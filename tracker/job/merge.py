@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError
+from ..report.advice import findings
+from ..report.breakdown import merge_parts
 from ..runlog import read_json
 from ..summary import (
     J_PER_KWH,
@@ -210,7 +212,7 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
     degraded = [f"[{x.node}/{x.member.path.name}] {d}" for x in loaded
                 for d in x.summary.get("degraded") or ()]
     sampling = loaded[0].summary.get("sampling") or {}
-    return Summary(
+    summary = Summary(
         run_id=str(manifest.get("job_uid")), name=str(manifest.get("name") or "job"),
         status=status, started_utc=utc_iso(t0),
         ended_utc=None if status == "running" else utc_iso(t_end), duration_s=duration,
@@ -224,7 +226,27 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
                       if any_emissions and facility > 0 else None),
         grid=grid, carbon={"grids": grids}, windows=tuple(windows), steps=steps,
         notes=tuple(notes), degraded=tuple(degraded), run_dir=job_dir, sampling=sampling,
-        job=job)
+        job=job, breakdown=merge_parts((x.summary.get("breakdown") for x in loaded), energy),
+        idle={f"{x.node}/{name}": v for x in loaded
+              for name, v in (x.summary.get("idle") or {}).items()},
+        cost=_cost(loaded))
+    return replace(summary, advice=tuple(findings(summary.to_dict())))
+
+
+def _cost(loaded: list[Loaded]) -> Optional[dict[str, Any]]:
+    """The members' costs summed (one currency; prices may differ by node)."""
+    costs = [x.summary.get("cost") for x in loaded]
+    given = [c for c in costs if c]
+    if not given:
+        return None
+    currencies = {c["currency"] for c in given}
+    if len(currencies) > 1 or len(given) < len([x for x in loaded if x.summary.get("energy_j")]):
+        return {"amount": None, "currency": "mixed", "price_per_kwh": None,
+                "basis": "members were given different currencies, or some no price"}
+    prices = {c["price_per_kwh"] for c in given}
+    return {"amount": sum(c["amount"] for c in given), "currency": currencies.pop(),
+            "price_per_kwh": prices.pop() if len(prices) == 1 else None,
+            "basis": given[0]["basis"] + ("" if len(prices) == 1 else ", prices per node")}
 
 
 # -- devices and nodes ----------------------------------------------------------------------------
@@ -483,9 +505,8 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
         for m in matches:
             ref_x, ref_w = m.by[m.ref]
             a, b = start(m.by[m.ref]), end(m.by[m.ref])
-            energy = 0.0
-            emissions = 0.0
-            have_energy = have_emissions = False
+            energy = emissions = cost = 0.0
+            have_energy = have_emissions = have_cost = False
             by_c: dict[str, float] = {}
             methods: dict[str, set[str]] = {}
             ranks = 0
@@ -501,6 +522,9 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                     if w.get("emissions_g") is not None:
                         emissions += w["emissions_g"]
                         have_emissions = True
+                    if w.get("cost") is not None:
+                        cost += w["cost"]
+                        have_cost = True
                     for c, e in (w.get("by_component_j") or {}).items():
                         by_c[c] = by_c.get(c, 0.0) + e
                     for c, meth in (w.get("method_by_component") or {}).items():
@@ -539,7 +563,8 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                 duration_s=(b - a) if b is not None else None,
                 energy_j=energy if have_energy else None, by_component_j=by_c,
                 emissions_g=emissions if have_emissions else None, attrs=attrs,
-                method_by_component={c: _one(ms) for c, ms in methods.items()}))
+                method_by_component={c: _one(ms) for c, ms in methods.items()},
+                cost=cost if have_cost else None))
     return out
 
 

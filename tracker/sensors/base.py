@@ -47,6 +47,10 @@ class Sensor(ABC):
     power_interval_s: float = 0.0
     # Seconds between scheduled counter reads (the sampler also reads at window edges and stop).
     counter_interval_s: float = 1.0
+    # Utilisation (% busy) for idle energy, read at <= 1 Hz: a cheap read, but 10 Hz would add
+    # nothing (NVML's own sample period is ~0.17-1 s).
+    has_utilization: bool = False
+    utilization_interval_s: float = 1.0
 
     def read_power_w(self) -> Optional[float]:
         """Current power in W, or None when this sensor has no power reading."""
@@ -54,6 +58,10 @@ class Sensor(ABC):
 
     def read_energy_j(self) -> Optional[float]:
         """Cumulative energy in J since an arbitrary origin, or None when there is no counter."""
+        return None
+
+    def read_utilization_pct(self) -> Optional[float]:
+        """Share (%) of the last sample period the device was busy, or None."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -87,6 +87,7 @@ class NvidiaGPU(Sensor):
         model = _text(nvml.nvmlDeviceGetName(handle))
         uuid = _text(nvml.nvmlDeviceGetUUID(handle))
         self.has_counter = self._probe_counter()
+        self.has_utilization = self._probe_utilization()
         self._use_instant = self._probe_instant()
         self.has_power = self._use_instant or self._probe_average()
         if not (self.has_counter or self.has_power):
@@ -122,6 +123,13 @@ class NvidiaGPU(Sensor):
             self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
             return True
         except Exception:  # NotSupported on pre-Volta; any error means "do not rely on it"
+            return False
+
+    def _probe_utilization(self) -> bool:
+        try:
+            self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
+            return True
+        except Exception:  # MIG instances and some vGPUs do not report it
             return False
 
     def _probe_instant(self) -> bool:
@@ -162,6 +170,15 @@ class NvidiaGPU(Sensor):
             return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
         except Exception as e:
             raise SensorFailed(f"{self.name}: power read failed: {_err(e)}") from e
+
+    def read_utilization_pct(self) -> Optional[float]:
+        """Share (%) of NVML's last sample period in which a kernel ran (for idle energy)."""
+        if not self.has_utilization:
+            return None
+        try:
+            return float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+        except Exception as e:
+            raise SensorFailed(f"{self.name}: utilisation read failed: {_err(e)}") from e
 
     def read_energy_j(self) -> Optional[float]:
         if not self.has_counter:
