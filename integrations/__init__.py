@@ -73,6 +73,17 @@ class TrainingSession:
         self.metrics = LogMetrics(self.run)
         return self.run
 
+    def exporters(self, handles: Any = (), bind: Optional[dict[str, Any]] = None) -> Any:
+        """The tracker's log_to exporters (None without log_to), now driven by this session's
+        log rows: the framework's logging points, which every rank reaches, so in a job the
+        rows are job-wide (job_metrics). Tools in `handles` already receive those rows from the
+        framework (HF report_to, Lightning loggers): they get only the summary and files, so
+        nothing is logged twice. `bind`: tool -> where that framework logger writes."""
+        hub = getattr(self.run, "_exporters", None)
+        if hub is not None:
+            hub.framework(handles=tuple(handles), rows=True, bind=bind)
+        return hub
+
     def plan(self, total: float, *, unit: str, min_units: int = 1,
              recent: Optional[int] = None) -> None:
         """The run is `total` units long (epochs or steps): project once `min_units` are done."""
@@ -173,10 +184,17 @@ class TrainingSession:
                 self.first_projection = p
         return p
 
-    def log_row(self) -> dict[str, float]:
-        """Metrics for the framework's logger (empty when not tracking)."""
+    def log_row(self, step: Optional[int] = None) -> dict[str, float]:
+        """Metrics for the framework's logger (empty when not tracking); with `step`, also
+        sent to the tracker's log_to exporters (rank 0 of a job only)."""
         if not self.running or self.metrics is None:
             return {}
+        if step is not None:
+            row = self.log_row()
+            hub = getattr(self.run, "_exporters", None)
+            if hub is not None and row:
+                hub.log_row(row, step)
+            return row
         self._project()
         return self.metrics.row(self.projection, reduce=self.reducer,
                                 contribute=contributes(self.run))

@@ -117,6 +117,12 @@ class EnergyCallback(SessionResults, TrainerCallback):
         else:
             log.info("energy-tracker: Trainer not found on the stack; a training exception "
                      "is recorded only at interpreter exit")
+        # log_to exporters log at on_log; tools report_to already sends our row keys to get
+        # only the summary; TensorBoard's summary goes next to the Trainer's own events.
+        tb = next((c for c in trainer.callback_handler.callbacks
+                   if type(c).__name__ == "TensorBoardCallback"), None) if trainer else None
+        self.session.exporters(handles=_reported_tools(args), bind={
+            "tensorboard": {"logdir": lambda: getattr(tb, "logging_dir", None)}} if tb else None)
         if not self._atexit_registered:
             atexit.register(self._at_exit)
             self._atexit_registered = True
@@ -205,7 +211,7 @@ class EnergyCallback(SessionResults, TrainerCallback):
                **kwargs: Any) -> None:
         if logs is None:
             return
-        row = self.session.log_row()
+        row = self.session.log_row(step=state.global_step)
         if not row:
             return
         # Trainer.log stored a copy of `logs` in log_history before the callbacks ran.
@@ -213,6 +219,16 @@ class EnergyCallback(SessionResults, TrainerCallback):
         if last is not None and all(last.get(k) == v for k, v in logs.items()):
             last.update(row)
         logs.update(row)
+
+
+def _reported_tools(args: Any) -> set[str]:
+    """The exporter tools the Trainer itself reports log rows to (TrainingArguments.report_to)."""
+    report_to = args.report_to if isinstance(args.report_to, (list, tuple)) else [args.report_to]
+    names = {str(r) for r in report_to if r}
+    if "all" in names:
+        from transformers.integrations import get_available_reporting_integrations
+        names |= set(get_available_reporting_integrations())
+    return names & {"mlflow", "wandb", "tensorboard"}
 
 
 def _find_trainer() -> Optional[Trainer]:

@@ -80,6 +80,11 @@ class _EnergyHooks(SessionResults):
         self.session.plan(total, unit=self._unit, min_units=min_units,
                           recent=self.projection_recent)
         self._last_global_step = trainer.global_step
+        if getattr(self.session.run, "_exporters", None) is not None:
+            # log_to: tools that one of the Trainer's loggers already feeds our rows get only
+            # the summary, in that logger's own run / directory
+            self.session.exporters(handles=_logger_tools(trainer),
+                                   bind=_logger_targets(trainer))
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.finish("finished")
@@ -99,7 +104,7 @@ class _EnergyHooks(SessionResults):
         self.session.close("epoch")
         if self._unit == "epoch":
             self.session.unit_done()
-        row = self.session.log_row()
+        row = self.session.log_row(step=trainer.global_step)
         if row:
             pl_module.log_dict({f"{k}_epoch": v for k, v in row.items()}, on_step=False,
                                on_epoch=True, logger=True, batch_size=1)
@@ -119,7 +124,7 @@ class _EnergyHooks(SessionResults):
             self.session.unit_done()   # an optimizer step (after gradient accumulation)
         self._last_global_step = trainer.global_step
         if _should_update_logs(trainer, self._batches):
-            row = self.session.log_row()
+            row = self.session.log_row(step=trainer.global_step)
             if row:
                 pl_module.log_dict(row, on_step=True, on_epoch=False, logger=True,
                                    batch_size=1)
@@ -132,6 +137,30 @@ class _EnergyHooks(SessionResults):
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.close("eval")
+
+
+# Lightning logger classes -> the exporter tool they write to
+_LOGGER_TOOLS = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb",
+                 "TensorBoardLogger": "tensorboard"}
+
+
+def _logger_tools(trainer: Any) -> set[str]:
+    return {_LOGGER_TOOLS[type(lg).__name__] for lg in getattr(trainer, "loggers", None) or ()
+            if type(lg).__name__ in _LOGGER_TOOLS}
+
+
+def _logger_targets(trainer: Any) -> dict[str, dict[str, Any]]:
+    """Where the Trainer's MLflow and TensorBoard loggers write (W&B: `wandb.run`, found by
+    the exporter itself). MLFlowLogger keeps its own run, not MLflow's active one."""
+    out: dict[str, dict[str, Any]] = {}
+    for lg in getattr(trainer, "loggers", None) or ():
+        kind = type(lg).__name__
+        if kind == "MLFlowLogger" and trainer.global_rank == 0:
+            out["mlflow"] = {"run_id": lg.run_id, "tracking_uri": getattr(lg, "_tracking_uri",
+                                                                          None)}
+        elif kind == "TensorBoardLogger":
+            out["tensorboard"] = {"logdir": lambda lg=lg: lg.log_dir}
+    return out
 
 
 def _should_update_logs(trainer: Any, batches: int) -> bool:

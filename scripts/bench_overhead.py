@@ -22,10 +22,32 @@ import tempfile
 import time
 
 
-def import_time_ms(n: int = 5) -> float:
-    code = "import time; t=time.perf_counter(); import tracker; print(time.perf_counter()-t)"
-    runs = [float(subprocess.check_output([sys.executable, "-c", code])) * 1000 for _ in range(n)]
-    return statistics.median(runs)
+def import_time_ms(n: int = 10) -> dict[str, float]:
+    """Medians over n fresh interpreters: `import tracker` as `python -X importtime` counts it
+    (cumulative, the tracker package and what it pulls in), and the wall time of
+    `from tracker import track` (what a `with track():` user pays before the first sample),
+    next to a bare interpreter's `import json` for scale."""
+    def cumulative_us() -> float:
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tracker"],
+                             capture_output=True, text=True).stderr
+        return next(float(line.split("|")[1]) for line in err.splitlines()
+                    if line.rstrip().endswith("| tracker"))
+
+    def wall_ms(stmt: str) -> float:
+        code = f"import time; t=time.perf_counter(); {stmt}; print(time.perf_counter()-t)"
+        return float(subprocess.check_output([sys.executable, "-c", code])) * 1000
+
+    return {"import_tracker_cumulative_ms": statistics.median(cumulative_us() / 1000
+                                                              for _ in range(n)),
+            "from_tracker_import_track_ms": statistics.median(
+                wall_ms("from tracker import track") for _ in range(n)),
+            "import_codecarbon_ms": statistics.median(
+                wall_ms("import codecarbon") for _ in range(n)) if _has("codecarbon") else None}
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
 
 
 def sampler_cpu_pct(seconds: float = 5.0) -> float:
@@ -116,7 +138,7 @@ def main() -> None:
                          for k, v in medians.items() if k != "off"},
         "per_repeat_ms": {k: [round(x * 1000, 4) for x in v] for k, v in medians.items()},
         "repeats": args.repeats, "steps_per_repeat": args.steps,
-        "import_tracker_ms": import_time_ms(),
+        **import_time_ms(),
         "sampler_cpu_pct_of_one_core": sampler_cpu_pct(),
         "step_window_us": step_window_us(),
     }

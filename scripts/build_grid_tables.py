@@ -27,7 +27,10 @@ REGION_COLUMNS = [
     "aliases", "note",
 ]
 
-EMBER_DEFINITION = "lifecycle gCO2e/kWh, generation-based (Ember emissions intensity of generation)"
+OWID_DEFINITION = (
+    "lifecycle gCO2e/kWh, generation-based (Ember emissions intensity of generation, as "
+    "published by Our World in Data: carbon_intensity_elec)"
+)
 EGRID_DEFINITION = (
     "direct (stack) gCO2e/kWh, generation-based output emission rate, no T&D losses "
     "(eGRID CO2e column, IPCC AR5 GWPs)"
@@ -42,9 +45,24 @@ IPCC_DEFINITION = "lifecycle gCO2e/kWh of one generation technology (median of t
 # Hand-written aliases (names people type); never factors.
 EXTRA_ALIASES = {"GB": ["UK"]}
 
-# Alpha-2 codes the source gets wrong, keyed by its (correct) alpha-3: the source gives the
-# Cayman Islands "CY", which is Cyprus; ISO 3166-1 has KY for CYM.
-ALPHA2_FIXES = {"CYM": "KY"}
+# Countries and aggregates: Ember's yearly data as published by Our World in Data (CC BY 4.0,
+# no share-alike). `countries.csv` holds the latest year of every ISO country plus WORLD;
+# `owid_carbon_intensity_elec.csv` the whole 1990-2025 history it was built from, with Ember's
+# own aggregates ("EU (Ember)", ...). Nothing from the older co2.js Ember table (CC BY-SA) is
+# used: two Ember releases differ, and one summary must not mix them.
+OWID_SOURCE = (
+    "Our World in Data energy dataset (owid/energy-data), carbon_intensity_elec, based on Ember "
+    "Yearly Electricity Data and Yearly Electricity Data Europe; OWID grapher "
+    "export at sayanarman/CAP6938-Final-Project@2f9bd5a, checked against owid/energy-data@e7897ae"
+)
+OWID_LICENCE = "CC BY 4.0 (Our World in Data; data from Ember; attribution, no share-alike)"
+# Kosovo has no ISO 3166-1 code (OWID: OWID_KOS); XK/XKX are the user-assigned codes in common
+# use (EU, Ember), so the country stays reachable as it was.
+OWID_EXTRA_COUNTRIES = {"OWID_KOS": ("XK", "XKX")}
+# Ember's aggregates in the OWID extract are named "<name> (Ember)"; OWID's own aggregates
+# (OWID_EUR, OWID_EU27, income groups) are OWID's computations, not Ember's, and are left out.
+EMBER_AGGREGATE_SUFFIX = " (Ember)"
+WORLD_ENTITY = "World"
 
 # Electricity Maps zones -> this library's codes. FI stays Ember's country (so every country
 # code means one definition); the Electricity Maps Finland zone stays reachable as emaps:FI.
@@ -166,6 +184,45 @@ CLOUD_GRID_MAP = {
     "azure:brazilsoutheast": ("BR", "Brazil -> Brazil"),
 }
 
+# Google Cloud region -> the country it is in (ISO alpha-2), read off Google's location names.
+# Not a factor (GCP regions keep Google's own value): it names the country in emissions.csv
+# (CodeCarbon's country_iso_code) for runs in a GCP region.
+GCP_COUNTRY = {
+    "africa-south1": ("ZA", "Johannesburg"), "asia-east1": ("TW", "Taiwan"),
+    "asia-east2": ("HK", "Hong Kong"), "asia-northeast1": ("JP", "Tokyo"),
+    "asia-northeast2": ("JP", "Osaka"), "asia-northeast3": ("KR", "Seoul"),
+    "asia-south1": ("IN", "Mumbai"), "asia-south2": ("IN", "Delhi"),
+    "asia-southeast1": ("SG", "Singapore"), "asia-southeast2": ("ID", "Jakarta"),
+    "australia-southeast1": ("AU", "Sydney"), "australia-southeast2": ("AU", "Melbourne"),
+    "europe-central2": ("PL", "Warsaw"), "europe-north1": ("FI", "Finland"),
+    "europe-north2": ("SE", "Stockholm"), "europe-southwest1": ("ES", "Madrid"),
+    "europe-west1": ("BE", "Belgium"), "europe-west2": ("GB", "London"),
+    "europe-west3": ("DE", "Frankfurt"), "europe-west4": ("NL", "Eemshaven"),
+    "europe-west6": ("CH", "Zürich"), "europe-west8": ("IT", "Milan"),
+    "europe-west9": ("FR", "Paris"), "europe-west10": ("DE", "Berlin"),
+    "europe-west12": ("IT", "Turin"), "me-central1": ("QA", "Doha"),
+    "me-central2": ("SA", "Dammam"), "me-west1": ("IL", "Tel Aviv"),
+    "northamerica-northeast1": ("CA", "Montréal"), "northamerica-northeast2": ("CA", "Toronto"),
+    "northamerica-south1": ("MX", "Mexico"), "southamerica-east1": ("BR", "Sāo Paulo"),
+    "southamerica-west1": ("CL", "Santiago"), "us-central1": ("US", "Iowa"),
+    "us-central2": ("US", "Oklahoma"), "us-east1": ("US", "South Carolina"),
+    "us-east2": ("US", "Georgia"), "us-east4": ("US", "Northern Virginia"),
+    "us-east5": ("US", "Columbus"), "us-south1": ("US", "Dallas"),
+    "us-west1": ("US", "Oregon"), "us-west2": ("US", "Los Angeles"),
+    "us-west3": ("US", "Salt Lake City"), "us-west4": ("US", "Las Vegas"),
+}
+
+
+def _gcp_country(code: str, location: str) -> str:
+    region = code.split(":", 1)[1]
+    if region not in GCP_COUNTRY:
+        raise SystemExit(f"{code}: add it to GCP_COUNTRY")
+    country, where = GCP_COUNTRY[region]
+    if where != location:
+        raise SystemExit(f"{code}: GCP_COUNTRY says {where!r}, the source {location!r}")
+    return country
+
+
 # IPCC AR5 WG3 Annex III medians, as given by the product owner in the issue (gCO2e/kWh).
 IPCC_SOURCE = (
     "IPCC 2014, AR5 WG3 Annex III (Schlömer et al.), Table A.III.2, median lifecycle "
@@ -197,22 +254,83 @@ def _csv_text(columns: list[str], rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def ember_rows(src: Path) -> list[dict[str, str]]:
-    rows = []
-    for r in _read(src / "ember_countries.csv"):
-        code = ALPHA2_FIXES.get(r["alpha3"], r["code"])
-        aliases = [r["alpha3"]] if r["alpha3"] else []
-        aliases += EXTRA_ALIASES.get(code, [])
-        note = ""
-        if code != r["code"]:
-            note = f"code corrected from the source's {r['code']!r} (ISO 3166-1)"
-        rows.append({
-            "code": code, "note": note, "name": r["name"], "kind": r["kind"],
-            "gco2_per_kwh": r["gco2_per_kwh"], "year": r["year"], "source": r["source"],
-            "licence": r["licence"], "definition": EMBER_DEFINITION,
-            "aliases": ";".join(aliases),
-        })
-    return rows
+def _one_decimal(value: str) -> str:
+    """The value string rounded to 1 decimal, half-up, exactly as shared/data/grid's
+    build_countries.py rounds countries.csv (so a pinned year equals the latest value)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def _aggregate_code(entity: str) -> str:
+    """'Latin America and Caribbean (Ember)' -> LATIN_AMERICA_AND_CARIBBEAN, 'EU (Ember)' -> EU."""
+    return entity[: -len(EMBER_AGGREGATE_SUFFIX)].upper().replace(" ", "_")
+
+
+def _owid_series(src: Path) -> dict[str, list[dict[str, str]]]:
+    """OWID extract rows with a value, by entity, oldest year first."""
+    series: dict[str, list[dict[str, str]]] = {}
+    for r in _read(src / "owid_carbon_intensity_elec.csv"):
+        if r["carbon_intensity_elec"] != "":
+            series.setdefault(r["country"], []).append(r)
+    for rows in series.values():
+        rows.sort(key=lambda r: int(r["year"]))
+    return series
+
+
+def owid_rows(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(latest value per country and aggregate, every year of each): countries.csv's rows,
+    Kosovo and Ember's aggregates from the same OWID extract."""
+    series = _owid_series(src)
+    latest, codes_by_entity = [], {}
+    for r in _read(src / "countries.csv"):
+        if r["code"] == "WORLD":
+            continue   # added with the aggregates below
+        aliases = [r["alpha3"], *EXTRA_ALIASES.get(r["code"], [])]
+        latest.append({"code": r["code"], "name": r["name"], "kind": "country",
+                       "gco2_per_kwh": r["gco2_per_kwh"], "year": r["year"],
+                       "aliases": ";".join(aliases)})
+        codes_by_entity[r["name"]] = r["code"]
+    for entity, rows in series.items():
+        extra = OWID_EXTRA_COUNTRIES.get(rows[-1]["iso_code"])
+        if extra is not None:
+            latest.append({"code": extra[0], "name": entity, "kind": "country",
+                           "gco2_per_kwh": _one_decimal(rows[-1]["carbon_intensity_elec"]),
+                           "year": rows[-1]["year"], "aliases": extra[1],
+                           "note": f"no ISO 3166-1 code (OWID: {rows[-1]['iso_code']}); "
+                                   f"{extra[0]} is the user-assigned code in common use"})
+            codes_by_entity[entity] = extra[0]
+    latest.sort(key=lambda r: r["code"])
+    aggregates = sorted(e for e in series if e.endswith(EMBER_AGGREGATE_SUFFIX))
+    for entity in [WORLD_ENTITY, *aggregates]:
+        rows = series[entity]
+        code = "WORLD" if entity == WORLD_ENTITY else _aggregate_code(entity)
+        name = entity if entity == WORLD_ENTITY else entity[: -len(EMBER_AGGREGATE_SUFFIX)]
+        latest.append({"code": code, "name": name, "kind": "aggregate",
+                       "gco2_per_kwh": _one_decimal(rows[-1]["carbon_intensity_elec"]),
+                       "year": rows[-1]["year"], "aliases": ""})
+        codes_by_entity[entity] = code
+    world = next(r for r in _read(src / "countries.csv") if r["code"] == "WORLD")
+    ours = next(r for r in latest if r["code"] == "WORLD")
+    if (world["gco2_per_kwh"], world["year"]) != (ours["gco2_per_kwh"], ours["year"]):
+        raise SystemExit("countries.csv's WORLD differs from the OWID extract's latest World")
+    for row in latest:
+        row.update(source=OWID_SOURCE, licence=OWID_LICENCE, definition=OWID_DEFINITION)
+        row.setdefault("note", "")
+    history = []
+    for entity, code in codes_by_entity.items():
+        if entity not in series:
+            raise SystemExit(f"{entity} ({code}) has no history in the OWID extract")
+        for r in series[entity]:
+            history.append({"code": code, "year": r["year"],
+                            "gco2_per_kwh": _one_decimal(r["carbon_intensity_elec"])})
+    history.sort(key=lambda r: (r["code"], int(r["year"])))
+    by_code = {r["code"]: r for r in latest}
+    for h in history:   # the latest year of each series is the bundled latest value
+        now = by_code[h["code"]]
+        if int(h["year"]) == int(now["year"]) and h["gco2_per_kwh"] != now["gco2_per_kwh"]:
+            raise SystemExit(f"{h['code']}: countries.csv and the OWID extract differ")
+    return latest, history
 
 
 def egrid_rows(src: Path) -> list[dict[str, str]]:
@@ -263,6 +381,7 @@ def google_rows(src: Path) -> list[dict[str, str]]:
             "kind": "cloud_region", "gco2_per_kwh": r["grid_gco2_per_kwh"], "year": r["year"],
             "source": r["source"], "licence": r["licence"], "definition": GOOGLE_DEFINITION,
             "google_cfe_pct": r["google_cfe_pct"],
+            "country": _gcp_country(r["code"], r["location"]),
         }
         for r in _read(src / "gcp_regions.csv")
     ]
@@ -311,6 +430,7 @@ def ccf_rows(src: Path, known_codes: set[str]) -> list[dict[str, str]]:
             "note": _ccf_year_note(r["source"], r["year"]),
             "cloud_code": cloud_code, "provider": r["provider"], "location": r["location"],
             "mapped_to": mapped_to, "mapping_source": mapping,
+            "country": _gcp_country(cloud_code, r["location"]) if r["provider"] == "gcp" else "",
         })
     return rows
 
@@ -342,24 +462,38 @@ def _sources_md(tables: dict[str, list[dict[str, str]]]) -> str:
     for name, rows in tables.items():
         years = sorted({r.get("year", "") for r in rows if r.get("year")})
         year_text = f"{years[0]}-{years[-1]}" if len(years) > 1 else (years[0] if years else "-")
-        lines += [
-            f"## `{name}`",
-            "",
-            f"- Rows: {len(rows)}; years: {year_text}",
-            f"- Licence: {first(name, 'licence')}",
-            f"- Definition: {first(name, 'definition')}",
-            f"- Source (first row): {first(name, 'source')}",
-        ]
+        lines += [f"## `{name}`", "", f"- Rows: {len(rows)}; years: {year_text}"]
+        if "licence" in rows[0]:
+            lines += [
+                f"- Licence: {first(name, 'licence')}",
+                f"- Definition: {first(name, 'definition')}",
+                f"- Source (first row): {first(name, 'source')}",
+            ]
         lines += SOURCE_NOTES.get(name, [])
         lines.append("")
     return "\n".join(lines)
 
 
 SOURCE_NOTES = {
-    "ember_countries.csv": [
-        "- Attribution: contains data from Ember (ember-energy.org), yearly electricity data,",
-        "  as republished by The Green Web Foundation's co2.js. Licensed CC BY-SA 4.0: adaptations",
-        "  of this table must be shared under the same licence, with this attribution.",
+    "owid_countries.csv": [
+        "- Built from `countries.csv` (latest year per ISO country, and WORLD) and",
+        "  `owid_carbon_intensity_elec.csv` (Kosovo as `XK`; Ember's aggregates such as",
+        "  `EU (Ember)` as `EU`), both in shared/data/grid (see its SOURCES.md). Values are",
+        "  rounded to 1 decimal, half-up, as `countries.csv` is. OWID's own aggregates (income",
+        "  groups, `OWID_EU27`, ...) are not Ember's and are left out.",
+        "- Attribution: Source: Our World in Data - Energy dataset",
+        "  (https://github.com/owid/energy-data), carbon_intensity_elec, based on Ember -",
+        "  Yearly Electricity Data and Yearly Electricity Data Europe (and the Energy Institute",
+        "  Statistical Review of World Energy). CC BY 4.0.",
+        "- Replaces the older co2.js republication of Ember (CC BY-SA 4.0), a different Ember",
+        "  release: no country value comes from it any more, so the two are never mixed.",
+    ],
+    "owid_countries_history.csv": [
+        "- Every year of every region in `owid_countries.csv` (OWID extract"
+        " `owid_carbon_intensity_elec.csv`),",
+        "  rounded like the latest values: `track(grid_year=2023)` reads it. Same source, licence",
+        "  and definition as `owid_countries.csv`; the newest year of each code equals its value",
+        "  there (the build checks it).",
     ],
     "electricitymaps_zones.csv": [
         "- Attribution: contains data from Electricity Maps (electricitymaps.com), yearly averages",
@@ -371,6 +505,11 @@ SOURCE_NOTES = {
     "egrid_us.csv": [
         "- Value column: eGRID's CO2e output rate; the CO2-only rate is kept in",
         "  `co2_only_gco2_per_kwh`. The U.S. total is `US-eGRID-US` (`US` is Ember's country).",
+    ],
+    "google_cloud_regions.csv": [
+        "- `country`: the ISO country each region is in, read off Google's location names by",
+        "  hand (GCP_COUNTRY in the build script); it names the country in emissions.csv, it is",
+        "  not a factor.",
     ],
     "ccf_cloud_regions.csv": [
         "- Codes `ccf:<provider>:<region>`. `mapped_to` names the grid (country, US state,",
@@ -384,22 +523,23 @@ SOURCE_NOTES = {
 
 
 def build(src: Path, out: Path) -> list[Path]:
-    ember = ember_rows(src)
+    countries, history = owid_rows(src)
     egrid = egrid_rows(src)
     emaps = emaps_rows(src)
     google = google_rows(src)
-    codes = [r["code"].casefold() for r in ember + egrid + emaps + google]
+    codes = [r["code"].casefold() for r in countries + egrid + emaps + google]
     repeated = sorted({c for c in codes if codes.count(c) > 1})
     if repeated:
         raise SystemExit(f"region codes repeated across the tables: {repeated}")
-    known = {r["code"] for r in ember + egrid + emaps + google}
+    known = {r["code"] for r in countries + egrid + emaps + google}
     ccf = ccf_rows(src, known)
-    ccf_extra = ["cloud_code", "provider", "location", "mapped_to", "mapping_source"]
+    ccf_extra = ["cloud_code", "provider", "location", "mapped_to", "mapping_source", "country"]
     tables = {
-        "ember_countries.csv": (REGION_COLUMNS, ember),
+        "owid_countries.csv": (REGION_COLUMNS, countries),
+        "owid_countries_history.csv": (["code", "year", "gco2_per_kwh"], history),
         "egrid_us.csv": ([*REGION_COLUMNS, "co2_only_gco2_per_kwh"], egrid),
         "electricitymaps_zones.csv": (REGION_COLUMNS, emaps),
-        "google_cloud_regions.csv": ([*REGION_COLUMNS, "google_cfe_pct"], google),
+        "google_cloud_regions.csv": ([*REGION_COLUMNS, "google_cfe_pct", "country"], google),
         "ccf_cloud_regions.csv": ([*REGION_COLUMNS, *ccf_extra], ccf),
         "ipcc_ar5_lifecycle.csv": (
             ["key", "technology", "aliases", "gco2e_per_kwh", "source", "licence", "definition"],
@@ -424,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source_dir", nargs="?", type=Path, default=DEFAULT_SOURCE_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     args = parser.parse_args(argv)
-    if not (args.source_dir / "ember_countries.csv").is_file():
+    if not (args.source_dir / "countries.csv").is_file():
         print(f"no source tables in {args.source_dir}", file=sys.stderr)
         return 2
     for path in build(args.source_dir, args.out):

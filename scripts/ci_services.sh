@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Real launchers for the distributed-job tests, on a CI machine where we are root:
 # Open MPI (mpirun) and a single-host SLURM (munge + slurmctld + slurmd, one node, one
-# partition). Idempotent; prints what it could not do and never fails the build itself: the
-# tests that need a launcher say why they are skipped.
+# partition); and Chromium for the HTML report's browser test. Idempotent; prints what it
+# could not do and never fails the build itself: the tests that need a launcher or the browser
+# say why they are skipped.
 set -u
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then
-    echo "ci_services: not root or no apt-get: real srun/mpirun tests will be skipped"
+    echo "ci_services: not root or no apt-get: real srun/mpirun and browser tests will be skipped"
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null 2>&1 || true
+# A real Prometheus server for tests/test_prometheus_real.py (it starts its own, on loopback)
+apt-get install -y -q prometheus >/dev/null 2>&1 \
+    && echo "ci_services: $(prometheus --version 2>/dev/null | head -1)" \
+    || echo "ci_services: apt-get install prometheus failed: its test will be skipped"
+# (the test runs its own server on free loopback ports; a system one on :9090 is not used)
+# Headless Chromium for the HTML report's browser test (driven by Playwright, offline).
+apt-get install -y -q chromium >/dev/null 2>&1 \
+    || echo "ci_services: chromium not installed: the HTML report's browser test will be skipped"
 apt-get install -y -q openmpi-bin slurmd slurmctld slurm-client munge >/dev/null 2>&1 \
     || { echo "ci_services: apt-get install failed"; exit 0; }
 

@@ -3,6 +3,7 @@ fakes/fake_nvml.py), installed at the import boundary for each test that asks fo
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Union
@@ -31,6 +32,11 @@ from fake_nvml import (
 __all__ = ["FI_DEV_POWER_INSTANT", "NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_LIBRARY_NOT_FOUND",
            "NVML_ERROR_NOT_FOUND", "NVML_ERROR_NOT_SUPPORTED", "NVML_SUCCESS", "UUIDS",
            "Constant", "FakeGPU", "FakeNVML", "MigHandle", "NVMLError", "Profile", "Step"]
+
+
+# Every run writes report.html at its end by default (~5 MB, 0.1-1 s each): off for the
+# hundreds of runs of this suite, and their subprocesses; the tests of that feature turn it on.
+os.environ.setdefault("ENERGY_TRACKER_REPORT_HTML", "0")
 
 
 @pytest.fixture
@@ -82,3 +88,18 @@ def fake_gpu() -> list:
     gpu = FakeGPU(name="Fake GPU 200 W", uuid=UUIDS[0], profile=Constant(200.0),
                   has_counter=False, has_instant=False, power_limit_w=300.0)
     return discover_gpus(nvml=FakeNVML([gpu]), env={}).sensors
+
+
+def step_windows(run_dir) -> list[dict]:
+    """The run's steps from steps.bin, shaped like windows.json's windows (start_s, end_s,
+    duration_s, energy_j, attrs with index/samples/tokens)."""
+    from tracker.ledger import read_steps
+
+    out = []
+    for s in read_steps(run_dir / "steps.bin"):
+        attrs = {k: s[k] for k in ("index", "samples", "tokens") if s[k]}
+        attrs["index"] = s["index"]
+        out.append({"kind": "step", "start_s": s["t_start"], "end_s": s["t_end"],
+                    "duration_s": s["duration_s"], "energy_j": s["energy_j"], "attrs": attrs,
+                    "parent": s["parent"]})
+    return out

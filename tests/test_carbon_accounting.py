@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from grid_values import country
 
 from tracker.carbon import (
     IntensityPeriod,
@@ -14,6 +15,7 @@ from tracker.carbon import (
 from tracker.errors import ConfigError
 
 J_PER_KWH = 3.6e6
+GB_G, GB_YEAR = country("GB")   # the bundled table's value: tests follow the data
 
 
 def two_then_one_kw(wall: float) -> float:
@@ -46,7 +48,7 @@ def test_two_periods_give_exact_co2(gb):
 
 def test_no_periods_uses_the_factor(gb):
     result = account_emissions(two_then_one_kw, 1000, 8200, gb)
-    assert result.emissions_g == pytest.approx(3 * 215.79)
+    assert result.emissions_g == pytest.approx(3 * GB_G)
     assert result.parts[0]["provider"] == "annual" and not result.fallback_used
 
 
@@ -61,23 +63,24 @@ def test_window_inside_periods_is_clipped(gb):
 def test_gap_before_first_period_uses_factor_and_is_flagged(gb):
     periods = [period(4600, None, 50.0)]
     result = account_emissions(two_then_one_kw, 1000, 8200, gb, periods)
-    assert result.emissions_g == pytest.approx(2 * 215.79 + 1 * 50.0)
+    assert result.emissions_g == pytest.approx(2 * GB_G + 1 * 50.0)
     assert result.fallback_used
     assert result.parts[0]["fallback"] and result.parts[0]["provider"] == "annual"
-    assert result.notes == ["3600 s not covered by live intensity: annual GB (Ember 2024) used"]
+    assert result.notes == [
+        f"3600 s not covered by live intensity: annual GB (Ember {GB_YEAR}) used"]
 
 
 def test_fallback_period_note_is_reported(gb):
-    note = "uk: HTTP 500 after 3 tries; offline annual factor for GB (Ember 2024) used"
-    periods = [period(1000, None, 215.79, fallback=True, note=note)]
+    note = f"uk: HTTP 500 after 3 tries; offline annual factor for GB (Ember {GB_YEAR}) used"
+    periods = [period(1000, None, GB_G, fallback=True, note=note)]
     result = account_emissions(two_then_one_kw, 1000, 8200, gb, periods)
     assert result.fallback_used and result.notes == [note]
-    assert result.to_dict()["emissions_kg"] == pytest.approx(3 * 215.79 / 1000)
+    assert result.to_dict()["emissions_kg"] == pytest.approx(3 * GB_G / 1000)
 
 
 def test_zero_length_window(gb):
     result = account_emissions(two_then_one_kw, 1000, 1000, gb)
-    assert result.emissions_g == 0 and result.gco2_per_kwh_effective == 215.79
+    assert result.emissions_g == 0 and result.gco2_per_kwh_effective == GB_G
 
 
 def test_reversed_window(gb):
@@ -88,8 +91,8 @@ def test_reversed_window(gb):
 def test_compare_regions():
     rows = compare_regions(10.0, ["PL", "FR", "US-CA"])
     assert [r["code"] for r in rows] == ["FR", "US-CA", "PL"]
-    assert rows[0]["emissions_g"] == pytest.approx(441.8)
-    assert rows[2]["emissions_kg"] == pytest.approx(6.1498)
+    assert rows[0]["emissions_g"] == pytest.approx(10.0 * country("FR")[0])
+    assert rows[2]["emissions_kg"] == pytest.approx(10.0 * country("PL")[0] / 1000)
 
 
 def test_extremes():

@@ -28,12 +28,22 @@ def test_build_reproduces_bundled_tables_byte_for_byte(tmp_path):
 
 
 def test_share_alike_tables_are_files_of_their_own():
-    for name, licence in [
-        ("ember_countries.csv", "CC BY-SA 4.0"),
-        ("electricitymaps_zones.csv", "ODbL-1.0"),
-    ]:
-        lines = (BUNDLED / name).read_text(encoding="utf-8").splitlines()[1:]
-        assert lines and all(licence in line for line in lines), name
+    lines = (BUNDLED / "electricitymaps_zones.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert lines and all("ODbL-1.0" in line for line in lines)
+    # Countries come from Ember via Our World in Data (CC BY 4.0): no share-alike table left
+    for path in BUNDLED.glob("*.csv"):
+        assert "CC BY-SA" not in path.read_text(encoding="utf-8"), path.name
     sources = (BUNDLED / "SOURCES.md").read_text(encoding="utf-8")
-    assert "Attribution: contains data from Ember" in sources
+    assert "Attribution: Source: Our World in Data - Energy dataset" in sources
     assert "Attribution: contains data from Electricity Maps" in sources
+
+
+def test_countries_come_from_one_release_only():
+    """Every country and aggregate is Ember via OWID: the older co2.js Ember table (another
+    release) is gone, so no summary can mix the two."""
+    assert not (BUNDLED / "ember_countries.csv").exists()
+    from tracker.carbon import all_regions
+
+    for r in all_regions():
+        if r.kind in ("country", "aggregate"):
+            assert r.source.startswith("Our World in Data") and "CC BY 4.0" in r.licence, r.code

@@ -74,6 +74,8 @@ def test_prometheus_endpoint_serves_the_run(fake_h100, tmp_path):
     line = next(ln for ln in text.splitlines()
                 if ln.startswith("energy_tracker_energy_joules_total{") and 'device="gpu0"' in ln)
     assert 'method="counter"' in line and 'component="gpu"' in line
+    # a run outside a job is a job of one: job = its name, rank 0, this machine's node
+    assert 'job="prom"' in line and 'rank="0"' in line and 'node="' in line
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(expected, rel=0.05)
     assert 'energy_tracker_grid_gco2_per_kwh{' in text and 'region="FR"' in text
     power = next(ln for ln in text.splitlines() if ln.startswith("energy_tracker_power_watts{"))

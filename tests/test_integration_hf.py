@@ -14,6 +14,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import step_windows  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
 from integrations.huggingface import EnergyCallback  # noqa: E402
@@ -45,7 +46,10 @@ def training_args(tmp_path, **kw) -> TrainingArguments:
 
 
 def windows_file(run_dir) -> dict:
-    return json.loads((run_dir / "windows.json").read_text())
+    """windows.json, with the steps of steps.bin put back among its windows."""
+    data = json.loads((run_dir / "windows.json").read_text())
+    data["windows"] += step_windows(run_dir)
+    return data
 
 
 def test_trainer_run_logs_energy_and_windows(tmp_path, tiny_gpt2, fake_gpu):

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pl = pytest.importorskip("lightning.pytorch")
 
+from conftest import step_windows  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -84,7 +85,7 @@ def test_fit_logs_energy_and_windows(tmp_path, fake_gpu):
     assert projected, "a projection is logged once the first epoch is done"
 
     # windows: sanity check + 2 validations, 2 epochs, 32 batches; all 200 W x duration
-    wins = json.loads((run_dir / "windows.json").read_text())["windows"]
+    wins = json.loads((run_dir / "windows.json").read_text())["windows"] + step_windows(run_dir)
     kinds = [w["kind"] for w in wins]
     assert kinds.count("epoch") == 2 and kinds.count("step") == 32 and kinds.count("eval") == 3
     assert wins[0]["attrs"] == {"sanity": True}

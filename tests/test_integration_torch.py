@@ -17,6 +17,7 @@ from integrations.torch import (  # noqa: E402
     process_gpus,
 )
 from tracker import Tracker  # noqa: E402
+from tracker.ledger import read_steps  # noqa: E402
 
 WATTS = 200.0
 
@@ -41,11 +42,16 @@ def test_plain_loop_windows_are_exact(tmp_path, fake_gpu):
     summary = run.summary
 
     wins = json.loads((run.run_dir / "windows.json").read_text())["windows"]
-    steps = [w for w in wins if w["kind"] == "step"]
     epochs = [w for w in wins if w["kind"] == "epoch"]
+    # every step, with its energy, in the compact steps file
+    steps = list(read_steps(run.run_dir / "steps.bin"))
     assert len(steps) == 12 and len(epochs) == 2
-    assert all(w["attrs"]["samples"] == 8 and w["attrs"]["tokens"] == 256 for w in steps)
-    for w in wins:
+    assert all(s["samples"] == 8 and s["tokens"] == 256 for s in steps)
+    assert [s["parent"] for s in steps] == [epochs[0]["id"]] * 6 + [epochs[1]["id"]] * 6
+    for w in epochs:
+        assert w["energy_j"] == pytest.approx(WATTS * w["duration_s"], rel=1e-9)
+    steps = [dict(s, start_s=s["t_start"], end_s=s["t_end"]) for s in steps]
+    for w in steps:
         assert w["energy_j"] > 0
         assert w["energy_j"] == pytest.approx(WATTS * w["duration_s"], rel=1e-9)
     # the run total is 200 W over the time the GPU was read (first to last reading), to the

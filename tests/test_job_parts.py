@@ -152,8 +152,6 @@ def test_a_device_measured_twice_at_once_is_counted_once(fake_nvml, job_env, tmp
     # two lock directories: the claims cannot see each other (a misconfigured cluster)
     monkeypatch.setenv("ENERGY_TRACKER_LOCK_DIR", str(tmp_path / "locks-a"))
     a = track("a", job="dup", output_dir=tmp_path, job_timeout_s=0, gpus=[0], **FAST).start()
-    from tracker.job import claims
-    monkeypatch.setattr(claims, "_held", {})
     monkeypatch.setenv("ENERGY_TRACKER_LOCK_DIR", str(tmp_path / "locks-b"))
     job_env(1)
     b = track("b", job="dup", output_dir=tmp_path, job_timeout_s=0, gpus=[0], **FAST).start()

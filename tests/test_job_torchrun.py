@@ -300,9 +300,9 @@ def test_hugging_face_trainer_ddp_logs_job_wide_numbers(tmp_path):
     assert [w["name"] for w in s["windows"] if w["kind"] == "epoch"] == ["epoch 0", "epoch 1"]
     history = json.loads((root / "log_history.json").read_text())
     powered = [r["power_w"] for r in history if "power_w" in r]
-    # job-wide: both fake GPUs (500 W) plus the node's CPU and RAM models; one rank alone
-    # would log ~300 W or ~200 W
-    assert powered and all(500.0 < w < 560.0 for w in powered), powered
+    # job-wide: both fake GPUs (500 W) plus the node's CPU and RAM models (which follow this
+    # machine's load); one rank alone would log ~300 W or ~200 W
+    assert powered and all(500.0 < w < 650.0 for w in powered), powered
     assert len(csv_rows(root)) == 1
 
 

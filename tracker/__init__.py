@@ -10,7 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Tracker, track
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ConfigError,
     SensorFailed,
@@ -18,7 +19,24 @@ from .errors import (
     TrackerError,
     UnknownRegionError,
 )
-from .summary import Summary
+
+if TYPE_CHECKING:
+    from .api import Tracker, track
+    from .summary import Summary
+
+# `import tracker` stays cheap (the errors above only): the API is imported on first use, and
+# NVML, psutil, the carbon tables and HTTP only when a run needs them.
+_LAZY = {"Tracker": ".api", "track": ".api", "Summary": ".summary"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

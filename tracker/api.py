@@ -14,35 +14,43 @@ from __future__ import annotations
 
 import atexit
 import functools
+import itertools
 import logging
 import math
 import os
-import platform
-import socket
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import __version__, signals
 from .errors import ConfigError
-from .runlog import RunLog, append_emissions_row, default_run_dir, write_json_atomic
-from .sampler import DeviceState, Sampler, Sampling, monotonic_clock
-from .sensors.base import Sensor
-from .summary import COMPONENTS, StepTable, Summary, Window, utc_iso
-from .summary_build import build_summary, emissions_row, step_groups
+from .windows import Window
+
+if TYPE_CHECKING:
+    from .runlog import RunLog
+    from .sampler import DeviceState, Sampler
+    from .sensors.base import Sensor
+    from .summary import Summary
+
+# What a run needs once it starts (files, the sampler thread, summaries) is imported by
+# start(): `from tracker import track` stays cheap, and so does a process that only
+# configures a tracker.
 
 log = logging.getLogger("tracker")
 
 ENV_RUN_DIR = "ENERGY_TRACKER_RUN_DIR"   # set by `energy-tracker run` for callbacks to join
 DEFAULT_OUTPUT_DIR = "energy-runs"
 DEFAULT_RATE_HZ = 10.0
+# Memory on long runs (see _compact): full resolution for the last RECENT_S, a point every
+# SKELETON_S before that (plus every window edge), compacted every COMPACT_EVERY_S.
+RECENT_S = 600.0
+SKELETON_S = 300.0
+COMPACT_EVERY_S = 60.0
 
 
 def track(name: str = "run", **config: Any) -> Tracker:
@@ -69,7 +77,16 @@ class Tracker:
         cpu, ram: measure CPU / RAM (default True). cpu_tdp_w: CPU TDP (W) for the model.
         output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
         summary_every_s: how often summary.json is rewritten while running (default 10 s).
-        emissions_csv: append a row to <output_dir>/emissions.csv at stop (default True).
+        emissions_csv: True (default): append a row to <output_dir>/emissions.csv at stop
+            (CodeCarbon's columns first); False: no row; a path ending in .csv (absolute, or
+            relative to the current directory): append to that file instead.
+        grid_year: the region's grid factor in that year (countries and aggregates: 1990-2025,
+            Ember via Our World in Data) instead of the newest; the summary names the year.
+        log_to: log energy to experiment trackers: "mlflow", "wandb", "tensorboard", a list
+            of them, "auto" (an MLflow and/or W&B run the program already has), or exporter
+            objects (see tracker/exporters). Each tool is an optional extra.
+        log_every_steps: with log_to, also log every N steps (default 50; None: epoch ends
+            only), at most once per log_min_interval_s (default 10 s).
         job: distributed jobs (torchrun, SLURM, MPI, torch.distributed) are found from the
             launcher's environment (default None = detect); a string names the job yourself
             (also env ENERGY_TRACKER_JOB); False = every process is a run of its own.
@@ -80,6 +97,9 @@ class Tracker:
         price_per_kwh, currency: electricity price of the facility energy (e.g. 0.21, "EUR"):
             the summary, each window, the job report and the CSV get its cost. No price given,
             no cost shown.
+        report_html: write report.html (an offline page of charts; needs the `report` extra)
+            next to summary.json when the run or the job ends. Default None: on, unless
+            ENERGY_TRACKER_REPORT_HTML=0. Skipped for terminated and interrupted runs.
     """
 
     def __init__(self, name: str = "run", *, region: Optional[str] = None,
@@ -91,13 +111,24 @@ class Tracker:
                  cpu: bool = True, ram: bool = True, cpu_tdp_w: Optional[float] = None,
                  output_dir: Union[str, os.PathLike, None] = None,
                  run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
-                 emissions_csv: bool = True, sensors: Optional[Sequence[Sensor]] = None,
+                 emissions_csv: Union[bool, str, os.PathLike] = True,
+                 sensors: Optional[Sequence[Sensor]] = None,
                  prometheus_port: Optional[int] = None, job: Union[str, bool, None] = None,
                  job_timeout_s: float = 10.0, price_per_kwh: Optional[float] = None,
-                 currency: Optional[str] = None,
+                 grid_year: Optional[int] = None, log_to: Any = None,
+                 log_every_steps: Optional[int] = 50, log_min_interval_s: float = 10.0,
+                 currency: Optional[str] = None, report_html: Optional[bool] = None,
                  powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
         from .carbon import make_live_intensity, resolve_factor
 
+        _check_types(name=name, region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
+                     live_intensity=live_intensity, intensity_refresh_s=intensity_refresh_s,
+                     intensity_token=intensity_token, intensity_base_url=intensity_base_url,
+                     pue=pue, rate_hz=rate_hz, counter_interval_s=counter_interval_s, gpus=gpus,
+                     cpu=cpu, ram=ram, cpu_tdp_w=cpu_tdp_w, output_dir=output_dir,
+                     run_dir=run_dir, summary_every_s=summary_every_s, sensors=sensors,
+                     prometheus_port=prometheus_port, job_timeout_s=job_timeout_s,
+                     powercap_root=powercap_root, report_html=report_html)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string, got {name!r}")
         self.name = name
@@ -125,7 +156,8 @@ class Tracker:
         else:
             self.region_note = None
         self.region = region
-        self.factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, mix=mix)
+        self.factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, mix=mix,
+                                     grid_year=grid_year)
         self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
                                  base_url=intensity_base_url)
         self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
@@ -136,7 +168,10 @@ class Tracker:
         # provider is validated now; its thread starts with the run.
         self._live_kwargs["cache_dir"] = self.output_root / ".intensity-cache"
         self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
-        self.emissions_csv = emissions_csv
+        self.emissions_csv = _check_emissions_csv(emissions_csv)
+        # log_to is checked now; the tools' libraries are imported on first use
+        from .exporters import make_hub
+        self._exporters = make_hub(log_to, log_every_steps, log_min_interval_s)
         if prometheus_port is not None and not (isinstance(prometheus_port, int)
                                                 and 0 <= prometheus_port < 65536):
             raise ConfigError(f"prometheus_port must be a TCP port number, got {prometheus_port!r}")
@@ -149,30 +184,41 @@ class Tracker:
         self.job_timeout_s = _check_number("job_timeout_s", job_timeout_s, low=0.0, high=3600.0)
         self._job: Any = None    # job.member.JobMember when this process is part of a job
         self.price = _check_price(price_per_kwh, currency)
+        self.report_html = report_html
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
 
+        import uuid
         self.run_id = str(uuid.uuid4())
         self.run_dir: Optional[Path] = None
         self.devices: list[DeviceState] = []
         self.notes: list[str] = [self.region_note] if self.region_note else []
         self._windows: list[Window] = []       # all windows but closed steps
-        self._steps = StepTable()               # closed steps, compact
+        self._ledger: Any = None                # ledger.Ledger: closed steps, settled
         self._open: list[Window] = []          # stack of open windows (nesting)
         self._pending_marks: deque[dict[str, Any]] = deque()
-        self._pending_steps: deque[tuple[Any, ...]] = deque()  # runlog.STEP_COLUMNS
-        self._open_steps: dict[int, Window] = {}
-        self._next_window_id = 0
+        from .ledger import StepQueue
+        self._pending_steps = StepQueue()       # closed steps, for the sampler thread
+        # open steps: id -> (parent id or -1, t_start, index, samples, tokens)
+        self._open_steps: dict[int, tuple[int, float, int, int, int]] = {}
+        self._ids = itertools.count()           # window ids (next() is atomic under the GIL)
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()
         self._stopping_thread: Optional[int] = None
+        self._pid: Optional[int] = None        # the process that started the run
         self._state = "new"
         self._final: Optional[Summary] = None
         self._log: Optional[RunLog] = None
         self._sampler: Optional[Sampler] = None
         self._last_summary_write = 0.0
+        self._last_compact = 0.0
+        self._last_checkpoint = 0.0
+        self._segment = 0                      # raw log segments rotated so far
+        from .snapshot import SEGMENT_S
+        self._segment_s = SEGMENT_S
         self._stop_hooks: list[Callable[[float], None]] = []
-        self.clock: Callable[[], float] = monotonic_clock(time.monotonic())
+        self._origin = time.monotonic()
+        self.clock: Callable[[], float] = lambda: time.monotonic() - self._origin
         self.joined = False
         self.start_wall = 0.0
         self._config = dict(region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
@@ -181,7 +227,10 @@ class Tracker:
                             gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
                             cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s,
                             job=job, job_timeout_s=self.job_timeout_s,
-                            price_per_kwh=price_per_kwh, currency=currency)
+                            price_per_kwh=price_per_kwh, currency=currency,
+                            grid_year=grid_year, log_to=log_to,
+                            log_every_steps=log_every_steps,
+                            log_min_interval_s=log_min_interval_s, report_html=report_html)
         self._sampling = {
             "rate_hz": self.rate_hz,
             "rate_source": "default" if rate_hz == DEFAULT_RATE_HZ else "user",
@@ -195,13 +244,22 @@ class Tracker:
             if self._state != "new":
                 raise ConfigError("this tracker was already started; create a new one per run")
             self._state = "running"
+        self._pid = os.getpid()
         joined = os.environ.get(ENV_RUN_DIR)
         if joined and self._explicit_run_dir is None and self._given_sensors is None:
-            return self._join(Path(joined))
+            self._join(Path(joined))
+            if self._exporters is not None:   # a joined script still logs its own tools
+                self._exporters.start(self)
+            return self
         sensors, notes = self._sensors, self._discovery_notes
         self.notes.extend(notes)
         for n in notes:
             log.info("energy-tracker: %s", n)
+        from datetime import datetime, timezone
+
+        from .runlog import RunLog, default_run_dir
+        from .sampler import Sampler, Sampling, monotonic_clock
+
         self.start_wall = time.time()
         started = datetime.fromtimestamp(self.start_wall, tz=timezone.utc)
         try:
@@ -209,7 +267,7 @@ class Tracker:
             self.run_dir = (self._job.run_dir if self._job is not None else
                             self._explicit_run_dir or default_run_dir(self.output_root,
                                                                       self.name, started))
-            self._log = RunLog(self.run_dir)
+            self._log = RunLog(self.run_dir, on_recreated=self._run_dir_recreated)
         except (ConfigError, OSError) as e:
             with self._lock:
                 self._state = "new"
@@ -222,12 +280,14 @@ class Tracker:
                               "directory.") from None
         sampling = Sampling(sensors, interval_s=1.0 / self.rate_hz)
         self.devices = sampling.devices
+        self._ledger = self._new_ledger(self.run_dir)
         if self._live is not None:
             self._live._on_update = self._on_intensity
         self._sampler = Sampler(sampling, clock=lambda: self.clock(),
                                 after_tick=self._after_tick)
         # t=0 is the first reading: the sampler's first tick runs synchronously in start().
         origin = time.monotonic()
+        self._origin = origin
         self.clock = monotonic_clock(origin)
         self._sampler.start()
         self._log.write_manifest(self._manifest(origin))
@@ -241,6 +301,8 @@ class Tracker:
             except ConfigError as e:  # the run goes on; the endpoint is what failed
                 self.notes.append(f"Prometheus endpoint not started: {e}")
                 log.warning("energy-tracker: %s", e)
+        if self._exporters is not None:
+            self._exporters.start(self)
         atexit.register(self._stop_at_exit)
         signals.install(id(self), self._on_sigterm)
         return self
@@ -262,9 +324,24 @@ class Tracker:
         self.notes.extend(self._job.notes)
         return kept
 
+    def _new_ledger(self, run_dir: Optional[Path]) -> Any:
+        """The step and utilisation accounts (settled by the sampler thread; ledger.py)."""
+        from .ledger import STEPS_FILE, Ledger, StepFile
+        from .summary_build import marked_spans
+
+        devices = self.devices
+        return Ledger(lambda ts: it_energy_at(devices, ts), devices,
+                      steps_file=StepFile(run_dir / STEPS_FILE) if run_dir is not None else None,
+                      marked=lambda: marked_spans(list(self._windows)))
+
+    def _owned(self) -> bool:
+        """Is this the process that started the run? A forked child (a DataLoader worker,
+        multiprocessing with fork) inherits the tracker but must not end the parent's run."""
+        return self._pid is None or self._pid == os.getpid()
+
     def _stop_at_exit(self) -> None:
         """A tracker started but never stopped still gets its summary when Python exits."""
-        if self._state == "running":
+        if self._state == "running" and self._owned():
             self.notes.append("stopped at interpreter exit: stop() was never called")
             self.stop("interrupted")
 
@@ -272,7 +349,8 @@ class Tracker:
         """Follow the run that `energy-tracker run` is tracking instead of sampling again."""
         from .follow import LogFollower, joined_record
         from .rebuild import RecordedSensor, grid_factor
-        from .runlog import MANIFEST, marks_file, read_json
+        from .runlog import MANIFEST, RunLog, marks_file, read_json
+        from .sampler import DeviceState, monotonic_clock
         from .sensors.base import SensorInfo
 
         manifest = read_json(run_dir / MANIFEST)
@@ -287,7 +365,8 @@ class Tracker:
         self.run_dir = run_dir
         self.run_id = manifest["run_id"]
         self.start_wall = manifest["start_wall"]
-        self.clock = monotonic_clock(manifest["start_monotonic"])
+        self._origin = manifest["start_monotonic"]
+        self.clock = monotonic_clock(self._origin)
         self.factor = grid_factor(manifest)
         self.pue, self.pue_source = manifest["pue"], manifest.get("pue_source", "user")
         self._live = None
@@ -297,8 +376,9 @@ class Tracker:
                           "PUE apply; this process only adds windows")
         self.devices = [DeviceState(RecordedSensor(SensorInfo(**d)))
                         for d in manifest.get("devices", [])]
-        self._next_window_id = os.getpid() * 1_000_000  # unique among joined processes
-        self._log = RunLog(run_dir, stream=marks_file(os.getpid()))
+        self._ids = itertools.count(os.getpid() * 1_000_000)  # unique among joined processes
+        self._log = RunLog(run_dir, stream=marks_file(os.getpid()), exclusive=False)
+        self._ledger = self._new_ledger(None)
         # Tell the parent who this process is (a rank of a job?) and what it asked for.
         identity = None
         if self.job_option is not False:
@@ -317,7 +397,11 @@ class Tracker:
 
     def stop(self, status: str = "finished") -> Summary:
         """Stop sampling, write summary.json and the emissions.csv row. Idempotent, thread-safe.
-        Never raises for a measurement or disk problem: those are logged and noted."""
+        Never raises for a measurement or disk problem: those are logged and noted. In a
+        forked child of the process that started the run it changes nothing and returns the
+        run's live summary (the parent's files stay the parent's)."""
+        if not self._owned():
+            return self._build(self.clock(), "running")
         with self._stop_lock:  # a second caller waits for the first and gets its summary
             if self._final is not None:
                 return self._final
@@ -337,7 +421,8 @@ class Tracker:
         stop() (the handler interrupted it): that stop finishes first, then the signal acts."""
         if self._stopping_thread == threading.get_ident():
             return True
-        self.stop("terminated")
+        if self._owned():
+            self.stop("terminated")
         return False
 
     def _stop(self, status: str) -> Summary:
@@ -348,8 +433,8 @@ class Tracker:
         # The run ends at the final reading (not at the last device reading: a lost GPU's
         # curve ends early, and its missing energy is reported, not the run shortened).
         t_end = round(getattr(self._sampler, "last_tick_t", None) or self.clock(), 6)
-        for step in list(self._open_steps.values()):
-            self._close_window(step, t_end)
+        for wid in list(self._open_steps):
+            self._close_step(wid, t_end)
         while self._open:
             self._close_window(self._open[-1], t_end)
         self._close_sensors()
@@ -364,19 +449,23 @@ class Tracker:
         if self._live is not None:
             self._live.stop()
         self._drain_marks()
+        if self._ledger is not None:
+            self._ledger.finish()
         if not self.joined:
             self._merge_joined_marks()
         summary = self._build(t_end, status)
         if self.joined:  # the parent writes the run's files; ours are only our marks
             self._log.close()
         else:
-            self._write_final_files(summary, t_end)
+            summary = self._write_final_files(summary, t_end)
         self._final = summary
         with self._lock:
             self._state = "stopped"
         atexit.unregister(self._stop_at_exit)
         if self._job is not None:
             self._end_job()
+        if self._exporters is not None:   # after the files: summary.json is attached
+            self._exporters.stop(self, summary)
         return summary
 
     def _end_job(self) -> None:
@@ -384,38 +473,84 @@ class Tracker:
         try:
             root = self.output_root if self._explicit_run_dir is None else \
                 self._job.job_dir.parent
+            if isinstance(self.emissions_csv, Path):   # emissions_csv="x.csv": that file
+                root = self.emissions_csv
             note = self._job.finish(timeout_s=self.job_timeout_s,
-                                    csv_root=root if self.emissions_csv else None)
+                                    csv_root=root if self.emissions_csv else None,
+                                    report_html=self.report_html)
             if note:
                 log.info("energy-tracker: %s", note)
         except Exception as e:  # the job summary can always be made later by `report`
             log.warning("energy-tracker: could not end the job (%s: %s); run `energy-tracker "
                         "report %s` to finish it", type(e).__name__, e, self._job.job_dir)
 
-    def _write_final_files(self, summary: Summary, t_end: float) -> None:
+    def _write_final_files(self, summary: Summary, t_end: float) -> Summary:
+        """summary.json, windows.json, the log's tail, the emissions row, then report.html;
+        returns the summary as saved (with the report's path, or the note why there is none)."""
+        import dataclasses
+
+        from .report import auto
+        from .runlog import append_emissions_row
+        from .summary_build import emissions_row
+
         assert self._log is not None and self.run_dir is not None
-        try:
-            self._log.write_summary(summary.to_dict())
-            self._write_windows_file(summary, t_end)
-            self._log.close()
-            if self.emissions_csv and self._job is None:   # a job writes one row, at its end
-                root = self.run_dir.parent if self._explicit_run_dir else self.output_root
-                append_emissions_row(root, emissions_row(summary, self._manifest_cache))
-        except OSError as e:  # a full disk must not turn a finished run into a traceback
-            log.error("energy-tracker: could not write the final run files: %s", e)
+        # a job member's page is the job's (job/member.py end_job draws it)
+        html, note = auto.plan(self.report_html, summary.status, self.run_dir) \
+            if self._job is None else (False, None)
+        if note:
+            summary = dataclasses.replace(summary, notes=(*summary.notes, note))
+        if html:
+            summary = dataclasses.replace(summary,
+                                          report_html=str(self.run_dir / "report.html"))
+
+        def attempt(what: str, do: Callable[[], Any]) -> None:
+            # Each file on its own: a summary that cannot be written must not cost the log's
+            # last lines or the emissions row (and a full disk must not become a traceback).
+            try:
+                do()
+            except Exception as e:
+                log.error("energy-tracker: could not write %s: %s: %s", what,
+                          type(e).__name__, e)
+
+        attempt("summary.json", lambda: self._log.write_summary(summary.to_dict()))
+        attempt("windows.json", lambda: self._write_windows_file(summary, t_end))
+        attempt("samples.jsonl", self._log.close)
+        if self.emissions_csv and self._job is None:   # a job writes one row, at its end
+            root = self.run_dir.parent if self._explicit_run_dir else self.output_root
+            if isinstance(self.emissions_csv, Path):   # emissions_csv="x.csv": that file
+                root = self.emissions_csv
+            attempt("the emissions.csv row",
+                    lambda: append_emissions_row(root, emissions_row(summary,
+                                                                     self._manifest_cache)))
+        if html:
+            data = summary.to_dict()
+            if auto.write(self.run_dir, data, self._log.write_summary) is None:
+                summary = dataclasses.replace(summary, report_html=None,
+                                              notes=tuple(data["notes"]))
+        return summary
 
     def __enter__(self) -> Tracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc_type is None:
-            self.stop("finished")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.stop("interrupted")
-        else:
-            self.notes.append(f"the tracked code raised {exc_type.__name__}: {exc}")
-            self.stop("failed")
-        return False  # never swallow the user's exception
+        # Never swallow or replace the user's exception, whatever it does (even a __str__
+        # that raises); and only the process that started the run ends it.
+        if not self._owned():
+            return False
+        status = "finished"
+        try:
+            if exc_type is None:
+                pass
+            elif issubclass(exc_type, KeyboardInterrupt):
+                status = "interrupted"
+            elif issubclass(exc_type, SystemExit) and exc is not None and exc.code in (0, None):
+                self.notes.append("the tracked code called sys.exit(0)")
+            else:
+                status = "failed"
+                self.notes.append(f"the tracked code raised {_describe(exc_type, exc)}")
+        finally:
+            self.stop(status)
+        return False
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Use as a decorator: each call of `func` is its own run with this configuration."""
@@ -452,24 +587,23 @@ class Tracker:
         """Open a window now. `anchor` (default: True except for steps) asks the sampler for an
         immediate counter read so the edge is exact; steps are interpolated instead."""
         t = round(self.clock(), 6)  # as logged, so rebuilt windows equal live ones
-        with self._lock:
-            if self._state != "running":
-                raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
-            parent = parent if parent is not None else (self._open[-1] if self._open else None)
-            w = Window(id=self._next_window_id, name=str(name), kind=kind,
-                       parent=parent.id if parent else None, t_start=t, attrs=attrs)
-            self._next_window_id += 1
-            if kind == "step":
-                # The hot path: a step is only remembered as open; the sampler thread logs and
-                # stores it once closed (see _drain_marks).
-                self._open_steps[w.id] = w
-            else:
-                self._windows.append(w)
-                self._open.append(w)
+        if self._state != "running":
+            raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
+        parent = parent if parent is not None else (self._open[-1] if self._open else None)
+        w = Window(id=next(self._ids), name=str(name), kind=kind,
+                   parent=parent.id if parent else None, t_start=t, attrs=attrs)
         if kind == "step":
+            # The hot path: a step is only remembered as open; the sampler thread logs it and
+            # settles its energy once closed (see _drain_marks, ledger.py).
+            self._open_steps[w.id] = (-1 if w.parent is None else w.parent, t,
+                                      attrs.get("index", -1), attrs.get("samples", 0),
+                                      attrs.get("tokens", 0))
             if anchor:
                 self._sampler.request_anchor()  # type: ignore[union-attr]
             return w
+        with self._lock:
+            self._windows.append(w)
+            self._open.append(w)
         self._pending_marks.append(w.mark("start", t))
         if anchor is None or anchor:
             self._sampler.request_anchor()  # type: ignore[union-attr]
@@ -480,20 +614,32 @@ class Tracker:
         if w.t_end is not None:
             return
         w.attrs.update(attrs)
-        with self._lock:
-            self._close_window(w, t)
+        if w.kind == "step":
+            w.t_end = t
+            self._close_step(w.id, t, w.attrs)
+        else:
+            with self._lock:
+                self._close_window(w, t)
+            if self._exporters is not None:   # epoch ends log progress (log_to)
+                self._exporters.window_closed(w)
         if self._sampler is not None and (anchor if anchor is not None else w.kind != "step"):
             self._sampler.request_anchor()
 
+    def _close_step(self, wid: int, t: float, attrs: Optional[dict[str, Any]] = None) -> None:
+        """Queue a closed step for the sampler thread (dict.pop is atomic: a step closed by
+        stop() and by its own loop at the same moment is queued once)."""
+        opened = self._open_steps.pop(wid, None)
+        if opened is None:
+            return
+        parent, t0, index, samples, tokens = opened
+        if attrs is not None:
+            samples, tokens = attrs.get("samples", samples), attrs.get("tokens", tokens)
+        self._pending_steps.push(parent, t0, t, index, samples, tokens)
+        if self._exporters is not None:   # every log_every_steps steps (log_to)
+            self._exporters.step_closed(samples, tokens)
+
     def _close_window(self, w: Window, t: float) -> None:
         w.t_end = t
-        if w.kind == "step":
-            self._open_steps.pop(w.id, None)
-            a = w.attrs
-            self._pending_steps.append((w.id, -1 if w.parent is None else w.parent, w.t_start,
-                                        t, a.get("index", -1), a.get("samples", 0),
-                                        a.get("tokens", 0)))
-            return
         if self._open and self._open[-1] is w:
             self._open.pop()
         elif w in self._open:
@@ -515,21 +661,41 @@ class Tracker:
         J/token). `synchronize`: called at each step edge (e.g. torch.cuda.synchronize), so a
         step's GPU work lands in its own window; off by default because it costs speed.
         """
+        # The training thread's cost per step: two clock reads, a dict entry and a tuple on a
+        # queue (no Window object, no lock, no rounding: round(x, 6) alone costs ~0.7 us);
+        # everything else happens on the sampler thread (ledger.py).
+        mono, origin = time.monotonic, self._origin
+        ids, open_, q = self._ids, self._open_steps, self._pending_steps
+        q_t0, q_t1, q_index = q.t0.append, q.t1.append, q.index.append
+        q_samples, q_tokens, q_parent = q.samples.append, q.tokens.append, q.parent.append
+        parent = self._open[-1].id if self._open else -1
+        hub = self._exporters   # log_to: progress every log_every_steps steps
         for i, batch in enumerate(iterable):
-            attrs: dict[str, Any] = {"index": i}
-            if samples is not None:
-                attrs["samples"] = int(samples(batch))
-            if tokens is not None:
-                attrs["tokens"] = int(tokens(batch))
+            n_samples = int(samples(batch)) if samples is not None else 0
+            n_tokens = int(tokens(batch)) if tokens is not None else 0
             if synchronize is not None:
                 synchronize()
-            w = self.begin_window(f"step {i}", "step", **attrs)
+            if self._state != "running":   # stopped (SIGTERM, atexit): never raise in a loop
+                yield batch
+                continue
+            wid = next(ids)
+            t0 = mono() - origin
+            open_[wid] = (parent, t0, i, n_samples, n_tokens)
             try:
                 yield batch
             finally:
                 if synchronize is not None:
                     synchronize()
-                self.end_window(w)
+                t1 = mono() - origin
+                if open_.pop(wid, None) is not None:   # else stop() closed it already
+                    q_t0(t0)
+                    q_t1(t1)
+                    q_index(i)
+                    q_samples(n_samples)
+                    q_tokens(n_tokens)
+                    q_parent(parent)   # last: the row is complete (see StepQueue)
+                    if hub is not None:
+                        hub.step_closed(n_samples, n_tokens)
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -542,7 +708,9 @@ class Tracker:
         return self._build(self.clock(), "running")
 
     def energy_j(self, t0: Optional[float] = None, t1: Optional[float] = None) -> float:
-        """IT energy (J) between two run times (s); default the whole run so far."""
+        """IT energy (J) between two run times (s); default the whole run so far. Exact (to
+        the curve) at the run's start and end, at window edges and for the last 10 minutes;
+        at other times older than that, interpolated between points 5 minutes apart."""
         t1 = self.clock() if t1 is None else t1
         t0 = 0.0 if t0 is None else t0
         return sum(d.curve.energy_between(t0, t1) for d in self.devices if not d.curve.empty)
@@ -600,7 +768,12 @@ class Tracker:
         return sensors, notes
 
     def _manifest(self, origin: float) -> dict[str, Any]:
+        import platform
+        import socket
+
         import psutil
+
+        from .summary import utc_iso
         self._manifest_cache = {
             "schema": 1,
             "run_id": self.run_id, "name": self.name,
@@ -698,15 +871,15 @@ class Tracker:
             rec = self._pending_marks.popleft()
             if log_ is not None:
                 log_.append(rec)
-        steps = []
-        while self._pending_steps:
-            steps.append(self._pending_steps.popleft())
-        if steps:
-            with self._lock:
-                for row in steps:
-                    self._steps.add(row)
-            if log_ is not None:
-                log_.append({"t": steps[-1][3], "steps": steps})
+        batch = self._pending_steps.take()
+        if batch is not None:
+            # The ledger appends them to steps.bin at once (the durable record); a process
+            # joined to another's run has no steps file and logs them for that process.
+            if self._ledger is not None:
+                self._ledger.add_steps(batch)
+            if self.joined and log_ is not None:
+                rows = [(next(self._ids), *r[1:]) for r in batch.rows()]   # unique ids
+                log_.append({"t": rows[-1][3], "steps": rows})
 
     def _after_tick(self, record: dict[str, Any], t: float) -> None:
         """Runs on the sampler thread: log the readings and marks, refresh summary.json."""
@@ -714,7 +887,14 @@ class Tracker:
         self._drain_marks()
         # Every tick is logged, readings or not: the last line tells how far a killed run got.
         self._log.append(record if record["d"] else {"t": record["t"]})
-        self._log.flush_if_due(t)
+        if self._ledger is not None:
+            self._ledger.advance(frontier(self.devices))
+            if t - self._last_compact >= COMPACT_EVERY_S:
+                self._compact(t)
+            if t - self._last_checkpoint >= self._segment_s:
+                self._checkpoint(t)
+        if self._log.flush_if_due(t) and self._ledger is not None and self._ledger.file:
+            self._ledger.file.flush()
         if self._job is not None and self._job.later:
             self._add_late_claims(t)
         if signals.poll():   # SIGTERM while the main thread may be stuck in a collective
@@ -722,6 +902,65 @@ class Tracker:
         if (t - self._last_summary_write >= self.summary_every_s and self._state == "running"
                 and not self.joined):
             self._write_summary(t, "running")
+
+    def _run_dir_recreated(self) -> None:
+        """The run directory was deleted mid-run and has just been made again (sampler
+        thread): rewrite what memory still has, say once what was lost."""
+        note = ("the run directory was deleted during the run and recreated: samples.jsonl "
+                "and steps.bin hold only what came after; summary.json is written from "
+                "memory and has the whole run")
+        if note not in self.notes:
+            self.notes.append(note)
+        log.warning("energy-tracker: %s (%s)", note, self.run_dir)
+        if self._ledger is not None and self._ledger.file is not None:
+            self._ledger.file.reopen()
+        cache = getattr(self, "_manifest_cache", None)
+        if cache is not None:
+            self._log.write_manifest(self._manifest(cache["start_monotonic"]))  # type: ignore
+        self._write_summary(self.clock(), "running")
+
+    def _compact(self, t: float) -> None:
+        """Keep memory flat on long runs (sampler thread): curves older than RECENT_S and
+        settled by the ledger keep a point every SKELETON_S plus every window edge and
+        intensity-period boundary, so totals, windows and emissions stay exact (curve.py)."""
+        self._last_compact = t
+        assert self._ledger is not None and self.run_dir is not None
+        if any(self.run_dir.glob("marks-*.jsonl")):
+            return   # processes joined this run: their window edges are only known at stop
+        queued = self._pending_steps.t0
+        until = min(t - RECENT_S, self._ledger.settled_before(),
+                    min(queued) if len(queued) else math.inf)
+        pins = [x for w in list(self._windows) for x in (w.t_start, w.t_end) if x is not None]
+        pins += [v[1] for v in list(self._open_steps.values())]
+        if self._live is not None:
+            pins += [x - self.start_wall for p in self._live.periods()
+                     for x in (p.start_wall, p.end_wall) if x is not None]
+        for d in list(self.devices):
+            d.curve.compact(min(until, d.curve.final_until()), pins, SKELETON_S)
+
+    def _checkpoint(self, t: float) -> None:
+        """Bound the disk and make rebuilds fast (sampler thread, every SEGMENT_S): rotate the
+        raw log, write a snapshot of the whole state, condense the rotated segment into a 1 s
+        timeline in the background (snapshot.py)."""
+        from . import snapshot
+
+        self._last_checkpoint = t
+        assert self._log is not None and self.run_dir is not None
+        if self.joined or any(self.run_dir.glob("marks-*.jsonl")):
+            return   # processes follow this run's log by its offset: keep it whole
+        self._compact(t)
+        k = self._segment
+        raw = self._log.rotate(k)
+        self._segment += 1
+        if self._ledger is not None and self._ledger.file is not None:
+            self._ledger.file.flush()
+        snapshot.write(self.run_dir, snapshot.capture(
+            t=t, segment=k, devices=list(self.devices), ledger=self._ledger,
+            windows=list(self._windows), t_last=t,
+            periods=self._live.periods() if self._live is not None else []))
+        out = self.run_dir / f"timeline.{k}.jsonl.gz"
+        threading.Thread(target=_condense, args=(raw, out), name="energy-tracker-condense",
+                         daemon=True).start()
 
     def _add_late_claims(self, t: float) -> None:
         """GPUs no other process of the job claimed: measure them from now (sampler thread)."""
@@ -742,14 +981,15 @@ class Tracker:
             self._log.write_summary(self._build(t, status).to_dict())
 
     def _build(self, t_end: float, status: str) -> Summary:
+        from .summary_build import build_summary
+
         periods = self._live.periods() if self._live is not None else None
         live_status = self._live.status() if self._live is not None else None
         with self._lock:
             windows = list(self._windows)
-            if status != "running":
-                windows += self._steps.windows()
-            n_closed_steps = (len(self._steps) + len(self._pending_steps)
-                              + len(self._open_steps))
+        ledger = self._ledger
+        n_closed_steps = ((ledger.count + ledger.pending if ledger is not None else 0)
+                          + len(self._pending_steps) + len(self._open_steps))
         notes = list(self.notes)
         if self._sampler is not None:
             notes += [f"sampler: {e}" for e in self._sampler.callback_errors]
@@ -759,18 +999,146 @@ class Tracker:
             periods=periods, live_status=live_status, pue=self.pue, pue_source=self.pue_source,
             notes=notes, run_dir=str(self.run_dir) if self.run_dir else None,
             closed_steps=n_closed_steps, sampling=self._sampling,
-            elsewhere=self._job.elsewhere() if self._job is not None else (), price=self.price)
+            elsewhere=self._job.elsewhere() if self._job is not None else (), price=self.price,
+            ledger=ledger if status != "running" else None)
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
-        """windows.json: every window, steps included, with interpolated energies."""
-        from .summary import window_energy
-        with self._lock:
-            windows = list(self._windows) + self._steps.windows()
-        rows = [window_energy(w, self.devices, t_end, None).to_dict() for w in windows]
+        """windows.json: the windows (steps are in steps.bin) and the step groups."""
+        from .ledger import COLUMNS, STEPS_FILE
+        from .runlog import write_json_atomic
         write_json_atomic(self.run_dir / "windows.json",  # type: ignore[operator]
                           {"note": "window energies are E(t_end)-E(t_start) on the interpolated "
                                    "energy curve; short steps are not measured alone",
-                           "windows": rows, "step_groups": step_groups(rows)})
+                           "windows": [w.to_dict() for w in summary.windows],
+                           "step_groups": summary.steps.get("groups", []),
+                           "steps_file": {
+                               "path": STEPS_FILE,
+                               "format": "blocks: b'STB1', uint32 n, then n values of each "
+                                         "column (little-endian); read with "
+                                         "tracker.ledger.read_steps",
+                               "columns": [f"{name}:{code}" for name, code in COLUMNS]}})
+
+
+def _condense(raw: Path, out: Path) -> None:
+    """A rotated raw segment -> its condensed timeline, then deleted (own thread)."""
+    from .snapshot import condense
+    try:
+        condense(raw, out)
+        raw.unlink()
+    except Exception as e:   # the raw segment stays: a report still reads it
+        log.warning("energy-tracker: could not condense %s: %s", raw.name, e)
+
+
+def _describe(exc_type: Any, exc: Any, limit: int = 500) -> str:
+    """ "TypeName: message", the message cut to `limit` characters; never raises (an
+    exception's own __str__ may)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message could not be read)"
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more characters)"
+    return f"{getattr(exc_type, '__name__', 'Exception')}: {text}"
+
+
+def frontier(devices: Sequence[DeviceState]) -> float:
+    """Run time up to which every device's energy curve is final (see ledger.py)."""
+    from .ledger import STALE_ANCHOR_S
+
+    ends = [math.inf if d.lost_at is not None else d.curve.final_until(STALE_ANCHOR_S)
+            for d in devices]
+    return min(ends) if ends else math.inf
+
+
+def it_energy_at(devices: Sequence[DeviceState], ts: Any) -> Any:
+    """E_IT (J, the sum over devices) at run times: a numpy array for a numpy array (np.interp
+    per device), else a list (ascending times walk each curve once)."""
+    if hasattr(ts, "dtype"):
+        import numpy as np
+        total = np.zeros(len(ts))
+        for d in list(devices):
+            if not d.curve.empty:
+                total += d.curve.energy_at_np(ts)
+        return total
+    if not isinstance(ts, list) and hasattr(ts, "__len__") and _numpy_ok():
+        import numpy as np
+        return it_energy_at(devices, np.asarray(ts, dtype=float))
+    out = [0.0] * len(ts)
+    for d in list(devices):
+        if not d.curve.empty:
+            for i, e in enumerate(d.curve.energy_at_sorted(ts)):
+                out[i] += e
+    return out
+
+
+def _numpy_ok() -> bool:
+    try:
+        import numpy  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+_NUMBER = (int, float)
+_PATH = (str, os.PathLike)
+# What each public option takes: one table, checked before anything else (what was given,
+# what is accepted). Ranges are checked where the value is used (_check_number & co).
+_OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string"),
+    "region": ((str, type(None)), "a region code string or None"),
+    "gco2_per_kwh": ((*_NUMBER, type(None)), "a number (gCO2e/kWh) or None"),
+    "mix": ((dict, type(None)), "a dict of source -> share, or None"),
+    "live_intensity": ((str, type(None)), "a provider string such as \"uk\", or None"),
+    "intensity_refresh_s": (_NUMBER, "a number of seconds"),
+    "intensity_token": ((str, type(None)), "a string or None"),
+    "intensity_base_url": ((str, type(None)), "a URL string or None"),
+    "pue": ((*_NUMBER, type(None)), "a number >= 1 or None"),
+    "rate_hz": (_NUMBER, "a number (Hz)"),
+    "counter_interval_s": (_NUMBER, "a number of seconds"),
+    "cpu": ((bool,), "True or False"),
+    "ram": ((bool,), "True or False"),
+    "cpu_tdp_w": ((*_NUMBER, type(None)), "a number (W) or None"),
+    "output_dir": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
+    "run_dir": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
+    "summary_every_s": (_NUMBER, "a number of seconds"),
+    "prometheus_port": ((int, type(None)), "a TCP port number or None"),
+    "job_timeout_s": (_NUMBER, "a number of seconds"),
+    "powercap_root": (_PATH, "a path (str or os.PathLike)"),
+    "report_html": ((bool, type(None)), "True, False or None (the default: on when plotly "
+                                         "is installed)"),
+}
+
+
+def _check_types(**options: Any) -> None:
+    """ConfigError naming the option, the value and what it takes; bool is not a number."""
+    for name, value in options.items():
+        if name == "gpus":
+            _check_gpus(value)
+            continue
+        if name == "sensors":
+            if value is not None and (isinstance(value, (str, bytes)) or
+                                      not hasattr(value, "__iter__")):
+                raise ConfigError(f"sensors must be a list of sensors, got {value!r}")
+            continue
+        kinds, what = _OPTION_TYPES[name]
+        bad_bool = isinstance(value, bool) and bool not in kinds
+        if bad_bool or not isinstance(value, kinds):
+            raise ConfigError(f"{name} must be {what}, got {value!r} "
+                              f"({type(value).__name__})")
+        if kinds[0] in _PATH and value is not None and "\0" in os.fspath(value):
+            raise ConfigError(f"{name} contains a NUL character: {value!r}")
+
+
+def _check_gpus(gpus: Any) -> None:
+    if gpus is None:
+        return
+    if isinstance(gpus, (str, bytes, int)) or not hasattr(gpus, "__iter__"):
+        raise ConfigError(f"gpus must be a list of GPU indices or UUIDs, e.g. [0, 1] or "
+                          f"[\"GPU-…\"], got {gpus!r}")
+    for g in gpus:
+        if isinstance(g, bool) or not isinstance(g, (int, str)):
+            raise ConfigError(f"gpus entries must be indices (int) or UUIDs (str), got {g!r} "
+                              f"({type(g).__name__}) in {list(gpus)!r}")
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float, hint: str = "") -> float:
@@ -803,6 +1171,22 @@ def _check_price(price_per_kwh: Any, currency: Any) -> Any:
     return Price(value, currency.strip())
 
 
+def _check_emissions_csv(value: Any) -> Union[bool, Path]:
+    """True/False, or the CSV file to append to: a path ending in .csv, absolute or relative
+    to the current directory (resolved now, so a later chdir does not move it)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, os.PathLike)) and str(value).strip().lower().endswith(".csv"):
+        path = Path(value).expanduser().absolute()
+        if path.is_dir():
+            raise ConfigError(f"emissions_csv={value!r} is a directory; give a .csv file path")
+        _check_writable(path.parent)
+        return path
+    raise ConfigError(f"emissions_csv must be True (append to <output_dir>/emissions.csv), False "
+                      f"(no CSV row) or a path to a .csv file (absolute or relative to the "
+                      f"current directory); got {value!r}")
+
+
 def _check_writable(path: Path) -> None:
     """Fail at construction, not after an hour of training, if logs cannot be written."""
     probe = path
@@ -822,6 +1206,7 @@ def _cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    import platform
     return platform.processor() or platform.machine()
 
 
@@ -833,4 +1218,4 @@ def _version(dist: str) -> Optional[str]:
         return None
 
 
-__all__ = ["COMPONENTS", "ENV_RUN_DIR", "Tracker", "track"]
+__all__ = ["ENV_RUN_DIR", "Tracker", "track"]

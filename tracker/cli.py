@@ -35,6 +35,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:   # one line, not a traceback; ENERGY_TRACKER_DEBUG=1 shows it
+        if os.environ.get("ENERGY_TRACKER_DEBUG"):
+            raise
+        print(f"energy-tracker: error: {type(e).__name__}: {e} (set ENERGY_TRACKER_DEBUG=1 "
+              "for the traceback)", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-status", action="store_true", help="no live status line")
     r.add_argument("--prometheus-port", type=int, default=None,
                    help="serve Prometheus metrics on 127.0.0.1:PORT while running")
+    r.add_argument("--grid-year", type=int, default=None, metavar="YEAR",
+                   help="the region's grid factor for that year (default: the newest)")
+    r.add_argument("--log-to", action="append", default=None,
+                   choices=["mlflow", "wandb", "tensorboard", "auto"],
+                   help="also log energy/CO2e to this tracker's active run (repeatable)")
+    r.add_argument("--emissions-csv", default=None, metavar="FILE.csv",
+                   help="CodeCarbon-compatible emissions.csv to append the run's row to "
+                        "(default: <output-dir>/emissions.csv)")
     r.add_argument("--job", default=None,
                    help="job id for a multi-node job launched on each node (default: from the "
                         "launcher, e.g. torchrun's or SLURM's ids)")
@@ -70,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="recompute the summary from samples.jsonl even if one exists")
     rep.add_argument("--compare-regions", default=None, metavar="CODES",
                      help="what-if: this run's energy under other regions' factors, e.g. DE,FR")
+    rep.add_argument("--html", nargs="?", const="", default=None, metavar="OUT",
+                     help="also write a self-contained offline HTML report (default "
+                          "<dir>/report.html; needs the `report` extra)")
     rep.set_defaults(func=cmd_report)
 
     m = sub.add_parser("merge", help="join the parts of one job copied from node-local disks")
@@ -92,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--hours", type=float, required=True)
     e.add_argument("--region", default=None)
     e.add_argument("--pue", type=float, default=1.0)
+    e.add_argument("--grid-year", type=int, default=None, metavar="YEAR")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_estimate)
 
@@ -124,7 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker = Tracker(args.name or script or Path(cmd[0]).name, region=args.region,
                       gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
                       pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
-                      cpu_tdp_w=args.cpu_tdp, prometheus_port=args.prometheus_port)
+                      cpu_tdp_w=args.cpu_tdp, prometheus_port=args.prometheus_port,
+                      grid_year=args.grid_year, log_to=args.log_to,
+                      emissions_csv=args.emissions_csv or True)
     tracker.start()
     env = dict(os.environ)
     env[ENV_RUN_DIR] = str(tracker.run_dir)
@@ -197,6 +219,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not path.exists():
             raise _usage(f"{path} does not exist (give a run directory, a job directory or a "
                          "root of runs)")
+    single = len(paths) == 1 and (is_job_dir(paths[0]) or (paths[0] / MANIFEST).exists())
+    if args.html is not None and not single:
+        raise _usage("--html takes one run directory or one job directory")
     if len(paths) > 1 or is_job_dir(paths[0]):
         if not all(is_job_dir(p) for p in paths):
             raise _usage("several paths must all be parts of one job directory (job.json)")
@@ -212,6 +237,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
     else:
         print(text)
+        if sys.stdout.isatty():   # pictures only for a person; pipes get the plain text
+            from .report.terminal import render
+            extra = render(data, paths[0])
+            if extra:
+                print(extra)
+    if args.html is not None:
+        from .report.html import write_html
+        out = write_html(paths[0], Path(args.html) if args.html else None)
+        # with --json, stdout stays one JSON object
+        print(f"report: {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -227,10 +262,14 @@ def _run_report(path: Path, *, rebuild: bool) -> tuple[dict[str, Any], str]:
         return old, Summary.from_dict(old).format()  # type: ignore[arg-type]
     summary = rebuild_summary(path)
     if summary.status != "running":
-        write_json_atomic(path / SUMMARY, summary.to_dict())
-        manifest = read_json(path / MANIFEST) or {}
-        if (old is None or old.get("status") == "running") and not manifest.get("job"):
-            append_emissions_row(path.parent, emissions_row(summary, manifest))
+        try:   # saving is a bonus: a full or read-only disk still gets its report printed
+            write_json_atomic(path / SUMMARY, summary.to_dict())
+            manifest = read_json(path / MANIFEST) or {}
+            if (old is None or old.get("status") == "running") and not manifest.get("job"):
+                append_emissions_row(path.parent, emissions_row(summary, manifest))
+        except OSError as e:
+            print(f"energy-tracker: note: the rebuilt summary was not saved in {path}: "
+                  f"{e.strerror or e}", file=sys.stderr)
     return summary.to_dict(), summary.format()
 
 
@@ -247,7 +286,11 @@ def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[
         return old, Summary.from_dict(old).format()
     summary = merge(parts)
     if write and summary.status != "running":
-        end_job(parts[0], csv_root=parts[0].parent)
+        try:
+            end_job(parts[0], csv_root=parts[0].parent)
+        except OSError as e:
+            print(f"energy-tracker: note: the job's summary was not saved in {parts[0]}: "
+                  f"{e.strerror or e}", file=sys.stderr)
     return summary.to_dict(), summary.format()
 
 
@@ -304,35 +347,45 @@ def _format_compare(rows: list[dict[str, Any]], kwh: float,
     return "\n".join(lines)
 
 
+def _table_row(entry: Path, is_job: bool) -> dict[str, Any]:
+    from .rebuild import rebuild_summary
+    from .runlog import SUMMARY, read_json
+
+    s = read_json(entry / SUMMARY)
+    if s is None or s.get("status") == "running":
+        if is_job:
+            from .job.merge import merge
+            s = merge([entry]).to_dict()
+        else:
+            s = rebuild_summary(entry).to_dict()
+    job = s.get("job") or {}
+    comps = s.get("components") or {}
+    return {"run_dir": str(entry), "kind": "job" if is_job else "run",
+            "name": s.get("name"), "status": s.get("status"),
+            "started_utc": s.get("started_utc"), "duration_s": s.get("duration_s"),
+            "energy_kwh": s.get("energy_kwh"), "emissions_kg": s.get("emissions_kg"),
+            "world_size": job.get("world_size"), "nodes": len(job.get("nodes") or ()) or None,
+            "methods": {k: v.get("method") for k, v in comps.items() if isinstance(v, dict)}}
+
+
 def _report_table(root: Path, args: argparse.Namespace) -> int:
     """One line per run and per job under `root` (a job is one line, not one per rank)."""
     from .job.layout import JOB_MANIFEST
-    from .rebuild import rebuild_summary
-    from .runlog import MANIFEST, SUMMARY, read_json
+    from .runlog import MANIFEST
 
     rows = []
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):
         is_job = (entry / JOB_MANIFEST).exists()
         if not is_job and not (entry / MANIFEST).exists():
             continue
-        s = read_json(entry / SUMMARY)
-        if s is None or s.get("status") == "running":
-            try:
-                if is_job:
-                    from .job.merge import merge
-                    s = merge([entry]).to_dict()
-                else:
-                    s = rebuild_summary(entry).to_dict()
-            except TrackerError:
-                continue
-        job = s.get("job") or {}
-        rows.append({"run_dir": str(entry), "kind": "job" if is_job else "run",
-                     "name": s.get("name"), "status": s.get("status"),
-                     "started_utc": s.get("started_utc"), "duration_s": s.get("duration_s"),
-                     "energy_kwh": s.get("energy_kwh"), "emissions_kg": s.get("emissions_kg"),
-                     "world_size": job.get("world_size"), "nodes": len(job.get("nodes") or ())
-                     or None,
-                     "methods": {k: v.get("method") for k, v in s.get("components", {}).items()}})
+        try:   # one damaged run is one "unreadable" row, never the end of the table
+            rows.append(_table_row(entry, is_job))
+        except Exception as e:
+            rows.append({"run_dir": str(entry), "kind": "job" if is_job else "run",
+                         "name": entry.name, "status": "unreadable", "started_utc": None,
+                         "duration_s": None, "energy_kwh": None, "emissions_kg": None,
+                         "world_size": None, "nodes": None, "methods": {},
+                         "error": f"{type(e).__name__}: {e}"[:300]})
     if args.json:
         print(json.dumps({"root": str(root), "runs": rows}, indent=2))
         return 0
@@ -347,8 +400,10 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
         methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
         job = (f"  [job: {r['world_size']} processes on {r['nodes']} node(s)]"
                if r["kind"] == "job" else "")
+        why = f"  ({r['error']})" if r.get("error") else ""
         print(f"{r['started_utc']!s:<26}{str(r['name'])[:19]:<20}"
-              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}{job}")
+              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}{job}"
+              f"{why}")
     return 0
 
 
@@ -375,7 +430,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate
 
     est = estimate(gpus=args.gpus, hours=args.hours, gpu_watts=args.gpu_watts,
-                   gpu_model=args.gpu_model, region=args.region, pue=args.pue)
+                   gpu_model=args.gpu_model, region=args.region, pue=args.pue,
+                   grid_year=args.grid_year)
     print(json.dumps(est.to_dict(), indent=2) if args.json else est.format())
     return 0
 

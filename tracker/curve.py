@@ -19,7 +19,7 @@ import math
 import threading
 from array import array
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 
 class CounterWentBackwards(Exception):
@@ -39,6 +39,7 @@ class EnergyCurve:
         self.power_samples = 0
         self.counter_reads = 0
         self.peak_w: Optional[float] = None
+        self.compacted_until = -math.inf   # before this, only a skeleton and pins are kept
 
     # -- building ------------------------------------------------------------------------------
     def add_power(self, t: float, power_w: float) -> None:
@@ -111,6 +112,83 @@ class EnergyCurve:
         self._t.append(t)
         self._e.append(e)
 
+    # -- keeping it small ----------------------------------------------------------------------
+    def compact(self, until: float, pins: Sequence[float], step_s: float) -> int:
+        """Coarsen the curve before `until` (which must be final: at or before the last
+        anchor): keep E at every multiple of `step_s`, at every time in `pins` (window edges,
+        intensity-period boundaries: their energies stay exact) and at `until`, and drop the
+        other points there. Totals and pinned windows are unchanged; E(t) at other old times
+        becomes linear between kept points. Returns the number of points dropped."""
+        with self._lock:
+            n = len(self._t)
+            if n < 3 or until <= self.compacted_until:
+                return 0
+            lo = max(bisect.bisect_right(self._t, self.compacted_until), 1)   # keep the first
+            hi = bisect.bisect_left(self._t, until)        # points [lo, hi) are before `until`
+            if self._anchor_i >= 0:
+                hi = min(hi, self._anchor_i)               # never touch the last anchor
+            if hi - lo < 2:
+                return 0
+            t_lo, t_hi = self._t[lo - 1], self._t[hi]
+            keep = {t for t in pins if t_lo < t < t_hi}
+            k = math.floor(t_lo / step_s) + 1
+            while k * step_s < t_hi:
+                keep.add(k * step_s)
+                k += 1
+            times = sorted(keep)
+            values = self._at_sorted_locked(times)
+            new_t, new_e = array("d", times), array("d", values)
+            dropped = (hi - lo) - len(times)
+            self._t[lo:hi] = new_t
+            self._e[lo:hi] = new_e
+            if self._anchor_i >= 0:
+                self._anchor_i -= dropped
+            self.compacted_until = max(self.compacted_until, t_hi)
+            return dropped
+
+    def _at_sorted_locked(self, ts: Sequence[float]) -> list[float]:
+        T, E = self._t, self._e
+        out = []
+        i = 0
+        for t in ts:
+            i = max(bisect.bisect_right(T, t, lo=i) - 1, 0)
+            if i + 1 >= len(T):
+                out.append(E[-1])
+            else:
+                out.append(E[i] + (E[i + 1] - E[i]) * (t - T[i]) / (T[i + 1] - T[i]))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    # -- saving and restoring (snapshots of long runs, see snapshot.py) -----------------------
+    STATE = ("_last_w", "_anchor_i", "_anchor_c", "power_samples", "counter_reads", "peak_w",
+             "compacted_until")
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this curve exactly where it is."""
+        with self._lock:
+            out: dict[str, Any] = {k: getattr(self, k) for k in self.STATE}
+            out["t"], out["e"] = self._t.tolist(), self._e.tolist()
+        if out["compacted_until"] == -math.inf:
+            out["compacted_until"] = None
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> EnergyCurve:
+        c = cls()
+        if len(state["t"]) != len(state["e"]):
+            raise ValueError("curve points of unequal length")
+        c._t, c._e = array("d", state["t"]), array("d", state["e"])
+        for k in cls.STATE:
+            setattr(c, k, state.get(k))
+        if c.compacted_until is None:
+            c.compacted_until = -math.inf
+        c._anchor_i = int(c._anchor_i)
+        if c._anchor_i >= len(c._t):
+            raise ValueError("anchor outside the curve")
+        return c
+
     # -- reading -------------------------------------------------------------------------------
     def energy_at(self, t: float) -> float:
         """E(t) in J, linearly interpolated; clamped to the first/last point outside the data."""
@@ -135,7 +213,10 @@ class EnergyCurve:
             if n == 0:
                 return [0.0] * len(ts)
             out = []
-            i = 0
+            # start the walk where the first time lies (a walk from the curve's first point
+            # would cost the whole curve per call: a month is millions of points)
+            i = max(bisect.bisect_right(T, ts[0]) - 1, 0) if len(ts) else 0
+            i = min(i, max(n - 2, 0))
             prev = -math.inf
             for t in ts:
                 if t < prev:   # not ascending after all: find the place again
@@ -153,9 +234,39 @@ class EnergyCurve:
                 out.append(E[i] + (E[i + 1] - E[i]) * (t - t0) / (t1 - t0))
             return out
 
+    def energy_at_np(self, ts: Any) -> Any:
+        """E(t) at a numpy array of times (any order): np.interp on a copy of the points it
+        needs, so the arrays are never exported while the sampler appends to them."""
+        import numpy as np
+        with self._lock:
+            n = len(self._t)
+            if n == 0:
+                return np.zeros(len(ts))
+            if len(ts) == 0:
+                return np.zeros(0)
+            lo = max(bisect.bisect_right(self._t, float(ts.min())) - 1, 0)
+            hi = min(bisect.bisect_left(self._t, float(ts.max())) + 1, n)
+            t = np.array(self._t[lo:hi])
+            e = np.array(self._e[lo:hi])
+        return np.interp(ts, t, e)
+
     def energy_between(self, t0: float, t1: float) -> float:
         """Energy in J of the window [t0, t1]."""
         return self.energy_at(t1) - self.energy_at(t0)
+
+    def final_until(self, stale_anchor_s: float = math.inf) -> float:
+        """Run time up to which E(t) will not change any more: the last counter anchor (a
+        later counter read rescales everything since it), or the last point without a
+        counter. `stale_anchor_s`: an anchor older than this behind the last point (counter
+        reads failing) no longer holds the curve back."""
+        with self._lock:
+            if not self._t:
+                return math.inf
+            last = self._t[-1]
+            if self._anchor_i < 0:
+                return last
+            anchor = self._t[self._anchor_i]
+            return last if last - anchor > stale_anchor_s else anchor
 
     @property
     def last_power_w(self) -> Optional[float]:

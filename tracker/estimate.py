@@ -84,7 +84,8 @@ class Estimate:
 
 def estimate(*, gpus: int, hours: float, gpu_watts: Optional[float] = None,
              gpu_model: Optional[str] = None, region: Optional[str] = None, pue: float = 1.0,
-             gco2_per_kwh: Optional[float] = None) -> Estimate:
+             gco2_per_kwh: Optional[float] = None,
+             grid_year: Optional[int] = None) -> Estimate:
     from .carbon import resolve_factor
 
     if not isinstance(gpus, int) or gpus < 1:
@@ -101,7 +102,7 @@ def estimate(*, gpus: int, hours: float, gpu_watts: Optional[float] = None,
         watts, source = float(gpu_watts), "given"
     else:
         watts, source = gpu_board_power(gpu_model)  # type: ignore[arg-type]
-    factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh)
+    factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, grid_year=grid_year)
     kwh = gpus * watts * hours * pue / 1000.0
     return Estimate(gpus=gpus, gpu_watts=watts, power_source=source, hours=hours, pue=pue,
                     energy_kwh=kwh, gco2_per_kwh=factor.gco2_per_kwh,

@@ -39,6 +39,17 @@ class LogFollower:
         self.callback_errors: list[str] = []
 
     def start(self) -> None:
+        # A long run's earlier log may already be condensed: start from its snapshot, then
+        # read the live log (which begins right after it) from the top.
+        from . import snapshot
+        snap = snapshot.read(self._path.parent)
+        if snap is not None:
+            for name, state in snap["devices"].items():
+                if name in self._devices:
+                    try:
+                        snapshot.restore_device(self._devices[name], state)
+                    except (KeyError, TypeError, ValueError):
+                        pass
         self.poll()
         self._thread.start()
 
@@ -122,12 +133,16 @@ def read_joined(run_dir: Path) -> list[JoinedProcess]:
             continue
         proc = JoinedProcess(pid)
         for rec in read_samples(path):
-            if "joined" in rec:
-                j = rec["joined"] or {}
-                proc.identity = j.get("identity")
-                proc.config = dict(j.get("config") or {})
-            else:
-                apply_window_record(proc.windows, rec)
+            try:
+                if "joined" in rec:
+                    j = rec["joined"] or {}
+                    ident = j.get("identity")
+                    proc.identity = ident if isinstance(ident, dict) else None
+                    proc.config = dict(j.get("config") or {})
+                else:
+                    apply_window_record(proc.windows, rec)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue   # a damaged line of another process's marks: that line only
         out.append(proc)
     return sorted(out, key=lambda p: p.rank_key)
 

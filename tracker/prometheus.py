@@ -2,6 +2,12 @@
 
 Metrics are computed when Prometheus scrapes, from the tracker's curves: nothing is added to the
 sampler's work. The server listens on 127.0.0.1 unless another address is asked for.
+
+In a distributed job every process serves only the devices it measures (its claims), on
+`port + local rank` (several processes share a node), labelled `job` (the job id), `node` and
+`rank`, so `sum by (job) (...)` is the job and `sum by (node) (...)` a machine. A run outside a
+job is a job of one: `job` is its name, `rank` 0. Scrape with `honor_labels: true`, else
+Prometheus renames our `job` to `exported_job` (its own `job` is the scrape job's name).
 """
 
 from __future__ import annotations
@@ -10,6 +16,24 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import ConfigError
+
+
+def identity_labels(tracker: Any) -> tuple[str, str, str]:
+    """(job, node, rank) of a tracker's process."""
+    member = getattr(tracker, "_job", None)
+    if member is not None:
+        ident = member.identity
+        return ident.job_id, ident.node, str(ident.rank)
+    import socket
+    return tracker.name, (socket.gethostname() or "localhost").split(".")[0], "0"
+
+
+def port_for(tracker: Any, port: int) -> int:
+    """The port this process serves on: `port` plus its local rank in a job (0 = the OS
+    picks a free port, as prometheus_client does)."""
+    member = getattr(tracker, "_job", None)
+    local = member.identity.local_rank if member is not None else None
+    return port + local if port and local else port
 
 
 def serve(tracker: Any, port: int, addr: str = "127.0.0.1") -> Any:
@@ -21,6 +45,7 @@ def serve(tracker: Any, port: int, addr: str = "127.0.0.1") -> Any:
                           "pip install 'energy-tracker[prometheus]'") from e
     registry = CollectorRegistry()
     registry.register(_Collector(tracker))
+    port = port_for(tracker, port)
     try:
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as e:
@@ -39,7 +64,8 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         tr = self.tracker
-        labels = ["run", "device", "component", "method"]
+        ident = list(identity_labels(tr))
+        labels = ["job", "node", "rank", "run", "device", "component", "method"]
         energy = CounterMetricFamily("energy_tracker_energy_joules",
                                      "Energy measured per device since the run started (J)",
                                      labels=labels)
@@ -49,7 +75,7 @@ class _Collector:
         for d in tr.devices:
             if d.curve.empty:
                 continue
-            key = [tr.name, d.sensor.name, d.sensor.component, d.sensor.method]
+            key = [*ident, tr.name, d.sensor.name, d.sensor.component, d.sensor.method]
             energy.add_metric(key, d.curve.energy_at(until))
             span = min(2.0, until)
             if span > 0:
@@ -57,13 +83,15 @@ class _Collector:
         yield energy
         yield power
         grams = CounterMetricFamily("energy_tracker_emissions_grams",
-                                    "CO2e of the facility energy so far (g)", labels=["run"])
-        grams.add_metric([tr.name], tr.emissions_kg(0.0, until) * 1000.0)
+                                    "CO2e of the facility energy so far (g), of the devices "
+                                    "this process measures", labels=["job", "node", "rank", "run"])
+        grams.add_metric([*ident, tr.name], tr.emissions_kg(0.0, until) * 1000.0)
         yield grams
         g = tr.factor
         factor = GaugeMetricFamily("energy_tracker_grid_gco2_per_kwh",
                                    "Annual grid factor of the run's region (gCO2e/kWh)",
-                                   labels=["run", "region", "source", "year"])
-        factor.add_metric([tr.name, g.region_code, g.source[:80], str(g.year or "")],
+                                   labels=["job", "node", "rank", "run", "region", "source",
+                                           "year"])
+        factor.add_metric([*ident, tr.name, g.region_code, g.source[:80], str(g.year or "")],
                           g.gco2_per_kwh)
         yield factor

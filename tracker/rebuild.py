@@ -13,14 +13,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
+from . import snapshot
 from .errors import ConfigError
 from .runlog import (
     MANIFEST,
     SAMPLES,
     STEP_COLUMNS,
     SUMMARY,
+    Skipped,
     read_json,
-    read_samples,
 )
 from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
@@ -35,36 +36,171 @@ class RecordedSensor(Sensor):
         self.info = info
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], list[DeviceState], list[Window],
-                                     list[Any], float]:
-    """(manifest, devices with rebuilt curves, windows, intensity periods, last sample time)."""
+def load_run(run_dir: Path, *, with_ledger: bool = False
+             ) -> tuple[dict[str, Any], list[DeviceState], list[Window], list[Any], float, Any]:
+    """(manifest, devices with rebuilt curves, windows, intensity periods, last sample time,
+    ledger). `with_ledger`: replay closed steps through a ledger exactly as the live sampler
+    did (settled after each tick; call its finish() once the curves are complete); without
+    it, steps are returned as windows."""
+    from .api import frontier, it_energy_at
     from .carbon import IntensityPeriod
+    from .ledger import STEPS_FILE, Ledger, read_steps
+    from .summary_build import marked_spans
 
-    manifest = read_json(run_dir / MANIFEST)
-    if manifest is None:
-        raise ConfigError(f"{run_dir} is not a run directory (no readable {MANIFEST})")
-    devices = {d["name"]: DeviceState(RecordedSensor(SensorInfo(**d)))
-               for d in manifest.get("devices", [])}
+    manifest = checked_manifest(read_json(run_dir / MANIFEST), run_dir)
+    devices: dict[str, DeviceState] = {}
+    for d in manifest.get("devices") or ():
+        info = _sensor_info(d)
+        if info is not None:
+            devices[info.name] = DeviceState(RecordedSensor(info))
+    devs = list(devices.values())
     windows: dict[int, Window] = {}
+    ledger = None
+    if with_ledger:
+        ledger = Ledger(lambda ts: it_energy_at(devs, ts), devs,
+                        marked=lambda: marked_spans(list(windows.values())))
     periods: list[Any] = []
     t_last = 0.0
-    samples = run_dir / SAMPLES
-    if samples.exists():
-        for rec in read_samples(samples):
-            t = float(rec.get("t", 0.0))
-            t_last = max(t_last, t)
-            if "d" in rec:
-                for name, got in rec["d"].items():
-                    dev = devices.get(name)
-                    if dev is not None:
-                        apply_reading(dev, t, got, final=bool(rec.get("final")))
-            elif "mark" in rec or "steps" in rec:
+    skipped = Skipped()
+    # A long run's latest snapshot holds everything up to its raw segment; replay the rest.
+    snap = snapshot.read(run_dir) if with_ledger else None
+    after, skip_rows = -1, 0
+    if snap is not None:
+        try:
+            after, t_last, skip_rows = _restore(snap, devices, windows, periods, ledger)
+        except (KeyError, TypeError, ValueError) as e:
+            manifest.setdefault("notes", []).append(f"snapshot.json not usable ({e}); "
+                                                    "replayed what raw logs are left")
+            snap, after, skip_rows = None, -1, 0
+    if ledger is not None and (run_dir / STEPS_FILE).exists():
+        # Every closed step is in steps.bin (its energy too once settled: recomputed here).
+        try:
+            ledger.add_steps([(i, -1 if r["parent"] is None else r["parent"], r["t_start"],
+                               r["t_end"], r["index"], r["samples"], r["tokens"])
+                              for i, r in enumerate(read_steps(run_dir / STEPS_FILE))
+                              if i >= skip_rows and r["t_end"] >= r["t_start"]])
+        except (OSError, ValueError) as e:
+            manifest.setdefault("notes", []).append(f"steps.bin unreadable ({e})")
+    if snap is None and snapshot.timelines(run_dir) and not snapshot.segments(run_dir):
+        manifest.setdefault("notes", []).append(
+            "no usable snapshot: the condensed timeline segments are not replayed, so the "
+            "energy before the oldest raw log is missing")
+    for rec in snapshot.records_after(run_dir, after, skipped):
+        tick = False
+        try:
+            t = float(rec["t"])
+            if "mark" in rec:
                 apply_window_record(windows, rec)
+            elif "steps" in rec:
+                rows = [_step_row(r) for r in rec["steps"]]
+                if ledger is not None:
+                    ledger.add_steps(rows)
+                else:
+                    apply_window_record(windows, {"t": t, "steps": rows})
             elif "intensity" in rec:
                 periods.append(IntensityPeriod.from_dict(rec["intensity"]))
+            else:   # a sampler tick, with or without readings
+                readings = rec.get("d", {})
+                if not isinstance(readings, dict):
+                    raise ValueError("readings are not an object")
+                got_all = {name: _reading(got) for name, got in readings.items()
+                           if name in devices}
+                for name, got in got_all.items():
+                    apply_reading(devices[name], t, got, final=bool(rec.get("final")))
+                tick = True
+            t_last = max(t_last, t)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            skipped.lines += 1   # one damaged record costs that record, not the run
+            continue
+        if tick and ledger is not None:   # as the live sampler does after every tick
+            ledger.advance(frontier(devs))
     from .follow import joined_windows, read_joined
-    return (manifest, list(devices.values()),
-            list(windows.values()) + joined_windows(read_joined(run_dir)), periods, t_last)
+    if skipped.lines:
+        manifest.setdefault("notes", []).append(skipped.note(SAMPLES))
+    return (manifest, devs, list(windows.values()) + joined_windows(read_joined(run_dir)),
+            periods, t_last, ledger)
+
+
+def _restore(snap: dict[str, Any], devices: dict[str, DeviceState],
+             windows: dict[int, Window], periods: list[Any], ledger: Any
+             ) -> tuple[int, float, int]:
+    """Put a snapshot's state into the rebuild; returns (its raw segment, its time, the
+    steps.bin rows it already holds)."""
+    from .carbon import IntensityPeriod
+
+    for name, state in snap["devices"].items():
+        if name in devices:
+            snapshot.restore_device(devices[name], state)
+    for w in snap.get("windows", []):
+        windows[int(w["id"])] = Window(id=int(w["id"]), name=str(w["name"]),
+                                       kind=str(w["kind"]), parent=w.get("parent"),
+                                       t_start=float(w["t_start"]), t_end=w.get("t_end"),
+                                       attrs=dict(w.get("attrs") or {}))
+    periods.extend(IntensityPeriod.from_dict(p) for p in snap.get("periods", []))
+    rows = 0
+    if ledger is not None and snap.get("ledger") is not None:
+        ledger.restore(snap["ledger"])
+        rows = ledger.count + ledger.pending
+    return int(snap["segment"]), float(snap.get("t_last") or snap["t"]), rows
+
+
+def checked_manifest(manifest: Any, run_dir: Path) -> dict[str, Any]:
+    """run.json, usable for a rebuild, or a one-line ConfigError saying what is wrong."""
+    if manifest is None:
+        raise ConfigError(f"{run_dir} is not a run directory (no readable {MANIFEST})")
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{run_dir / MANIFEST} is damaged: not a JSON object")
+    for key, kind in (("run_id", str), ("start_wall", (int, float)), ("grid", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise ConfigError(f"{run_dir / MANIFEST} is damaged: no usable {key!r}")
+    try:
+        grid_factor(manifest)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{run_dir / MANIFEST} is damaged: its grid factor is not usable "
+                          f"({e})") from None
+    pue = manifest.get("pue")
+    if isinstance(pue, bool) or not isinstance(pue, (int, float)) or not pue >= 1.0:
+        manifest["pue"] = 1.0
+        manifest.setdefault("notes", []).append(f"run.json has no usable PUE ({pue!r}): 1.0 "
+                                                "used")
+    if not isinstance(manifest.get("devices", []), list):
+        manifest["devices"] = []
+    if not isinstance(manifest.get("notes", []), list):
+        manifest["notes"] = []
+    manifest.setdefault("name", run_dir.name)
+    return manifest
+
+
+def _sensor_info(d: Any) -> Optional[SensorInfo]:
+    """A device of run.json (unknown keys ignored), or None if it is not one."""
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+        return None
+    known = {f.name for f in fields(SensorInfo)}
+    try:
+        return SensorInfo(**{k: v for k, v in d.items() if k in known})
+    except TypeError:
+        return None
+
+
+def _number(x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x in (
+            float("inf"), float("-inf")):
+        raise ValueError(f"not a number: {x!r}")
+    return float(x)
+
+
+def _reading(got: Any) -> dict[str, float]:
+    if not isinstance(got, dict):
+        raise ValueError("a reading is not an object")
+    return {k: _number(v) for k, v in got.items() if k in ("w", "c", "u", "j")}
+
+
+def _step_row(r: Any) -> tuple[Any, ...]:
+    if not isinstance(r, (list, tuple)) or len(r) != len(STEP_COLUMNS):
+        raise ValueError("a step row of the wrong shape")
+    wid, parent, t0, t1, index, samples, tokens = r
+    return (int(wid), int(parent), _number(t0), _number(t1), int(index), int(samples),
+            int(tokens))
 
 
 def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None:
@@ -82,16 +218,24 @@ def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None
 
 
 def apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> Optional[Window]:
-    """Apply one start/end mark record to the windows by id; returns the window touched."""
+    """Apply one start/end mark record to the windows by id; returns the window touched.
+    Raises ValueError for a mark that is not one (no integer id)."""
+    if not isinstance(m, dict) or isinstance(m.get("id"), bool) or not isinstance(m.get("id"),
+                                                                                int):
+        raise ValueError("a mark without an id")
+    attrs = m.get("attrs", {})
+    attrs = dict(attrs) if isinstance(attrs, dict) else {}
     if m.get("edge") == "start":
-        w = Window(id=m["id"], name=m.get("name", ""), kind=m.get("kind", "phase"),
-                   parent=m.get("parent"), t_start=t, attrs=dict(m.get("attrs", {})))
+        parent = m.get("parent")
+        w = Window(id=m["id"], name=str(m.get("name", "")), kind=str(m.get("kind", "phase")),
+                   parent=parent if isinstance(parent, int) and not isinstance(parent, bool)
+                   else None, t_start=t, attrs=attrs)
         windows[m["id"]] = w
         return w
     w = windows.get(m["id"])
-    if w is not None:
+    if w is not None and t >= w.t_start:
         w.t_end = t
-        w.attrs.update(m.get("attrs", {}))
+        w.attrs.update(attrs)
     return w
 
 
@@ -105,7 +249,7 @@ def grid_factor(manifest: dict[str, Any]) -> Any:
 
 def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     """Summary of a run from its files; `status` defaults to what the files say."""
-    manifest, devices, windows, periods, t_last = load_run(run_dir)
+    manifest, devices, windows, periods, t_last, ledger = load_run(run_dir, with_ledger=True)
     old = read_json(run_dir / SUMMARY) or {}
     if status is None:
         status = old.get("status") if old.get("status") not in (None, "running") else (
@@ -122,6 +266,7 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         if w.t_end is None:
             w.t_end = t_end
             w.attrs["closed_by"] = "rebuild (the run ended inside this window)"
+    ledger.finish()
     notes = list(manifest.get("notes", []))
     if status == "killed":
         notes.append("the run was killed: this summary was rebuilt from samples.jsonl and "
@@ -135,6 +280,7 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
         factor=factor, periods=periods or None, live_status=None, pue=manifest["pue"],
         pue_source=manifest.get("pue_source", "user"), notes=notes, run_dir=str(run_dir),
         sampling=manifest.get("config", {}).get("sampling"), price=_price(manifest),
+        ledger=ledger,
         elsewhere=sorted({c.get("component") for c in (manifest.get("job") or {}).get("claims", ())
                           if not c.get("measured_here") and c.get("component")}))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -32,17 +33,24 @@ FLUSH_EVERY_S = 0.5
 # samples, tokens], ...]} (parent -1: none; index -1: unknown; 0 samples/tokens: not counted).
 STEP_COLUMNS = ("id", "parent", "t_start", "t_end", "index", "samples", "tokens")
 
-# Same names and meanings as CodeCarbon's emissions.csv where they overlap (energies in kWh,
-# powers in W, emissions in kg CO2e, duration in s); ours follow after `pue`.
+# Every column of CodeCarbon 3.x's emissions.csv, in its order (its `EmissionsData`), with its
+# units: duration s, emissions kg CO2e, emissions_rate kg/s, powers W, energies kWh, water L,
+# ram_total_size and ram_used_gb GiB, utilisation %, wue L/kWh. Checked by CodeCarbon itself in
+# tests/test_codecarbon_compat.py. Ours follow; `not_measured` names the CodeCarbon columns
+# that hold CodeCarbon's default (0.0, its experiment id) instead of a measurement.
+CODECARBON_COLUMNS = [
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions",
+    "emissions_rate", "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy",
+    "ram_energy", "energy_consumed", "water_consumed", "country_name", "country_iso_code",
+    "region", "cloud_provider", "cloud_region", "os", "python_version", "codecarbon_version",
+    "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude",
+    "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
+    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+]
 EMISSIONS_COLUMNS = [
-    "timestamp", "project_name", "run_id", "duration", "emissions", "emissions_rate",
-    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy",
-    "energy_consumed", "country_name", "country_iso_code", "region", "cloud_provider",
-    "cloud_region", "os", "python_version", "codecarbon_version", "cpu_count", "cpu_model",
-    "gpu_count", "gpu_model", "longitude", "latitude", "ram_total_size", "tracking_mode",
-    "on_cloud", "pue",
-    "status", "cpu_method", "gpu_method", "ram_method", "it_energy", "gco2_per_kwh",
-    "grid_region", "grid_source", "grid_year", "tracker_version", "run_dir",
+    *CODECARBON_COLUMNS,
+    "status", "cpu_method", "gpu_method", "ram_method", "not_measured", "it_energy",
+    "gco2_per_kwh", "grid_region", "grid_source", "grid_year", "tracker_version", "run_dir",
     "job_id", "world_size", "nodes", "cost", "currency", "price_per_kwh",
 ]
 
@@ -63,13 +71,19 @@ def default_run_dir(root: Path, name: str, started: datetime) -> Path:
     raise OSError(f"no free run directory name under {root}")
 
 
+def _plain(o: Any) -> Any:
+    """JSON for what json cannot write: numpy scalars as numbers, anything else as text."""
+    item = getattr(o, "item", None)
+    return item() if callable(item) else str(o)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never a partial one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are meant to be shared
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=str)
+            json.dump(obj, f, indent=2, sort_keys=False, default=_plain)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -80,23 +94,82 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-class RunLog:
-    """Writer of one run's directory. `append` is thread-safe (sampler, carbon, user threads)."""
+_held_dirs: set[str] = set()      # run directories held by this process's live runs
+_held_lock = threading.Lock()
 
-    def __init__(self, run_dir: Path, stream: str = SAMPLES):
+
+class RunLog:
+    """Writer of one run's directory. `append` is thread-safe (sampler, carbon, user threads).
+
+    The directory is held with a lock file for the run's life: a second live run pointed at
+    the same `run_dir` is refused. If the directory disappears mid-run (deleted by a cleanup
+    job, say), it is recreated at the next flush, the log continues in a new samples file,
+    and `on_recreated` is called so the run can rewrite its manifest and summary.
+    """
+
+    def __init__(self, run_dir: Path, stream: str = SAMPLES, *, exclusive: bool = True,
+                 on_recreated: Optional[Any] = None):
         self.dir = Path(run_dir)
+        self.stream = stream
+        self.on_recreated = on_recreated
+        self.recreated = 0
+        self._lock_fd = -1
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._hold()
             # Kept open for the whole run: the sampler appends to it on every tick.
             self._samples = open(self.dir / stream, "a", buffering=64 * 1024)  # noqa: SIM115
         except OSError as e:
+            self.release()
             raise ConfigError(
                 f"Cannot write the run log to {self.dir}: {e.strerror or e}. "
                 "Pass output_dir= (CLI: --output-dir) with a writable directory."
             ) from e
         self._lock = threading.Lock()
-        self._last_flush = 0.0
+        self._last_flush = -math.inf   # the first tick (the start readings) at once
         self.closed = False
+
+    def _hold(self) -> None:
+        """Lock `<run_dir>/.lock` (a POSIX record lock: dropped when the process ends; locks
+        do not conflict inside one process, so this process's runs are also remembered)."""
+        key = os.path.realpath(self.dir)
+        with _held_lock:
+            if key in _held_dirs:
+                raise ConfigError(f"run_dir {self.dir} is in use by a live run (pid "
+                                  f"{os.getpid()}, this process); give each run its own "
+                                  "run_dir, or use output_dir=")
+            _held_dirs.add(key)
+        self._held_key = key
+        try:
+            import fcntl
+        except ImportError:   # Windows: other processes are not kept out
+            return
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            self.release()
+            raise ConfigError(f"run_dir {self.dir} is in use by a live run (pid {holder}); "
+                              "give each run its own run_dir, or use output_dir=") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            try:
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+            self._lock_fd = -1
+        key = getattr(self, "_held_key", None)
+        if key is not None:
+            with _held_lock:
+                _held_dirs.discard(key)
+            self._held_key = None
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
@@ -104,41 +177,113 @@ class RunLog:
             if not self.closed:
                 self._samples.write(line + "\n")
 
-    def flush_if_due(self, now: float) -> None:
+    def flush_if_due(self, now: float) -> bool:
+        """Flush if FLUSH_EVERY_S passed since the last flush; True when it flushed."""
         if now - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
             self._last_flush = now
+            return True
+        return False
 
     def flush(self) -> None:
+        recreated = False
         with self._lock:
-            if not self.closed:
-                self._samples.flush()
+            if self.closed:
+                return
+            if not self.dir.is_dir():
+                recreated = self._recreate()
+            self._samples.flush()
+        if recreated and self.on_recreated is not None:
+            self.on_recreated()
+
+    def _recreate(self) -> bool:
+        """The directory vanished: make it again and continue the log in a new file."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            old, self._samples = self._samples, open(  # noqa: SIM115
+                self.dir / self.stream, "a", buffering=64 * 1024)
+        except OSError:
+            return False   # still not writable: try again at the next flush
+        try:
+            old.close()
+        except OSError:
+            pass
+        self.recreated += 1
+        if self._lock_fd >= 0:
+            self.release()
+            try:
+                self._hold()
+            except (OSError, ConfigError):
+                pass
+        return True
+
+    def rotate(self, k: int) -> Path:
+        """Rename the live log to samples.<k>.jsonl and continue in a new one (snapshot.py)."""
+        with self._lock:
+            self._samples.flush()
+            os.fsync(self._samples.fileno())
+            self._samples.close()
+            live = self.dir / self.stream
+            rotated = self.dir / f"samples.{k}.jsonl"
+            os.replace(live, rotated)
+            self._samples = open(live, "a", buffering=64 * 1024)  # noqa: SIM115
+        return rotated
+
+    def _ensure_dir(self) -> None:
+        if not self.dir.is_dir():
+            self.flush()   # recreates it (and tells the run)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self._ensure_dir()
         write_json_atomic(self.dir / MANIFEST, manifest)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        self._ensure_dir()
         write_json_atomic(self.dir / SUMMARY, summary)
 
     def close(self) -> None:
         with self._lock:
             if not self.closed:
-                self._samples.flush()
-                os.fsync(self._samples.fileno())
-                self._samples.close()
                 self.closed = True
+                try:
+                    self._samples.flush()
+                    os.fsync(self._samples.fileno())
+                finally:
+                    self._samples.close()
+        self.release()
 
 
-def read_samples(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a samples.jsonl; a last line cut by a crash is skipped."""
-    with open(path) as f:
-        for line in f:
-            if not line.endswith("\n"):
+class Skipped:
+    """Counts the lines of a log that could not be used (damaged, or not what they claim)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def note(self, what: str) -> Optional[str]:
+        return (f"{self.lines} unreadable line{'s' if self.lines != 1 else ''} of {what} "
+                "skipped" if self.lines else None)
+
+
+def read_samples(path: Path, skipped: Optional[Skipped] = None) -> Iterator[dict[str, Any]]:
+    """Records (JSON objects with a numeric "t") of a samples.jsonl. A last line cut by a crash
+    is left out; a damaged line (bad bytes, bad JSON, not an object, no usable "t") is skipped
+    and counted in `skipped`."""
+    with open(path, "rb") as f:   # bytes: a flipped byte must not stop the whole file
+        for raw in f:
+            if not raw.endswith(b"\n"):
                 break
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+                t = rec.get("t")
+                if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t:
+                    raise ValueError("no usable time")
+            except (ValueError, UnicodeDecodeError):
+                if skipped is not None:
+                    skipped.lines += 1
                 continue
+            yield rec
 
 
 def marks_file(pid: int) -> str:
@@ -147,11 +292,13 @@ def marks_file(pid: int) -> str:
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
+    """A JSON object from a file, or None when it is missing, damaged or not an object."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def append_emissions_row(root: Path, row: dict[str, Any], *, replace: bool = False) -> Path:
@@ -162,7 +309,8 @@ def append_emissions_row(root: Path, row: dict[str, Any], *, replace: bool = Fal
     If an existing file has other columns (an older CodeCarbon file), the row is written in that
     file's column order, so the file stays readable by whatever wrote it first.
     """
-    path = Path(root) / EMISSIONS_CSV
+    # `root` is the directory of emissions.csv, or the CSV file itself (emissions_csv="x.csv")
+    path = Path(root) if str(root).endswith(".csv") else Path(root) / EMISSIONS_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", newline="") as f:
         _lock(f)

@@ -39,7 +39,9 @@ class DeviceState:
     errors: list[str] = field(default_factory=list)      # distinct messages, in order seen
     failures: int = 0
     consecutive_failures: int = 0
-    lost_at: Optional[float] = None
+    lost_at: Optional[float] = None              # run time of its first failed read in a row
+    last_good_t: Optional[float] = None          # run time of its last successful read
+    failing_since: Optional[float] = None
     last_util_t: float = -math.inf
     util_t: array = field(default_factory=lambda: array("d"))     # utilisation readings:
     util_pct: array = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
@@ -51,17 +53,27 @@ class DeviceState:
     def fail(self, t: float, message: str) -> None:
         self.failures += 1
         self.consecutive_failures += 1
+        if self.consecutive_failures == 1:
+            self.failing_since = t
         if message not in self.errors:
             self.errors.append(message)
             log.warning("energy-tracker: %s (at t=%.3f s); %s is marked degraded",
                         message, t, self.sensor.name)
         if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and self.lost_at is None:
-            self.lost_at = t
-            note = (f"{self.sensor.name} stopped answering at t={t:.1f} s after "
-                    f"{self.consecutive_failures} failed reads; its energy after that is not "
-                    "measured")
+            # Lost since its first failed read of this run of failures, not since the 20th;
+            # what it used since its last good read is what is missing.
+            self.lost_at = self.failing_since if self.failing_since is not None else t
+            since = self.last_good_t if self.last_good_t is not None else 0.0
+            note = (f"{self.sensor.name} stopped answering at t={self.lost_at:.2f} s "
+                    f"({self.consecutive_failures} failed reads in a row); its energy after "
+                    f"its last good read at t={since:.2f} s is not measured")
             self.errors.append(note)
             log.warning("energy-tracker: %s", note)
+
+    def ok(self, t: float) -> None:
+        self.consecutive_failures = 0
+        self.failing_since = None
+        self.last_good_t = t
 
 
 class Sampling:
@@ -106,7 +118,8 @@ class Sampling:
                     if u is not None and math.isfinite(u):
                         got["u"] = round(u, 2)
                         dev.last_util_t = t
-                dev.consecutive_failures = 0
+                if got:
+                    dev.ok(t)
             except Exception as e:  # the one place sensor errors are caught
                 dev.fail(t, str(e) or type(e).__name__)
             if got:
@@ -152,6 +165,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="energy-tracker-sampler",
                                         daemon=True)
         self.callback_errors: list[str] = []
+        self._error_kinds: set[tuple[Any, ...]] = set()
         self.ticks = 0
         self.last_tick_t: Optional[float] = None
 
@@ -208,8 +222,14 @@ class Sampler:
                 self.ticks += 1
                 self._after_tick(record, t)
             except Exception as e:  # a bug or a full disk must not reach the training thread
-                msg = f"{type(e).__name__}: {e}"
-                if msg not in self.callback_errors:
+                # One note per kind of failure: a message with a temp file's random name
+                # would otherwise be new every tick (hundreds of notes an hour).
+                kind = (type(e).__name__, getattr(e, "errno", None),
+                        getattr(e, "strerror", None) or (None if isinstance(e, OSError)
+                                                         else str(e)))
+                if kind not in self._error_kinds:
+                    self._error_kinds.add(kind)
+                    msg = f"{type(e).__name__}: {e}"
                     self.callback_errors.append(msg)
                     log.warning("energy-tracker: sampler error (%s); sampling continues", msg)
 

@@ -6,79 +6,19 @@ paths give the same numbers. A device with no successful reading has energy None
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from .sampler import DeviceState
+from .windows import StepTable, Window
+
+__all__ = ["COMPONENTS", "J_PER_KWH", "ComponentEnergy", "DeviceEnergy", "StepTable", "Summary",
+           "Window", "WindowEnergy"]
 
 J_PER_KWH = 3.6e6
 COMPONENTS = ("gpu", "cpu", "ram")
-
-
-@dataclass
-class Window:
-    """A named interval of the run (phase, epoch, step, eval ...), times in run seconds."""
-
-    id: int
-    name: str
-    kind: str = "phase"
-    parent: Optional[int] = None
-    t_start: float = 0.0
-    t_end: Optional[float] = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def mark(self, edge: str, t: float) -> dict[str, Any]:
-        """The samples.jsonl record of this window's start or end."""
-        m: dict[str, Any] = {"id": self.id, "edge": edge}
-        if edge == "start":
-            m.update(name=self.name, kind=self.kind)
-            if self.parent is not None:
-                m["parent"] = self.parent
-        if self.attrs:
-            m["attrs"] = self.attrs
-        return {"t": round(t, 6), "mark": m}
-
-
-class StepTable:
-    """Closed step windows in compact arrays (~50 bytes a step instead of ~600 as objects), so a
-    run of millions of steps does not grow the training process by gigabytes."""
-
-    def __init__(self) -> None:
-        self._id, self._parent, self._index = array("q"), array("q"), array("q")
-        self._samples, self._tokens = array("q"), array("q")
-        self._t0, self._t1 = array("d"), array("d")
-
-    def __len__(self) -> int:
-        return len(self._id)
-
-    def add(self, row: tuple[Any, ...]) -> None:
-        """Add a closed step: (id, parent or -1, t_start, t_end, index, samples, tokens)."""
-        wid, parent, t0, t1, index, samples, tokens = row
-        self._id.append(wid)
-        self._parent.append(parent)
-        self._index.append(int(index) if index is not None and index >= 0
-                           else len(self._id) - 1)
-        self._samples.append(int(samples or 0))
-        self._tokens.append(int(tokens or 0))
-        self._t0.append(t0)
-        self._t1.append(t1)
-
-    def windows(self) -> list[Window]:
-        """The steps as Window objects again (at stop, for the final summary)."""
-        out = []
-        for i in range(len(self._id)):
-            attrs: dict[str, Any] = {"index": self._index[i]}
-            if self._samples[i]:
-                attrs["samples"] = self._samples[i]
-            if self._tokens[i]:
-                attrs["tokens"] = self._tokens[i]
-            out.append(Window(id=self._id[i], name=f"step {self._index[i]}", kind="step",
-                              parent=None if self._parent[i] < 0 else self._parent[i],
-                              t_start=self._t0[i], t_end=self._t1[i], attrs=attrs))
-        return out
 
 
 @dataclass(frozen=True)
@@ -206,6 +146,7 @@ class Summary:
     idle: dict[str, Any] = field(default_factory=dict)
     advice: tuple[dict[str, Any], ...] = ()
     cost: Optional[dict[str, Any]] = None
+    report_html: Optional[str] = None   # the run's report.html, when one was written
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -239,6 +180,7 @@ class Summary:
             "breakdown": self.breakdown, "idle": self.idle, "advice": list(self.advice),
             **({"cost": self.cost} if self.cost is not None else {}),
             **({"job": self.job} if self.job is not None else {}),
+            **({"report_html": self.report_html} if self.report_html else {}),
         }
 
     @classmethod
@@ -340,6 +282,8 @@ class Summary:
             lines.append(f"  degraded: {n}")
         if self.run_dir:
             lines.append(f"  logs: {self.run_dir}")
+        if self.report_html:
+            lines.append(f"  report: {self.report_html}")
         return "\n".join(lines)
 
 

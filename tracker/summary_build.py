@@ -40,10 +40,13 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   periods: Optional[Sequence[Any]], live_status: Optional[dict[str, Any]],
                   pue: float, pue_source: str, notes: Sequence[str], run_dir: Optional[str],
                   closed_steps: int = 0, sampling: Optional[dict[str, Any]] = None,
-                  elsewhere: Sequence[str] = (), price: Optional[Price] = None) -> Summary:
+                  elsewhere: Sequence[str] = (), price: Optional[Price] = None,
+                  ledger: Any = None) -> Summary:
     """`closed_steps`: steps already closed but not in `windows` (only counted, while running).
     `elsewhere`: components another process of the job measures (not "missing" here).
-    `price`: electricity price of the facility energy (no price: no cost is shown)."""
+    `price`: electricity price of the facility energy (no price: no cost is shown).
+    `ledger`: the run's settled step and utilisation accounts (ledger.py), after finish();
+    without one (a rebuilt or joined run's window list), steps come from `windows`."""
     from .carbon import account_emissions
 
     t0 = 0.0
@@ -81,13 +84,26 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
     if price is not None:
         wins = [replace(w, cost=price.of_j(pue * w.energy_j)) if w.energy_j is not None else w
                 for w in wins]
+    step_windows = [w for w in windows if w.kind == "step"]
+    from_ledger = ledger is not None and (ledger.count or not step_windows)
+    parts: dict[str, Any] = {}
+    idle: dict[str, Any] = {}
     if status == "running":
         # Live summaries are rewritten every few seconds: keep them O(windows), not O(steps).
-        n_steps = closed_steps + sum(1 for w in windows if w.kind == "step")
+        n_steps = closed_steps + len(step_windows)
         steps = {"count": n_steps, "note": "step groups are computed at stop"} if n_steps else {}
+    elif from_ledger:
+        steps = ledger.step_summary()
+        measured_devices = [d for d in devices if not d.curve.empty]
+        if measured_devices:
+            parts = ledger.breakdown(t_end, marked_spans(windows), e_it,
+                                     sorted({d.sensor.method for d in measured_devices}))
+        idle = ledger.idle_summary(devices, t_end)
     else:
         steps = step_summary([window_energy(w, devices, t_end, None).to_dict()
-                              for w in windows if w.kind == "step"])
+                              for w in step_windows])
+        parts = breakdown(windows, devices, t_end)
+        idle = idle_energy(devices, t_end)
     degraded = [e if e.startswith(d.name) else f"{d.name}: {e}" for d in devs for e in d.errors]
     facility = None if it_j is None else it_j * pue
     emissions_kg = None if emissions is None else emissions.emissions_g / 1000.0
@@ -106,12 +122,20 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         grid=factor.to_dict(), carbon=carbon, windows=tuple(wins), steps=steps,
         notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
         sampling=dict(sampling or {}),
-        breakdown=breakdown(windows, devices, t_end) if final else {},
-        idle=idle_energy(devices, t_end) if final else {},
+        breakdown=parts, idle=idle,
         cost=price.cost(facility) if price is not None and facility is not None else None)
     if final:
         summary = replace(summary, advice=tuple(findings(summary.to_dict(), periods)))
     return summary
+
+
+def marked_spans(windows: Sequence[Window]) -> dict[str, list[tuple[float, Optional[float]]]]:
+    """(start, end) of the eval and checkpoint windows, for the breakdown."""
+    out: dict[str, list[tuple[float, Optional[float]]]] = {"eval": [], "checkpoint": []}
+    for w in windows:
+        if w.kind in out:
+            out[w.kind].append((w.t_start, w.t_end))
+    return out
 
 
 @dataclass(frozen=True)
@@ -203,14 +227,28 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     code = str(grid.get("region_code") or "")
     country = _country(code)
     cloud_provider, cloud_region = (code.split(":", 1) if ":" in code else ("", ""))
-    return {
-        "timestamp": summary.ended_utc or summary.started_utc,
-        "project_name": summary.name, "run_id": summary.run_id,
-        "duration": summary.duration_s, "emissions": summary.emissions_kg,
-        "emissions_rate": summary.emissions_rate_kg_per_s,
+    if cloud_provider == "ccf":   # ccf:aws:us-east-1: the cloud region, CCF's factor
+        cloud_provider, cloud_region = cloud_region.split(":", 1)
+    ram_gb = host.get("ram_total_gb")   # run.json has 1e9 B; CodeCarbon writes GiB
+    # CodeCarbon's columns where we have no number get what CodeCarbon writes when it has none
+    # (0.0; its default experiment id), so its loaders read every row; `not_measured` says
+    # which they are. Longitude and latitude stay empty, as CodeCarbon leaves them offline.
+    measured = {
+        "emissions": summary.emissions_kg, "emissions_rate": summary.emissions_rate_kg_per_s,
         "cpu_power": watts("cpu"), "gpu_power": watts("gpu"), "ram_power": watts("ram"),
         "cpu_energy": kwh("cpu"), "gpu_energy": kwh("gpu"), "ram_energy": kwh("ram"),
         "energy_consumed": summary.facility_energy_kwh,
+    }
+    defaults = {"experiment_id": CODECARBON_EXPERIMENT_ID, "water_consumed": 0.0,
+                "cpu_utilization_percent": 0.0, "gpu_utilization_percent": 0.0,
+                "ram_utilization_percent": 0.0, "ram_used_gb": 0.0, "wue": 0.0}
+    not_measured = [k for k, v in measured.items() if v is None] + list(defaults)
+    return {
+        "timestamp": summary.ended_utc or summary.started_utc,
+        "project_name": summary.name, "run_id": summary.run_id,
+        "duration": summary.duration_s,
+        **{k: 0.0 if v is None else v for k, v in measured.items()},
+        **defaults,
         "country_name": country[0], "country_iso_code": country[1],
         "region": "" if cloud_provider else code,
         "cloud_provider": cloud_provider, "cloud_region": cloud_region,
@@ -218,12 +256,14 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "codecarbon_version": "", "cpu_count": host.get("cpu_count"),
         "cpu_model": host.get("cpu_model"), "gpu_count": len(gpus),
         "gpu_model": ", ".join(f"{gpu_models.count(m)} x {m}" for m in sorted(set(gpu_models))),
-        "longitude": "", "latitude": "", "ram_total_size": host.get("ram_total_gb"),
+        "longitude": "", "latitude": "",
+        "ram_total_size": round(ram_gb * 1e9 / 2**30, 3) if ram_gb is not None else 0.0,
         "tracking_mode": "machine", "on_cloud": "Y" if cloud_provider else "N",
         "pue": summary.pue, "status": summary.status,
         "cpu_method": comp["cpu"].method if "cpu" in comp else "not measured",
         "gpu_method": comp["gpu"].method if "gpu" in comp else "not measured",
         "ram_method": comp["ram"].method if "ram" in comp else "not measured",
+        "not_measured": ";".join(not_measured),
         "it_energy": summary.energy_kwh, "gco2_per_kwh": summary.gco2_per_kwh,
         "grid_region": code, "grid_source": grid.get("source"), "grid_year": grid.get("year"),
         "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
@@ -237,19 +277,20 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What CodeCarbon 3.x writes as experiment_id when none is given (its default).
+CODECARBON_EXPERIMENT_ID = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
+
+
 def _country(code: str) -> tuple[str, str]:
-    """(country name, ISO alpha-3) of the grid a region code sits in; blanks if none."""
-    from .carbon import lookup
+    """(country name, ISO alpha-3) of the country a region code is in (a cloud region: the
+    country of its grid, or Google's location); blanks if none (aggregates, a custom factor)."""
+    from .carbon.regions import country_of
     from .errors import TrackerError
 
     try:
-        r = lookup(code)
-        if r.mapped_to:
-            r = lookup(r.mapped_to)
-        if r.kind != "country":
-            r = lookup(r.code.split("-")[0])
+        r = country_of(code)
     except TrackerError:
         return "", ""
-    if r.kind != "country":
+    if r is None:
         return "", ""
     return r.name, next((a for a in r.aliases if len(a) == 3 and a.isalpha()), "")

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "ELECTRICITYMAPS_TOKEN"
 MAX_TIMEOUT_S = 5.0
+STOP_WAIT_S = 1.0   # the most stop() waits for an HTTP call in flight
 
 
 @dataclass(frozen=True)
@@ -317,8 +318,10 @@ class LiveIntensity:
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            # an HTTP call in flight cannot be interrupted, but it ends within timeout_s
-            thread.join(timeout=self.timeout_s + 1.0)
+            # An HTTP call in flight cannot be interrupted, and a server that trickles a
+            # byte a second never trips a read timeout: stop() waits at most STOP_WAIT_S for
+            # it; the daemon thread's late answer is then ignored (see _set_value).
+            thread.join(timeout=min(STOP_WAIT_S, self.timeout_s + 1.0))
         with self._lock:
             if self._periods and self._periods[-1].end_wall is None:
                 last = self._periods[-1]
@@ -480,6 +483,8 @@ class LiveIntensity:
 
     def _set_value(self, now: float, value: float, fallback: bool, note: str) -> None:
         """Start a new period when the value changes (call with the lock held)."""
+        if self._stop.is_set() and self._periods and self._periods[-1].end_wall is not None:
+            return   # the run has ended: an answer that came too late changes nothing
         current = self._periods[-1] if self._periods else None
         if current is not None and current.gco2_per_kwh == value and current.fallback == fallback:
             return

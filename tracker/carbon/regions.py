@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,12 +21,14 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 # Load order matters: a name shared by two regions (Georgia the country, Georgia the US state)
 # finds the one loaded first.
 REGION_TABLES = (
-    "ember_countries.csv",
+    "owid_countries.csv",
     "egrid_us.csv",
     "electricitymaps_zones.csv",
     "google_cloud_regions.csv",
 )
 CCF_TABLE = "ccf_cloud_regions.csv"
+# Every year of the countries and aggregates (Ember via Our World in Data), for grid_year=.
+HISTORY_TABLE = "owid_countries_history.csv"
 
 DEFAULT_REGION = "WORLD"
 
@@ -72,6 +75,7 @@ class _Index:
 
 _lock = threading.Lock()
 _index: Optional[_Index] = None
+_history: Optional[dict[str, dict[int, float]]] = None
 
 
 def _key(text: str) -> str:
@@ -195,5 +199,59 @@ def search(query: Optional[str] = None) -> list[Region]:
 
 
 def default_region() -> Region:
-    """The world average (Ember), used when no region is given."""
+    """The world average (Ember via Our World in Data), used when no region is given."""
     return lookup(DEFAULT_REGION)
+
+
+# Region kinds whose codes start with their country's alpha-2 code (US-CA, SE-SE3, AU-NSW, ...).
+_SUBNATIONAL = {"us_state", "egrid_subregion", "egrid_national", "nordic_bidding_zone",
+                "au_state", "ca_province", "in_regional_grid"}
+
+
+def country_of(query: str) -> Optional[Region]:
+    """The country a region is in: itself, the country of the grid a cloud region sits in, a
+    GCP region's country (Google's location), or a zone's; None where no single country
+    (aggregates, mixes, the four Azure geographies CCF gives no location for)."""
+    region = lookup(query)
+    for _ in range(3):   # cloud -> grid -> country; ccf:... -> its cloud code
+        if region.kind == "country":
+            return region
+        if region.kind in _SUBNATIONAL:
+            code = region.code.split(":", 1)[-1]    # emaps:FI is Finland
+            return country_of(code.split("-", 1)[0])
+        if region.kind == "ccf_cloud_region":
+            region = lookup(region.code.split(":", 1)[1])   # ccf:aws:x -> aws:x
+            continue
+        if region.mapped_to and not region.mapped_to.startswith("ccf:"):
+            region = lookup(region.mapped_to)
+            continue
+        cc = _cloud_countries().get(region.code.casefold().removeprefix("ccf:"))
+        return lookup(cc) if cc else None
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _cloud_countries() -> dict[str, str]:
+    """GCP region code -> country code (the `country` column of the Google and CCF tables)."""
+    out = {}
+    for name in ("google_cloud_regions.csv", CCF_TABLE):
+        for row in _read_csv(name):
+            if row.get("country"):
+                out[row.get("cloud_code") or row["code"]] = row["country"]
+    return out
+
+
+def history(code: str) -> dict[int, float]:
+    """Year -> gCO2e/kWh of a region with a bundled yearly history (countries and Ember's
+    aggregates such as WORLD and EU, 1990-2025 where published); {} for any other region.
+    Read on first use, like the other tables."""
+    global _history
+    if _history is None:
+        with _lock:
+            if _history is None:
+                table: dict[str, dict[int, float]] = {}
+                for row in _read_csv(HISTORY_TABLE):
+                    table.setdefault(row["code"], {})[int(row["year"])] = \
+                        float(row["gco2_per_kwh"])
+                _history = table
+    return dict(_history.get(code, {}))

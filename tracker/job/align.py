@@ -93,8 +93,6 @@ def align_windows(by_rank: Mapping[Any, Sequence[Any]]) -> list[Any]:
     joined to one run) -> the job's windows: the reference rank's, each with `ranks` and
     `edge_spread_s` in its attrs; steps counted once with samples and tokens summed over ranks.
     `by_rank` keys sort in rank order. One participant: its windows unchanged."""
-    from dataclasses import replace
-
     if len(by_rank) <= 1:
         return [w for ws in by_rank.values() for w in ws]
     who = {k: i for i, k in enumerate(sorted(by_rank))}
@@ -110,8 +108,8 @@ def align_windows(by_rank: Mapping[Any, Sequence[Any]]) -> list[Any]:
         ref = m.by[m.ref]
         attrs = dict(ref.attrs, ranks=len(m.by),
                      edge_spread_s=m.spread_s(lambda w: w.t_start, lambda w: w.t_end))
-        out.append(replace(ref, attrs=attrs,
-                           parent=remap_parent(m, lambda w: w.parent, key_of, id_of)))
+        out.append(ref.replace(attrs=attrs,
+                               parent=remap_parent(m, lambda w: w.parent, key_of, id_of)))
     ref_i, rows = match_steps({i: [w for w in ws if w.kind == "step"]
                                for i, ws in windows.items()}, start=lambda w: w.t_start)
     for row in rows:
@@ -123,6 +121,5 @@ def align_windows(by_rank: Mapping[Any, Sequence[Any]]) -> list[Any]:
             if total:
                 attrs[k] = total
         parent_key = key_of.get((ref_i, step.parent)) if step.parent is not None else None
-        out.append(replace(step, attrs=attrs,
-                           parent=id_of.get(parent_key) if parent_key else None))
+        out.append(step.replace(attrs=attrs, parent=id_of.get(parent_key) if parent_key else None))
     return out

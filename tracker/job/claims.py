@@ -35,8 +35,9 @@ log = logging.getLogger("tracker")
 
 ENV_LOCK_DIR = "ENERGY_TRACKER_LOCK_DIR"
 
-# Claims held by this process (POSIX locks never conflict inside one process, so a second
-# tracker in the same process must be told here).
+# Claims held by this process, by lock file (POSIX locks never conflict inside one process,
+# so a second tracker in the same process must be told here; keyed by the file, not the
+# device, so a claim left by one job never blocks another job's).
 _held: dict[str, int] = {}
 _held_lock = threading.Lock()
 
@@ -92,10 +93,10 @@ class ClaimBook:
         """Take the claim on `key` if nobody holds it."""
         if self.error is not None:
             return False
+        path = self.dir / f"{key}.lock"
         with _held_lock:
-            if key in _held:
+            if str(path) in _held:
                 return False
-            path = self.dir / f"{key}.lock"
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
@@ -118,7 +119,7 @@ class ClaimBook:
                 os.pwrite(fd, json.dumps(self.owner).encode(), 0)
             except OSError:
                 pass
-            _held[key] = fd
+            _held[str(path)] = fd
             self.mine.append(key)
             return True
 
@@ -132,7 +133,7 @@ class ClaimBook:
     def release(self) -> None:
         with _held_lock:
             for key in self.mine:
-                fd = _held.pop(key, None)
+                fd = _held.pop(str(self.dir / f"{key}.lock"), None)
                 if fd is not None:
                     try:
                         os.close(fd)   # closing drops the record lock

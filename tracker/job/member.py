@@ -172,7 +172,8 @@ class JobMember:
         self.later = []
 
     # -- ending the job ------------------------------------------------------------------------
-    def finish(self, *, timeout_s: float, csv_root: Optional[Path]) -> Optional[str]:
+    def finish(self, *, timeout_s: float, csv_root: Optional[Path],
+               report_html: Optional[bool] = None) -> Optional[str]:
         """End the job if this is the last process of its attempt to stop. Bounded by
         `timeout_s`; returns a note when the job is left to others."""
         self.release()
@@ -192,7 +193,8 @@ class JobMember:
         if not self._take_end_marker(attempt):
             return None   # another process ended this attempt after this one had stopped
         return end_job(self.job_dir, csv_root=csv_root,
-                       restartable=self.identity.more_attempts_possible)
+                       restartable=self.identity.more_attempts_possible,
+                       report_html=report_html)
 
     def _take_end_marker(self, attempt: tuple[str, int]) -> bool:
         """Should this process write the job summary? The first to find nobody running does
@@ -219,9 +221,11 @@ class JobMember:
         return True
 
 
-def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = False
-            ) -> Optional[str]:
-    """Merge the job, write its summary.json and (when complete) its emissions.csv row."""
+def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = False,
+            report_html: Optional[bool] = False) -> Optional[str]:
+    """Merge the job, write its summary.json, its report.html (report_html: True/None as in
+    Tracker; False, the default here, for none) and (when complete) its emissions.csv row."""
+    from ..report import auto
     from ..runlog import read_json, upsert_emissions_row
     from ..summary_build import emissions_row
     from .merge import merge_loaded, read_members
@@ -234,17 +238,29 @@ def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = Fals
         data["notes"].append("this attempt ended with status "
                              f"{summary.status!r} and the launcher may restart it: the job "
                              "summary is rewritten when the next attempt ends")
-    write_json_atomic(job_dir / SUMMARY, data)
+    html, note = auto.plan(report_html, summary.status, job_dir)
+    if note:
+        data["notes"].append(note)
+    if html:
+        data["report_html"] = str(job_dir / "report.html")
+
+    def save(d: dict[str, Any]) -> None:
+        write_json_atomic(job_dir / SUMMARY, d)
+    save(data)
     missing_nodes = any("nodes" in m.get("what", "") for m in summary.job.get("missing", ())) \
         if summary.job else False
+    note = None
     if csv_root is None or restarting:
-        return None
-    if missing_nodes:
-        return ("nodes of this job wrote elsewhere (node-local disks?): no emissions row "
+        pass
+    elif missing_nodes:
+        note = ("nodes of this job wrote elsewhere (node-local disks?): no emissions row "
                 "until the parts are merged with `energy-tracker merge`")
-    ref = read_json(loaded[0].member.path / "run.json") or {}
-    upsert_emissions_row(csv_root, emissions_row(summary, ref))
-    return None
+    else:
+        ref = read_json(loaded[0].member.path / "run.json") or {}
+        upsert_emissions_row(csv_root, emissions_row(summary, ref))
+    if html:   # last: the numbers are all saved before a page is drawn
+        auto.write(job_dir, data, save)
+    return note
 
 
 def _close(s: Sensor) -> None:

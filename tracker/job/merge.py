@@ -100,7 +100,7 @@ class Loaded:
         if self._curves is None:
             from ..rebuild import load_run
             try:
-                _, devices, *_ = load_run(self.member.path)
+                devices = load_run(self.member.path)[1]
                 self._curves = {d.sensor.name: d.curve for d in devices if not d.curve.empty}
             except Exception as e:   # a damaged log: this member's share is left out, noted
                 log.info("energy-tracker: cannot read %s: %s", self.member.path, e)

@@ -26,6 +26,8 @@ Interval = tuple[float, float]
 PARTS = ("steps", "between_steps", "eval", "checkpoint", "other", "before_first_step",
          "after_last_step")
 INTERPOLATED = "interpolated on E(t): step edges are not counter reads"
+IDLE_METHOD = ("estimate (upper bound): NVML utilisation read at <= 1 Hz, each interval's "
+               "energy times its idle share")
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
@@ -148,8 +150,7 @@ def idle_energy(devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any
             "energy_j": idle_j, "seconds": idle_s, "covered_s": covered,
             "share_of_device": idle_j / device_j if device_j > 0 else None,
             "time_share": idle_s / covered if covered > 0 else None,
-            "method": "estimate (upper bound): NVML utilisation read at <= 1 Hz, each "
-                      "interval's energy times its idle share"}
+            "method": IDLE_METHOD}
     return out
 
 

@@ -1,0 +1,180 @@
+"""Damaged run directories: a rebuild skips what it cannot read and says so, or gives a
+one-line error for a file it cannot use; never a traceback (issue: fault campaign, item 1)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tracker import ConfigError, track
+from tracker.rebuild import rebuild_summary
+
+FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    """A real run with windows, steps and a killed-looking tail (its summary removed)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+    import fake_nvml
+    old = sys.modules.get("pynvml")
+    sys.modules["pynvml"] = fake_nvml.FakeNVML([fake_nvml.FakeGPU()])
+    try:
+        root = tmp_path_factory.mktemp("runs")
+        with track("fuzz", output_dir=root, **FAST) as run:
+            for _ in run.epochs(range(2)):
+                for _ in run.steps(range(10)):
+                    time.sleep(0.01)
+                with run.window("eval", kind="eval"):
+                    time.sleep(0.05)
+        return run.run_dir
+    finally:
+        if old is None:
+            sys.modules.pop("pynvml", None)
+        else:
+            sys.modules["pynvml"] = old
+
+
+def copy(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / run.name
+    shutil.copytree(run, dst)
+    (dst / "summary.json").unlink()
+    return dst
+
+
+BAD_LINES = [
+    b'\xff\xfe not utf-8\n', b'{"t": "abc", "d": {}}\n', b'{"t": null}\n',
+    b'{"t": 1.0, "d": [1, 2]}\n', b'{"t": 1.0, "d": {"gpu0": {"w": "x"}}}\n', b'[1, 2, 3]\n',
+    b'{"t": 1.0, "steps": [[1, 2, 3]]}\n', b'{"t": 1.0, "mark": {"edge": "start"}}\n',
+    b'{"t": 1.0, "d": {"gpu0": {"w": true}}}\n', b'{"t": 1.0, "intensity": {"x": 1}}\n',
+]
+
+
+@pytest.mark.parametrize("line", BAD_LINES)
+def test_a_bad_line_is_skipped_and_counted(good_run, tmp_path, line):
+    run = copy(good_run, tmp_path)
+    with open(run / "samples.jsonl", "ab") as f:
+        f.write(line)
+    s = rebuild_summary(run)
+    assert s.energy_j == pytest.approx(rebuild_summary(copy(good_run, tmp_path / "ref"))
+                                       .energy_j)
+    assert any("1 unreadable line of samples.jsonl skipped" in n for n in s.notes)
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ([1, 2], "no readable run.json"),
+    ({"run_id": "x", "start_wall": 1.0}, "no usable 'grid'"),
+    ({"run_id": "x", "start_wall": 1.0, "grid": {"x": 1}}, "grid factor is not usable"),
+])
+def test_an_unusable_manifest_is_a_one_line_error(good_run, tmp_path, manifest, message):
+    run = copy(good_run, tmp_path)
+    (run / "run.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=message) as e:
+        rebuild_summary(run)
+    assert "\n" not in str(e.value)
+
+
+def test_manifest_quirks_are_tolerated(good_run, tmp_path):
+    run = copy(good_run, tmp_path)
+    m = json.loads((run / "run.json").read_text())
+    m["devices"][0]["surprise"] = 1                # an unknown device key
+    del m["pue"]
+    (run / "run.json").write_text(json.dumps(m))
+    (run / "summary.json").write_text("[1, 2]")     # a summary that is a list
+    s = rebuild_summary(run)
+    assert s.energy_j > 0 and s.pue == 1.0
+    assert any("no usable PUE" in n for n in s.notes)
+
+
+def test_fuzzed_copies_never_raise_anything_but_a_config_error(good_run, tmp_path):
+    rnd = random.Random(1234)
+    files = ["samples.jsonl", "run.json", "steps.bin", "summary.json"]
+    outcomes = {"summary": 0, "error": 0}
+    for case in range(300):
+        run = copy(good_run, tmp_path / f"c{case}")
+        target = run / rnd.choice(files)
+        if not target.exists():
+            continue
+        data = bytearray(target.read_bytes())
+        how = rnd.choice(["truncate", "flip", "zero", "garbage-line", "type"])
+        if how == "truncate" and data:
+            data = data[:rnd.randrange(len(data))]
+        elif how == "flip" and data:
+            for _ in range(rnd.randint(1, 8)):
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        elif how == "zero" and data:
+            i = rnd.randrange(len(data))
+            data[i:i + rnd.randint(1, 64)] = b"\0" * min(64, len(data) - i)
+        elif how == "garbage-line":
+            data += bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 40))) + b"\n"
+        else:   # a valid JSON value of the wrong type in place of the file
+            data = bytearray(json.dumps(rnd.choice([[], 3, "x", None, {"t": []}])).encode())
+        target.write_bytes(bytes(data))
+        try:
+            s = rebuild_summary(run)
+            assert s.status in ("killed", "running", "finished")
+            outcomes["summary"] += 1
+        except ConfigError as e:
+            assert "\n" not in str(e)
+            outcomes["error"] += 1
+    assert outcomes["summary"] > 100 and outcomes["error"] > 5, outcomes
+
+
+def test_the_root_table_shows_a_damaged_run_as_unreadable(good_run, tmp_path, capsys):
+    from tracker.cli import main
+    root = tmp_path / "root"
+    root.mkdir()
+    ok = copy(good_run, root)
+    bad = root / "zz-bad"
+    shutil.copytree(ok, bad)
+    (bad / "run.json").write_text("[1, 2]")
+    assert main(["report", str(root), "--json"]) == 0
+    rows = {Path(r["run_dir"]).name: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    # this process wrote it and is alive, so the copy reads as running
+    assert rows[ok.name]["status"] in ("killed", "running") and rows[ok.name]["energy_kwh"] > 0
+    assert rows["zz-bad"]["status"] == "unreadable"
+    assert "no readable run.json" in rows["zz-bad"]["error"]
+    assert main(["report", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable" in out and "no readable run.json" in out
+
+
+def test_a_report_on_a_full_disk_still_prints(good_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import tracker.runlog as runlog
+    from tracker.cli import main
+    run = copy(good_run, tmp_path)
+    m = json.loads((run / "run.json").read_text())
+    m["host"]["hostname"] = "another-host"          # so it reads as ended, and is saved
+    (run / "run.json").write_text(json.dumps(m))
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(runlog, "write_json_atomic", full)
+    assert main(["report", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "kWh" in captured.out
+    assert "not saved" in captured.err and "No space left" in captured.err
+    assert not (run / "summary.json").exists()
+
+
+def test_an_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
+    import tracker.cli as cli
+
+    def boom(_args):
+        raise RuntimeError("something odd")
+    monkeypatch.setattr(cli, "cmd_regions", boom)
+    monkeypatch.delenv("ENERGY_TRACKER_DEBUG", raising=False)
+    assert cli.main(["regions"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: something odd" in err
+    monkeypatch.setenv("ENERGY_TRACKER_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["regions"])

@@ -1,0 +1,429 @@
+"""Logging a run's energy to the experiment trackers people already use: MLflow, Weights &
+Biases, TensorBoard (`track(..., log_to="mlflow" | "wandb" | "tensorboard" | [...] | "auto")`).
+
+An exporter is anything with two methods (see `Exporter`):
+
+    on_progress(metrics: dict[str, float], step: int)   # while training: energy/... numbers
+    on_stop(summary: Summary, files: list[Path])         # once: the summary, summary.json, ...
+
+`ExportHub` (one per Tracker) decides when and what: progress at every epoch end and every
+`log_every_steps` steps (at most once per `log_min_interval_s`), from `LogMetrics` (the numbers
+the framework callbacks add to their log rows), and the summary once the run's files are
+written. Metric names start with `energy/`. In a distributed job only the process of rank 0
+logs (see `ExportHub.start`). Nothing here raises into training once the run has started: an
+exporter that fails is logged once and switched off.
+
+The libraries are optional extras, imported on first use; at construction only their presence
+is checked, so a missing one is a ConfigError naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
+
+from ..errors import ConfigError
+
+log = logging.getLogger("tracker")
+
+PREFIX = "energy/"
+# LogMetrics row keys (the ones the callbacks add to log rows) -> exported metric names.
+PROGRESS_NAMES = {
+    "energy_kwh": "energy/kwh",
+    "emissions_kg": "energy/emissions_kg",
+    "power_w": "energy/power_w",
+    "energy_j_per_sample": "energy/j_per_sample",
+    "energy_j_per_token": "energy/j_per_token",
+    "projected_energy_kwh": "energy/projected_kwh",
+    "projected_emissions_kg": "energy/projected_emissions_kg",
+}
+DEFAULT_EVERY_STEPS = 50
+DEFAULT_MIN_INTERVAL_S = 10.0
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """What `log_to=` accepts besides the built-in names."""
+
+    name: str
+
+    def on_progress(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def on_stop(self, summary: Any, files: list[Path]) -> None: ...
+
+
+class BaseExporter:
+    """Shared plumbing of the built-in exporters.
+
+    `name`: the tool ("mlflow"); `module`/`extra`: the library it needs and the pip extra that
+    installs it. `progress`: False when the training framework already sends the same numbers
+    to this tool (then only the summary is logged). `run_name`: the tracker's name, for a run
+    the exporter has to create itself.
+    """
+
+    name = "exporter"
+    module = ""
+    extra = ""
+
+    def __init__(self) -> None:
+        self.progress = True
+        self.run_name = "run"
+        self.run_dir: Optional[Path] = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        """ConfigError naming the extra when the library is missing (nothing is imported)."""
+        if cls.module and importlib.util.find_spec(cls.module) is None:
+            raise ConfigError(
+                f"log_to={cls.name!r} needs the {cls.module} library, which is not installed: "
+                f"pip install 'energy-tracker[{cls.extra}]' (or leave {cls.name!r} out of log_to)")
+
+    def start(self, run: Any) -> None:
+        """The tracker started (rank 0 only). Nothing is imported or opened before first use."""
+        self.run_name = run.name
+        self.run_dir = Path(run.run_dir) if run.run_dir else None
+
+    def bind(self, **target: Any) -> None:
+        """Point the exporter at a run a framework logger already opened (see integrations)."""
+
+    def on_progress(self, metrics: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def on_stop(self, summary: Any, files: list[Path]) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+# name -> "module:Class", imported when a run asks for it. register() adds more.
+_REGISTRY: dict[str, Union[str, Callable[[], Any]]] = {
+    "mlflow": "tracker.exporters.mlflow:MlflowExporter",
+    "wandb": "tracker.exporters.wandb:WandbExporter",
+    "tensorboard": "tracker.exporters.tensorboard:TensorBoardExporter",
+}
+AUTO = "auto"
+
+
+def register(name: str, factory: Callable[[], Any]) -> None:
+    """Make `log_to=name` build `factory()` (an object with on_progress and on_stop)."""
+    if not isinstance(name, str) or not name.strip() or name == AUTO:
+        raise ConfigError(f"an exporter name must be a non-empty string other than 'auto', "
+                          f"got {name!r}")
+    _REGISTRY[name] = factory
+
+
+def known_names() -> list[str]:
+    return [*_REGISTRY, AUTO]
+
+
+def _exporter_class(name: str) -> Any:
+    spec = _REGISTRY[name]
+    if not isinstance(spec, str):
+        return spec
+    module, _, cls = spec.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_exporters(log_to: Any) -> list[Any]:
+    """The exporters `log_to=` asks for; ConfigError naming the option, the value and what
+    it accepts. Libraries are only looked for here, not imported."""
+    accepts = (f"log_to must be one of {', '.join(repr(n) for n in known_names())}, a list "
+               "of them, or an exporter object with on_progress(metrics, step) and "
+               "on_stop(summary, files)")
+    if log_to is None or log_to is False:
+        return []
+    items = list(log_to) if isinstance(log_to, (list, tuple)) else [log_to]
+    if not items:
+        return []
+    out: list[Any] = []
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            name = item.strip().lower()
+            if name == AUTO:
+                from .auto import AutoExporter
+                exporter: Any = AutoExporter()
+            elif name in _REGISTRY:
+                cls = _exporter_class(name)
+                if hasattr(cls, "check_available"):
+                    cls.check_available()
+                exporter = cls()
+            else:
+                import difflib
+                close = difflib.get_close_matches(name, known_names(), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"log_to={log_to!r}: unknown tool {item!r}.{hint} {accepts}.")
+        elif isinstance(item, Exporter):
+            exporter = item
+        else:
+            raise ConfigError(f"log_to={log_to!r}: {accepts}; got {type(item).__name__} "
+                              f"{item!r}.")
+        key = str(getattr(exporter, "name", repr(exporter)))
+        if key in seen:
+            raise ConfigError(f"log_to={log_to!r} names {key!r} twice; name each tool once.")
+        seen.add(key)
+        out.append(exporter)
+    return out
+
+
+def _check_every_steps(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"log_every_steps must be a whole number of steps >= 1, or None to "
+                          f"log at epoch ends only; got {value!r}")
+    return value
+
+
+def _check_min_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or not 0 <= value <= 86400:
+        raise ConfigError(f"log_min_interval_s must be a number of seconds in [0, 86400] (the "
+                          f"least time between two step-triggered logs); got {value!r}")
+    return float(value)
+
+
+def make_hub(log_to: Any, log_every_steps: Any = DEFAULT_EVERY_STEPS,
+             log_min_interval_s: Any = DEFAULT_MIN_INTERVAL_S) -> Optional[ExportHub]:
+    """The Tracker's hub, or None when nothing is to be logged (options checked either way)."""
+    every = _check_every_steps(log_every_steps)
+    interval = _check_min_interval(log_min_interval_s)
+    exporters = make_exporters(log_to)
+    return ExportHub(exporters, every, interval) if exporters else None
+
+
+def process_rank(run: Any) -> int:
+    """The job rank of this process (0 outside a job). A process joined to `energy-tracker
+    run` has no job member of its own: the launcher's variables say its rank."""
+    job = getattr(run, "_job", None)
+    if job is not None:
+        return int(job.identity.rank)
+    from ..job.identity import _int
+    rank = _int(os.environ, "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+    return rank or 0
+
+
+class ExportHub:
+    """When and what the exporters of one tracker log. Thread-safe enough for its callers: the
+    training thread (window ends, log rows) and whichever thread stops the run."""
+
+    def __init__(self, exporters: Sequence[Any], every_steps: Optional[int],
+                 min_interval_s: float):
+        self.exporters = list(exporters)
+        self.every_steps = every_steps
+        self.min_interval_s = min_interval_s
+        self.active = False
+        self.started = False
+        self.rows_from_framework = False   # a callback feeds its (job-wide) log rows
+        self.steps = 0
+        self.last_step = 0
+        self._last_log = -math.inf
+        self._metrics: Any = None
+        self._run: Any = None
+        self._failed: set[int] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, run: Any) -> None:
+        """The tracker started. Only rank 0 of a job logs; its progress numbers are its own
+        devices' (a collective at a point other ranks may never reach could hang or, worse,
+        pair with the training's own all-reduce), unless a framework callback feeds job-wide
+        rows. Idempotent."""
+        if self.started:
+            return
+        self.started = True
+        self._run = run
+        if process_rank(run) != 0:
+            return
+        self.active = True
+        from ..projection import LogMetrics
+        self._metrics = LogMetrics(run)
+        for e in self.exporters:
+            self._call(e, "start", run)
+
+    def framework(self, *, handles: Sequence[str] = (), rows: bool = True,
+                  bind: Optional[dict[str, dict[str, Any]]] = None) -> None:
+        """A framework callback drives progress: its log rows (job-wide in a job) replace the
+        hub's own epoch/step triggers; tools in `handles` already get those rows from the
+        framework (HF report_to, Lightning loggers), so they log only the summary. `bind`:
+        tool -> where the framework's logger writes (run id, log dir)."""
+        self.rows_from_framework = rows
+        for e in self.exporters:
+            name = getattr(e, "name", "")
+            if name in handles:
+                e.progress = False
+            if hasattr(e, "handled"):      # "auto": the tools it may find
+                self._call(e, "handled", set(handles))
+            for tool, target in (bind or {}).items():
+                if tool == name:
+                    self._call(e, "bind", **target)
+                elif name == AUTO:
+                    self._call(e, "bind", tool=tool, **target)
+
+    # -- progress ------------------------------------------------------------------------------
+    def step_closed(self, samples: int, tokens: int) -> None:
+        """A step closed (training thread, every step: a counter and a modulo, nothing more
+        unless a log is due)."""
+        if not self.active:
+            return
+        self.steps += 1
+        self._metrics.count(samples or 0, tokens or 0)
+        if self.rows_from_framework or not self.every_steps or self.steps % self.every_steps:
+            return
+        now = time.monotonic()
+        if now - self._last_log < self.min_interval_s:
+            return
+        self._last_log = now
+        self._progress()
+
+    def window_closed(self, w: Any) -> None:
+        """A window other than a step closed (training thread): epoch ends log progress."""
+        if self.active and w.kind == "epoch" and not self.rows_from_framework:
+            self._last_log = time.monotonic()
+            self._progress()
+
+    def _progress(self) -> None:
+        if self._run is None or self._run._state != "running":   # closed by stop()
+            return
+        self.log_row(self._metrics.row(), self.steps)
+
+    def log_row(self, row: dict[str, float], step: int) -> None:
+        """Log a LogMetrics-style row (energy_kwh, power_w, ...) as energy/... metrics."""
+        if not self.active or not row:
+            return
+        metrics = {PROGRESS_NAMES.get(k, PREFIX + k): float(v) for k, v in row.items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.last_step = max(self.last_step, int(step))
+        for e in self.exporters:
+            if getattr(e, "progress", True):
+                self._call(e, "on_progress", metrics, int(step))
+
+    # -- stop ----------------------------------------------------------------------------------
+    def stop(self, run: Any, summary: Any) -> None:
+        """After the run's files are written: the summary (the job's, when this process can
+        see it ended) and its files."""
+        if not self.active:
+            return
+        self.active = False
+        summary, files, scope = self._final(run, summary)
+        for e in self.exporters:
+            e.scope = scope
+            e.step = self.last_step
+            self._call(e, "on_stop", summary, files)
+
+    def _final(self, run: Any, summary: Any) -> tuple[Any, list[Path], str]:
+        job = getattr(run, "_job", None)
+        if job is not None:
+            got = _job_summary(job.job_dir, run.run_dir, wait_s=min(run.job_timeout_s, 10.0))
+            if got is not None:
+                return got[0], got[1], "job"
+            return summary, _files(run.run_dir, own=True), ("this process (rank 0) only: the "
+                                                            "job had not ended when it stopped")
+        if getattr(run, "joined", False):   # the CLI's process writes the run's files later
+            return summary, [], "run (joined to `energy-tracker run`)"
+        return summary, _files(run.run_dir, own=True), "run"
+
+    def _call(self, e: Any, method: str, *args: Any, **kwargs: Any) -> None:
+        if id(e) in self._failed:
+            return
+        fn = getattr(e, method, None)
+        if fn is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:   # an exporter's failure must not reach the training code
+            self._failed.add(id(e))
+            msg = (f"log_to {getattr(e, 'name', e)!r}: {method} failed "
+                   f"({type(err).__name__}: {err}); this exporter is off for the rest of the run")
+            log.warning("energy-tracker: %s", msg)
+            if self._run is not None and self._run._final is None:
+                self._run.notes.append(msg)
+
+
+def _files(run_dir: Any, *, own: bool) -> list[Path]:
+    """summary.json and, when present, report.html of a run or job directory."""
+    if run_dir is None:
+        return []
+    d = Path(run_dir)
+    return [p for p in (d / "summary.json", d / "report.html") if p.is_file()]
+
+
+def _job_summary(job_dir: Path, run_dir: Any, *, wait_s: float
+                 ) -> Optional[tuple[Any, list[Path]]]:
+    """The job's final summary when it was written after this process's own (so it includes
+    it): waits up to `wait_s` for the process ending the job to write it."""
+    import json
+
+    from ..summary import Summary
+
+    path = Path(job_dir) / "summary.json"
+    try:
+        mine = (Path(run_dir) / "summary.json").stat().st_mtime
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if path.stat().st_mtime >= mine:
+                data = json.loads(path.read_text())
+                if data.get("status") != "running":
+                    return Summary.from_dict(data), _files(job_dir, own=False)
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def summary_metrics(summary: Any) -> dict[str, float]:
+    """The summary as energy/... numbers (kWh, kg, W, s, J per unit)."""
+    out: dict[str, Optional[float]] = {
+        "energy/kwh": summary.energy_kwh,
+        "energy/facility_kwh": summary.facility_energy_kwh,
+        "energy/emissions_kg": summary.emissions_kg,
+        "energy/duration_s": summary.duration_s,
+        "energy/gco2_per_kwh": summary.gco2_per_kwh,
+    }
+    for c, comp in summary.components.items():
+        out[f"energy/{c}_kwh"] = comp.energy_kwh
+        out[f"energy/{c}_power_w"] = comp.mean_power_w
+    steps = summary.steps or {}
+    out["energy/j_per_sample"] = steps.get("j_per_sample")
+    out["energy/j_per_token"] = steps.get("j_per_token")
+    if summary.cost is not None:
+        out["energy/cost"] = summary.cost.get("amount")
+    return {k: float(v) for k, v in out.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def summary_params(summary: Any, scope: str = "run") -> dict[str, str]:
+    """Strings that describe the run: grid factor and its source, methods, status, scope."""
+    from .. import __version__
+
+    g = summary.grid or {}
+    out = {
+        "energy/run_id": summary.run_id, "energy/status": summary.status,
+        "energy/scope": scope,
+        "energy/region": g.get("region_code"), "energy/grid_year": g.get("year"),
+        "energy/grid_source": g.get("source"), "energy/grid_licence": g.get("licence"),
+        "energy/pue": summary.pue, "energy/run_dir": summary.run_dir,
+        "energy/tracker_version": __version__,
+    }
+    for c, comp in summary.components.items():
+        out[f"energy/{c}_method"] = comp.method
+    if summary.job:
+        out["energy/job_id"] = summary.job.get("job_id")
+        out["energy/world_size"] = summary.job.get("world_size")
+    # MLflow caps a param value (6000 chars); every tool shows short strings better.
+    return {k: str(v)[:500] for k, v in out.items() if v is not None and v != ""}
+
+
+__all__ = ["PROGRESS_NAMES", "BaseExporter", "ExportHub", "Exporter", "known_names",
+           "make_exporters", "make_hub", "register", "summary_metrics", "summary_params"]

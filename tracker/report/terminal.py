@@ -1,0 +1,224 @@
+"""The report on a terminal: a power sparkline over the run and the breakdown as bars.
+
+`energy-tracker report RUN` appends this when stdout is a terminal. It must stay instant on a
+day-long run, so the sparkline does not read the whole samples.jsonl: it reads a small chunk
+at `width` evenly spaced byte offsets (the log is written at a steady rate, so bytes track
+time), takes each device's cumulative energy `j` there, and shows the mean power between
+consecutive points, ΔE/Δt. That is exact for the energy between the points, whatever happened
+in between; peaks inside a slot are averaged out (the HTML report keeps them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
+SMALL_FILE = 4 << 20       # below this, read the whole file (as fast as seeking)
+MAX_MEMBERS = 32           # a larger job: no sparkline (the HTML report has the timeline)
+
+
+def render(summary: dict[str, Any], run_or_job_dir: Path, width: int = 60) -> str:
+    """A few lines for the terminal: power sparkline and breakdown bars (when present)."""
+    width = max(10, int(width))
+    lines: list[str] = []
+    spark = _sparkline(summary, Path(run_or_job_dir), width)
+    if spark:
+        lines += spark
+    bars = _bars(summary.get("breakdown"), width)
+    if bars:
+        lines += bars
+    return "\n".join(lines)
+
+
+# -- sparkline ------------------------------------------------------------------------------------
+def _sparkline(summary: dict[str, Any], path: Path, width: int) -> list[str]:
+    duration = float(summary.get("duration_s") or 0.0)
+    if duration <= 0:
+        return []
+    job = summary.get("job")
+    if isinstance(job, dict):
+        from ..job.layout import members
+        mems = list(members(path))
+        if not mems:
+            return []
+        if len(mems) > MAX_MEMBERS:
+            return [f"power  ({len(mems)} processes: see `energy-tracker report --html` for the "
+                    "timeline)"]
+        t0 = float(job.get("started_wall") or min(float(m.manifest.get("start_wall") or 0)
+                                                   for m in mems))
+        curves = [(_run_points(m.path, width),
+                   float(m.manifest.get("start_wall") or t0) - t0) for m in mems]
+    else:
+        curves = [(_run_points(path, width), 0.0)]
+    curves = [(pts, off) for pts, off in curves if len(pts) >= 2]
+    if not curves:
+        return []
+    edges = [duration * i / width for i in range(width + 1)]
+    energy = [sum(_interp(pts, t - off) for pts, off in curves) for t in edges]
+    power: list[Optional[float]] = []
+    for i in range(width):
+        dt = edges[i + 1] - edges[i]
+        power.append((energy[i + 1] - energy[i]) / dt if dt > 0 else None)
+    known = [p for p in power if p is not None]
+    if not known:
+        return []
+    lo, hi = min(known), max(known)
+    chars = "".join(" " if p is None else _block(p, lo, hi) for p in power)
+    slot = duration / width
+    return [f"power  {chars}",
+            f"       {lo:,.1f}-{hi:,.1f} W, mean per {_dur(slot)} slot over {_dur(duration)}"]
+
+
+def _block(p: float, lo: float, hi: float) -> str:
+    # A flat run (within 2 %) is drawn flat: scaling noise to full height would mislead.
+    if hi - lo <= 0.02 * max(abs(hi), 1e-9):
+        return BLOCKS[len(BLOCKS) // 2]
+    k = int((p - lo) / (hi - lo) * (len(BLOCKS) - 1) + 0.5)
+    return BLOCKS[max(0, min(len(BLOCKS) - 1, k))]
+
+
+def _run_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
+    """(t, run energy so far) over a whole run: a long run's samples.jsonl holds only what
+    came after its last checkpoint, and its snapshot.json holds every device's (compacted)
+    energy curve before that, so the two together cover the run."""
+    before = _snapshot_points(run_dir, n)
+    after = _energy_points(run_dir / "samples.jsonl", n, start_at_zero=not before)
+    t_snap = before[-1][0] if before else -math.inf
+    return before + [(t, e) for t, e in after if t > t_snap]
+
+
+def _snapshot_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
+    from ..snapshot import read
+
+    try:
+        snap = read(run_dir)
+        if snap is None:
+            return []
+        t_snap = float(snap["t"])
+        curves = []
+        for dev in snap["devices"].values():
+            ts, es = dev["curve"]["t"], dev["curve"]["e"]
+            curves.append([(float(a), float(b)) for a, b in zip(ts, es) if a <= t_snap])
+    except Exception:   # a damaged snapshot: the sparkline shows what samples.jsonl has
+        return []
+    if t_snap <= 0 or not curves:
+        return []
+    return [(t, sum(_interp(c, t) for c in curves if c))
+            for t in (t_snap * k / n for k in range(n + 1))]
+
+
+def _energy_points(path: Path, n: int, start_at_zero: bool = True
+                   ) -> list[tuple[float, float]]:
+    """(t, run energy so far) at about n+1 places in one samples.jsonl, from the devices' `j`."""
+    try:
+        size = path.stat().st_size
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return []
+    latest: dict[str, float] = {}
+    pts: list[tuple[float, float]] = []
+    try:
+        if size <= SMALL_FILE:
+            for t in _readings(f.read().split(b"\n")[:-1], latest):
+                pts.append((t, sum(latest.values())))
+        else:
+            for k in range(1, n + 1):
+                off = size * k // n
+                f.seek(max(0, off - CHUNK))
+                chunk = f.read(min(CHUNK, off)).split(b"\n")
+                # the first piece may be a partial line; the last is cut (or empty)
+                t_last = None
+                for t in _readings(chunk[1:-1] if off > CHUNK else chunk[:-1], latest):
+                    t_last = t
+                if t_last is not None:
+                    pts.append((t_last, sum(latest.values())))
+    finally:
+        f.close()
+    if start_at_zero and pts and pts[0][0] > 0:
+        pts.insert(0, (0.0, 0.0))   # every device's j starts at 0 with the run
+    out: list[tuple[float, float]] = []
+    for t, e in pts:   # time must increase for interpolation
+        if not out or t > out[-1][0]:
+            out.append((t, e))
+    return out
+
+
+def _readings(lines: Sequence[bytes], latest: dict[str, float]) -> Iterator[float]:
+    """For each reading record, update `latest` (device -> j) and yield its time (so the
+    caller sees the energy as of that record). Damaged lines are skipped."""
+    for line in lines:
+        if b'"d"' not in line:
+            continue
+        try:
+            rec = json.loads(line)
+            t, d = rec["t"], rec["d"]
+            if not isinstance(d, dict) or not _finite(t):
+                continue
+            for name, g in d.items():
+                if isinstance(g, dict) and _finite(g.get("j")):
+                    latest[name] = float(g["j"])
+        except Exception:
+            continue
+        yield float(t)
+
+
+def _interp(pts: list[tuple[float, float]], t: float) -> float:
+    """E at t on a piecewise-linear curve: 0 before it starts, its last value after it ends."""
+    if t <= pts[0][0]:
+        return 0.0 if t < pts[0][0] else pts[0][1]
+    if t >= pts[-1][0]:
+        return pts[-1][1]
+    lo, hi = 0, len(pts) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if pts[mid][0] <= t:
+            lo = mid
+        else:
+            hi = mid
+    (ta, ea), (tb, eb) = pts[lo], pts[hi]
+    return ea + (eb - ea) * (t - ta) / (tb - ta)
+
+
+# -- breakdown bars -------------------------------------------------------------------------------
+def _bars(breakdown: Any, width: int) -> list[str]:
+    if not isinstance(breakdown, dict) or not breakdown:
+        return []
+    rows = [(str(k), v) for k, v in breakdown.items()
+            if isinstance(v, dict) and _finite(v.get("energy_j"))]
+    if not rows:
+        return []
+    rows.sort(key=lambda kv: -kv[1]["energy_j"])
+    total = sum(v["energy_j"] for _, v in rows) or 1.0
+    label = max(len(k) for k, _ in rows)
+    bar = max(10, width - label - 4)
+    out = ["where the energy went"]
+    for k, v in rows:
+        share: float = v["share"] if _finite(v.get("share")) else v["energy_j"] / total
+        n = max(0, min(bar, round(share * bar)))
+        out.append(f"  {k:<{label}}  {'█' * n}{'░' * (bar - n)} {share * 100:5.1f} % "
+                   f"{_energy(v['energy_j'])}")
+    return out
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _energy(j: float) -> str:
+    return f"{j:,.1f} J" if abs(j) < 3.6e5 else f"{j / 3.6e6:,.4f} kWh"
+
+
+def _dur(s: float) -> str:
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    return f"{s / 3600:.3g} h"
+
+
+__all__ = ["render"]
