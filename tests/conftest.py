@@ -1,17 +1,22 @@
 """Shared fixtures: a fake `pynvml` module standing in for the NVIDIA driver (see
-fakes/fake_nvml.py), installed at the import boundary for each test that asks for it."""
+fakes/fake_nvml.py) and a fake `amdsmi` for AMD GPUs (fakes/fake_amdsmi.py), installed at the
+import boundary for each test that asks for them, and fake hwmon trees (fakes/fake_hwmon.py)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
+from fake_amdsmi import FakeAmdGPU, FakeAMDSMI
+from fake_amdsmi import gpus as amd_gpus
+from fake_hwmon import HwmonTree
 from fake_nvml import (
     FI_DEV_POWER_INSTANT,
     NVML_ERROR_GPU_IS_LOST,
@@ -29,14 +34,33 @@ from fake_nvml import (
     Step,
 )
 
-__all__ = ["FI_DEV_POWER_INSTANT", "NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_LIBRARY_NOT_FOUND",
-           "NVML_ERROR_NOT_FOUND", "NVML_ERROR_NOT_SUPPORTED", "NVML_SUCCESS", "UUIDS",
-           "Constant", "FakeGPU", "FakeNVML", "MigHandle", "NVMLError", "Profile", "Step"]
+__all__ = [
+    "FI_DEV_POWER_INSTANT",
+    "NVML_ERROR_GPU_IS_LOST",
+    "NVML_ERROR_LIBRARY_NOT_FOUND",
+    "NVML_ERROR_NOT_FOUND",
+    "NVML_ERROR_NOT_SUPPORTED",
+    "NVML_SUCCESS",
+    "UUIDS",
+    "Constant",
+    "FakeAMDSMI",
+    "FakeAmdGPU",
+    "FakeGPU",
+    "FakeNVML",
+    "HwmonTree",
+    "MigHandle",
+    "NVMLError",
+    "Profile",
+    "Step",
+]
 
 
 # Every run writes report.html at its end by default (~5 MB, 0.1-1 s each): off for the
 # hundreds of runs of this suite, and their subprocesses; the tests of that feature turn it on.
 os.environ.setdefault("ENERGY_TRACKER_REPORT_HTML", "0")
+# This machine's own hwmon meters (an ACPI power meter on a real server would become the IT
+# total) stay out of runs that do not ask for them: tests of hwmon pass hwmon_root= a fake tree.
+os.environ.setdefault("ENERGY_TRACKER_HWMON_ROOT", "/nonexistent/energy-tracker-tests/hwmon")
 
 
 @pytest.fixture
@@ -60,6 +84,38 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeNVML]:
         return fake
 
     return build
+
+
+@pytest.fixture
+def fake_amdsmi(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAMDSMI]:
+    """Factory: `fake_amdsmi(2)` (two 500 W MI300X) or `fake_amdsmi(FakeAmdGPU(...), ...)`.
+
+    Installs the fake as the `amdsmi` module and clears the environment variables that choose
+    AMD GPUs (HIP_, ROCR_, CUDA_VISIBLE_DEVICES) or would make a Tracker join another run.
+    """
+    for var in ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES",
+                "ENERGY_TRACKER_RUN_DIR", "ENERGY_TRACKER_OUTPUT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+    def build(*gpus: Union[int, FakeAmdGPU], **kw: Any) -> FakeAMDSMI:
+        if len(gpus) == 1 and isinstance(gpus[0], int):
+            devices = amd_gpus(gpus[0])
+        else:
+            devices = [g for g in gpus if isinstance(g, FakeAmdGPU)]
+        fake = FakeAMDSMI(devices, **kw)
+        monkeypatch.setitem(sys.modules, "amdsmi", fake)
+        return fake
+
+    return build
+
+
+@pytest.fixture
+def hwmon_tree(tmp_path: Path) -> Iterator[HwmonTree]:
+    """An empty fake /sys/class/hwmon under tmp_path; its counter threads stop afterwards."""
+    tree = HwmonTree(tmp_path / "sys")
+    tree.root.mkdir(parents=True)
+    yield tree
+    tree.stop()
 
 
 @pytest.fixture

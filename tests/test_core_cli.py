@@ -193,14 +193,17 @@ def test_malformed_flag_is_a_usage_error_without_traceback():
 
 # -- replay, devices -----------------------------------------------------------------------------
 @pytest.mark.skipif(not TRACE.exists(), reason=f"{TRACE} is not here")
-@pytest.mark.parametrize(("mode", "within_pct"), [("sampled", 0.5), ("counter", 0.1)])
+# sampled: fused instant + 1 s average power (+0.24 to +0.87 % over 40 tick phases on this
+# trace); sampled-instant: the instant field alone (-0.52 to +0.96 %); counter: exact
+@pytest.mark.parametrize(("mode", "within_pct"), [("sampled", 1.0), ("sampled-instant", 1.0),
+                                                  ("counter", 0.001)])
 def test_replay_of_the_recorded_h100_trace(mode, within_pct):
     result = energy_tracker("replay", str(TRACE), "--mode", mode, "--json")
 
     assert result.returncode == 0, result.stderr
     replayed = json.loads(result.stdout)
     assert replayed["mode"] == mode
-    assert replayed["method"] == mode
+    assert replayed["method"] == mode.split("-")[0]
     assert abs(replayed["error_pct"]) <= within_pct
     assert replayed["energy_j"] > 0
 

@@ -44,13 +44,18 @@ def test_counter_mode_on_the_recorded_h100_trace():
 
 
 @needs_trace
-def test_sampled_mode_on_the_recorded_h100_trace():
-    result = replay(TRACE, mode="sampled")
-
-    assert result.method == "sampled"
-    assert result.counter_reads == 0
-    assert abs(result.error_pct) <= 0.5
-    assert result.duration_s > 10
+@pytest.mark.parametrize("mode", ["sampled", "sampled-instant"])
+def test_sampled_mode_on_the_recorded_h100_trace(mode):
+    """Over 40 tick phases this trace gives +0.24..+0.87 % fused (its 1 s average reads high
+    at high power) and -0.52..+0.96 % with the instant field alone; bursty loads, where the
+    instant field aliases, are in test_sampled_accuracy.py."""
+    for offset in (0.0, 0.033, 0.066):
+        result = replay(TRACE, mode=mode, offset_s=offset)
+        assert result.method == "sampled"
+        assert result.counter_reads == 0
+        assert abs(result.error_pct) <= 1.0, (offset, result.error_pct)
+        assert result.duration_s > 10
+    assert ("fused" in result.power_source) == (mode == "sampled")
 
 
 @pytest.mark.parametrize("mode", ["counter", "sampled"])

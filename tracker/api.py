@@ -73,8 +73,14 @@ class Tracker:
         rate_hz: power sampling rate (default 10 Hz).
         counter_interval_s: seconds between scheduled energy-counter reads (default 1 s;
             counters are also read at every window edge and at stop).
-        gpus: GPUs to measure (NVML indices or UUIDs); default CUDA_VISIBLE_DEVICES or all.
+        gpus: GPUs to measure (NVML/HIP indices or UUIDs); default the *_VISIBLE_DEVICES
+            variables (CUDA_, HIP_, ROCR_), or all.
         cpu, ram: measure CPU / RAM (default True). cpu_tdp_w: CPU TDP (W) for the model.
+        node: use a whole-node power meter (hwmon: ACPI power meter, Grace Hopper module)
+            when the machine has one (default True); it is then the IT total, and GPU, CPU
+            and RAM are reported as parts of it.
+        powercap_root, hwmon_root: where to look for RAPL and hwmon meters (default
+            /sys/class/powercap; ENERGY_TRACKER_HWMON_ROOT, else /sys/class/hwmon).
         output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
         summary_every_s: how often summary.json is rewritten while running (default 10 s).
         emissions_csv: True (default): append a row to <output_dir>/emissions.csv at stop
@@ -118,7 +124,8 @@ class Tracker:
                  grid_year: Optional[int] = None, log_to: Any = None,
                  log_every_steps: Optional[int] = 50, log_min_interval_s: float = 10.0,
                  currency: Optional[str] = None, report_html: Optional[bool] = None,
-                 powercap_root: Union[str, os.PathLike] = "/sys/class/powercap"):
+                 powercap_root: Union[str, os.PathLike] = "/sys/class/powercap",
+                 hwmon_root: Union[str, os.PathLike, None] = None, node: bool = True):
         from .carbon import make_live_intensity, resolve_factor
 
         _check_types(name=name, region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
@@ -128,7 +135,8 @@ class Tracker:
                      cpu=cpu, ram=ram, cpu_tdp_w=cpu_tdp_w, output_dir=output_dir,
                      run_dir=run_dir, summary_every_s=summary_every_s, sensors=sensors,
                      prometheus_port=prometheus_port, job_timeout_s=job_timeout_s,
-                     powercap_root=powercap_root, report_html=report_html)
+                     powercap_root=powercap_root, report_html=report_html,
+                     hwmon_root=hwmon_root, node=node)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string, got {name!r}")
         self.name = name
@@ -146,8 +154,9 @@ class Tracker:
             _check_number("cpu_tdp_w", cpu_tdp_w, low=1.0, high=5000.0)
         self.cpu_tdp_w = cpu_tdp_w
         self.gpus = gpus
-        self.cpu, self.ram = cpu, ram
+        self.cpu, self.ram, self.node = cpu, ram, node
         self.powercap_root = powercap_root
+        self.hwmon_root = hwmon_root
         self._given_sensors = list(sensors) if sensors is not None else None
         if region is not None and str(region).strip().lower() == "auto":
             from .carbon.autodetect import detect_region
@@ -225,7 +234,8 @@ class Tracker:
                             live_intensity=live_intensity, pue=self.pue, rate_hz=self.rate_hz,
                             counter_interval_s=self.counter_interval_s,
                             gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
-                            cpu_tdp_w=cpu_tdp_w, summary_every_s=self.summary_every_s,
+                            cpu_tdp_w=cpu_tdp_w, node=node,
+                            summary_every_s=self.summary_every_s,
                             job=job, job_timeout_s=self.job_timeout_s,
                             price_per_kwh=price_per_kwh, currency=currency,
                             grid_year=grid_year, log_to=log_to,
@@ -568,7 +578,7 @@ class Tracker:
                    output_dir=self.output_root, run_dir=self._explicit_run_dir,
                    emissions_csv=self.emissions_csv, sensors=self._given_sensors,
                    prometheus_port=self.prometheus_port,
-                   powercap_root=self.powercap_root)
+                   powercap_root=self.powercap_root, hwmon_root=self.hwmon_root)
         cfg["pue"] = None if self.pue_source != "user" else self.pue
         return Tracker(self.name, **cfg)
 
@@ -713,7 +723,9 @@ class Tracker:
         at other times older than that, interpolated between points 5 minutes apart."""
         t1 = self.clock() if t1 is None else t1
         t0 = 0.0 if t0 is None else t0
-        return sum(d.curve.energy_between(t0, t1) for d in self.devices if not d.curve.empty)
+        from .sensors.base import counted
+        return sum(d.curve.energy_between(t0, t1) for d in self.devices
+                   if not d.curve.empty and counted(d.sensor.info.details))
 
     def measured_until(self) -> float:
         """Run time (s) up to which every measured device has readings. E(t) is flat past a
@@ -747,25 +759,15 @@ class Tracker:
 
     # -- internals -----------------------------------------------------------------------------
     def _discover(self) -> tuple[list[Sensor], list[str]]:
+        """Every registered sensor kind's devices (tracker/sensors/registry.py)."""
         if self._given_sensors is not None:
             return list(self._given_sensors), []
-        from .sensors.nvidia import discover_gpus
-        sensors: list[Sensor] = []
-        notes: list[str] = []
-        gpu = discover_gpus(self.gpus, counter_interval_s=self.counter_interval_s)
-        sensors += gpu.sensors
-        notes += gpu.notes
-        if self.cpu or self.ram:
-            from .sensors.cpuram import discover_cpu_ram
-            found = discover_cpu_ram(cpu_tdp_w=self.cpu_tdp_w, powercap_root=self.powercap_root)
-            for s in found.sensors:
-                if (s.component == "cpu" and self.cpu) or (s.component == "ram" and self.ram):
-                    sensors.append(s)
-            notes += found.notes
-        for comp, wanted in (("cpu", self.cpu), ("ram", self.ram)):
-            if not wanted:
-                notes.append(f"{comp} not measured (disabled by the user)")
-        return sensors, notes
+        from .sensors import registry
+        found = registry.discover(registry.Options(
+            gpus=self.gpus, cpu=self.cpu, ram=self.ram, node=self.node,
+            cpu_tdp_w=self.cpu_tdp_w, powercap_root=self.powercap_root,
+            hwmon_root=self.hwmon_root, counter_interval_s=self.counter_interval_s))
+        return list(found.sensors), list(found.notes)
 
     def _manifest(self, origin: float) -> dict[str, Any]:
         import platform
@@ -1052,7 +1054,10 @@ def frontier(devices: Sequence[DeviceState]) -> float:
 
 def it_energy_at(devices: Sequence[DeviceState], ts: Any) -> Any:
     """E_IT (J, the sum over devices) at run times: a numpy array for a numpy array (np.interp
-    per device), else a list (ascending times walk each curve once)."""
+    per device), else a list (ascending times walk each curve once). Devices included in a
+    whole-node meter are parts of its energy, not added again."""
+    from .sensors.base import counted
+    devices = [d for d in list(devices) if counted(d.sensor.info.details)]
     if hasattr(ts, "dtype"):
         import numpy as np
         total = np.zeros(len(ts))
@@ -1104,6 +1109,8 @@ _OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "prometheus_port": ((int, type(None)), "a TCP port number or None"),
     "job_timeout_s": (_NUMBER, "a number of seconds"),
     "powercap_root": (_PATH, "a path (str or os.PathLike)"),
+    "hwmon_root": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
+    "node": ((bool,), "True or False"),
     "report_html": ((bool, type(None)), "True, False or None (the default: on when plotly "
                                          "is installed)"),
 }

@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devices", help="what would be measured here, and how")
     d.add_argument("--json", action="store_true")
     d.add_argument("--cpu-tdp", type=float, default=None)
+    d.add_argument("--hwmon-root", default=None, metavar="DIR",
+                   help="hwmon sysfs tree to read meters from (default /sys/class/hwmon)")
+    d.add_argument("--powercap-root", default=None, metavar="DIR",
+                   help="powercap sysfs tree to read RAPL from (default /sys/class/powercap)")
     d.set_defaults(func=cmd_devices)
 
     e = sub.add_parser("estimate", help="planning estimate E = N x P x t x PUE (not measured)")
@@ -117,8 +121,13 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="replay a recorded NVML trace through the GPU sensor")
     rp.add_argument("trace", type=Path)
-    rp.add_argument("--mode", choices=["counter", "sampled"], default="counter")
+    rp.add_argument("--mode", choices=["counter", "sampled", "sampled-instant"],
+                    default="counter",
+                    help="counter; sampled (no counter: instant and 1 s average power fused); "
+                         "sampled-instant (the instant power alone)")
     rp.add_argument("--rate", type=float, default=10.0, help="sampling rate, Hz (default 10)")
+    rp.add_argument("--offset", type=float, default=0.0,
+                    help="the first tick's delay after the trace starts, s (its phase)")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_replay)
 
@@ -197,8 +206,7 @@ def _status_line(tracker: Any, done: threading.Event) -> None:
         try:
             t = tracker.clock()
             e_j = tracker.energy_j()
-            w = sum(d.curve.energy_between(max(t - 2.0, 0.0), t) for d in tracker.devices
-                    if not d.curve.empty) / 2.0
+            w = tracker.energy_j(max(t - 2.0, 0.0), t) / 2.0   # parts of a node meter: once
             kwh = e_j * tracker.pue / 3.6e6
             mm, ss = divmod(int(t), 60)
             hh, mm = divmod(mm, 60)
@@ -409,21 +417,44 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
 
 # -- devices, estimate, replay, regions -------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .sensors.cpuram import discover_cpu_ram
-    from .sensors.nvidia import discover_gpus
+    """What every registered sensor kind finds here (tracker/sensors/registry.py)."""
+    from dataclasses import replace
 
-    found = [discover_gpus(), discover_cpu_ram(cpu_tdp_w=args.cpu_tdp)]
-    sensors = [s for f in found for s in f.sensors]
-    notes = [n for f in found for n in f.notes]
-    if args.json:
-        print(json.dumps({"devices": [s.info.to_dict() for s in sensors], "notes": notes},
-                         indent=2))
+    from .sensors import registry
+    from .sensors.base import INCLUDED_IN
+
+    options = registry.Options(cpu_tdp_w=args.cpu_tdp)
+    if args.hwmon_root:
+        options = replace(options, hwmon_root=args.hwmon_root)
+    if args.powercap_root:
+        options = replace(options, powercap_root=args.powercap_root)
+    kinds: list[registry.KindReport] = []
+    found = registry.discover(options, report=kinds)
+    sensors, notes = found.sensors, found.notes
+    try:
+        if args.json:
+            print(json.dumps({"devices": [s.info.to_dict() for s in sensors], "notes": notes,
+                              "kinds": [k.to_dict() for k in kinds]}, indent=2, default=str))
+            return 0
+        wn = max([10, *(len(s.name) for s in sensors)])
+        wc = max([4, *(len(s.component) for s in sensors)])
+        for s in sensors:
+            part = s.info.details.get(INCLUDED_IN)
+            print(f"{s.name:<{wn}} {s.component:<{wc}} {s.method:<8} {s.info.description}"
+                  + (f"  [part of {part}]" if part else ""))
+        for n in notes:
+            print(f"note: {n}")
+        print("sensor kinds: " + "; ".join(
+            f"{k.kind.name} ({len(k.devices)} found"
+            + (f", {k.kind.source}" if k.kind.source != "built-in" else "")
+            + (f", extra [{k.kind.extra}]" if k.kind.extra else "") + ")" for k in kinds))
         return 0
-    for s in sensors:
-        print(f"{s.name:<10} {s.component:<4} {s.method:<8} {s.info.description}")
-    for n in notes:
-        print(f"note: {n}")
-    return 0
+    finally:
+        for s in sensors:
+            try:
+                s.close()
+            except Exception:
+                pass
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -439,7 +470,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import format_result, replay
 
-    result = replay(args.trace, mode=args.mode, rate_hz=args.rate)
+    result = replay(args.trace, mode=args.mode, rate_hz=args.rate, offset_s=args.offset)
     print(json.dumps(result.to_dict(), indent=2) if args.json
           else format_result(result, args.trace))
     return 0

@@ -55,11 +55,15 @@ class EnergyCurve:
                 self._append(t, self._e[-1] + 0.5 * (prev + power_w) * (t - self._t[-1]))
             self._last_w = power_w
 
-    def add_counter(self, t: float, counter_j: float, *, final: bool = False) -> None:
+    def add_counter(self, t: float, counter_j: float, *, final: bool = False,
+                    edge: bool = False) -> None:
         """Add a counter read (J, arbitrary origin) at time t (s); it becomes an exact anchor.
 
-        A read equal to the previous one is skipped unless `final`: the counter only moves every
-        ~100 ms, so an unchanged value says nothing about the energy since the last anchor.
+        A scheduled read equal to the previous one is skipped: the counter only moves every
+        ~100 ms, so an unchanged value says little about the energy since the last anchor, and
+        the next increment is better spread along the power shape. A read at a window `edge`
+        (or the `final` one) is always an anchor, so a window's energy is the counter's own
+        delta between its edges, as a reader of NVML at the edges would get it.
         Raises CounterWentBackwards (after re-basing) if the counter decreased.
         """
         with self._lock:
@@ -75,7 +79,7 @@ class EnergyCurve:
                 self._extend_to(t)
                 self._anchor_i, self._anchor_c = len(self._t) - 1, counter_j
                 raise CounterWentBackwards(f"counter went from {previous} J to {counter_j} J")
-            if delta == 0 and not final:
+            if delta == 0 and not (final or edge):
                 return
             self._extend_to(t)
             i0, n = self._anchor_i, len(self._t) - 1

@@ -564,12 +564,19 @@ class Ledger:
             self._pending.append(b)
             self._n_pending += len(b)
 
-    def step_summary(self) -> dict[str, Any]:
-        """The summary's "steps" (same shape as summary_build.step_summary)."""
+    def step_summary(self, interval_s: float = 0.1) -> dict[str, Any]:
+        """The summary's "steps" (same shape as summary_build.step_summary); each group with
+        its ± bound (uncertainty.py: its edges are step edges, between readings)."""
         if not self.count:
             return {}
         from .summary_build import per_unit
+        from .uncertainty import window_j
         groups = self.groups.rows()
+        for g in groups:
+            bound = window_j(self.devices, g["start_s"], g["end_s"], anchored=False,
+                             interval_s=interval_s)
+            if bound is not None:
+                g["uncertainty_j"] = bound
         out: dict[str, Any] = {
             "count": self.count, "energy_j_in_steps": self.energy_j,
             "group_size": self.groups.size, "groups": groups,

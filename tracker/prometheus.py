@@ -8,6 +8,11 @@ In a distributed job every process serves only the devices it measures (its clai
 `rank`, so `sum by (job) (...)` is the job and `sum by (node) (...)` a machine. A run outside a
 job is a job of one: `job` is its name, `rank` 0. Scrape with `honor_labels: true`, else
 Prometheus renames our `job` to `exported_job` (its own `job` is the scrape job's name).
+
+Where a whole-node meter is measured (component "node"), it is in
+`energy_tracker_energy_joules` like any device, and the devices inside the machine (GPUs, CPU,
+RAM) move to `energy_tracker_part_energy_joules{part_of="node"}`: the sum of the first is the
+IT energy in every case, and the parts stay visible.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import ConfigError
+from .sensors.base import INCLUDED_IN
 
 
 def identity_labels(tracker: Any) -> tuple[str, str, str]:
@@ -71,17 +77,31 @@ class _Collector:
                                      labels=labels)
         power = GaugeMetricFamily("energy_tracker_power_watts",
                                   "Mean power per device over the last 2 s (W)", labels=labels)
+        # Devices included in a whole-node meter are parts of its energy: their own families
+        # (labelled with the meter), so that summing the main ones never counts them twice.
+        part_energy = CounterMetricFamily(
+            "energy_tracker_part_energy_joules", "Energy of a device whose energy is included "
+            "in a whole-node meter's (J; not to be added to it)", labels=[*labels, "part_of"])
+        part_power = GaugeMetricFamily(
+            "energy_tracker_part_power_watts", "Mean power over the last 2 s of a device "
+            "included in a whole-node meter (W)", labels=[*labels, "part_of"])
         until = tr.measured_until()
         for d in tr.devices:
             if d.curve.empty:
                 continue
             key = [*ident, tr.name, d.sensor.name, d.sensor.component, d.sensor.method]
-            energy.add_metric(key, d.curve.energy_at(until))
+            part_of = (d.sensor.info.details or {}).get(INCLUDED_IN)
+            e, w = (energy, power) if not part_of else (part_energy, part_power)
+            if part_of:
+                key.append(str(part_of))
+            e.add_metric(key, d.curve.energy_at(until))
             span = min(2.0, until)
             if span > 0:
-                power.add_metric(key, d.curve.energy_between(until - span, until) / span)
+                w.add_metric(key, d.curve.energy_between(until - span, until) / span)
         yield energy
         yield power
+        yield part_energy
+        yield part_power
         grams = CounterMetricFamily("energy_tracker_emissions_grams",
                                     "CO2e of the facility energy so far (g), of the devices "
                                     "this process measures", labels=["job", "node", "rank", "run"])

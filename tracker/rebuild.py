@@ -192,7 +192,7 @@ def _number(x: Any) -> float:
 def _reading(got: Any) -> dict[str, float]:
     if not isinstance(got, dict):
         raise ValueError("a reading is not an object")
-    return {k: _number(v) for k, v in got.items() if k in ("w", "c", "u", "j")}
+    return {k: _number(v) for k, v in got.items() if k in ("w", "a", "c", "x", "u", "j")}
 
 
 def _step_row(r: Any) -> tuple[Any, ...]:

@@ -17,9 +17,12 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 from .sampler import Sampling
-from .sensors.nvidia import FI_DEV_POWER_INSTANT, NvidiaGPU
+from .sensors.nvidia import FI_DEV_POWER_AVERAGE, FI_DEV_POWER_INSTANT, NvidiaGPU
 
-MODES = ("counter", "sampled")
+# sampled: no counter, power fused from the instant field and the 1 s average (what the
+# tracker does without a counter when the driver has both); sampled-instant: the instant field
+# alone (a driver or meter without an averaged reading).
+MODES = ("counter", "sampled", "sampled-instant")
 
 
 class TraceNVMLError(Exception):
@@ -81,9 +84,10 @@ class Trace:
 class TraceNVML:
     """The slice of pynvml the GPU sensor uses, answered from a trace at `self.now`."""
 
-    def __init__(self, trace: Trace, *, counter: bool = True):
+    def __init__(self, trace: Trace, *, counter: bool = True, average: bool = True):
         self.trace = trace
         self.counter = counter
+        self.average = average
         self.now = trace.t[0]
 
     def nvmlInit(self) -> None: ...
@@ -122,9 +126,18 @@ class TraceNVML:
         return _Utilization(float(self.trace.value(self.now, "util_pct")))
 
     def nvmlDeviceGetFieldValues(self, h: int, fields: list[int]) -> list[_Field]:
-        if fields != [FI_DEV_POWER_INSTANT] or not self.trace.has("instant_mw"):
-            return [_Field(3, _Value(0)) for _ in fields]  # 3 = NVML_ERROR_NOT_SUPPORTED
-        return [_Field(0, _Value(int(self.trace.value(self.now, "instant_mw"))))]
+        # the instant field from instant_mw; the 1 s average (field 185) from power_mw, which a
+        # Hopper recording's nvmlDeviceGetPowerUsage is (in sampled mode: the fused reading)
+        column = {FI_DEV_POWER_INSTANT: "instant_mw", FI_DEV_POWER_AVERAGE: "power_mw"}
+        out = []
+        for f in fields:
+            name = column.get(f)
+            if name is None or not self.trace.has(name) or (
+                    f == FI_DEV_POWER_AVERAGE and not self.average):
+                out.append(_Field(3, _Value(0)))   # 3 = NVML_ERROR_NOT_SUPPORTED
+            else:
+                out.append(_Field(0, _Value(int(self.trace.value(self.now, name)))))
+        return out
 
 
 @dataclass(frozen=True)
@@ -155,17 +168,21 @@ class ReplayResult:
 
 
 def replay(path: Path, *, mode: str = "counter", rate_hz: float = 10.0,
-           counter_interval_s: float = 1.0) -> ReplayResult:
+           counter_interval_s: float = 1.0, offset_s: float = 0.0) -> ReplayResult:
+    """`offset_s`: where the sampler's first tick falls after the trace's start (its phase
+    against NVML's own ~100 ms updates, which moves sampled-mode results)."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and 0 < rate_hz <= 1000):
         raise ConfigError(f"rate must be in (0, 1000] Hz, got {rate_hz!r}")
     trace = Trace(path)
-    nvml = TraceNVML(trace, counter=(mode == "counter"))
+    nvml = TraceNVML(trace, counter=(mode == "counter"), average=(mode == "sampled"))
     sensor = NvidiaGPU(nvml, 0, 0, counter_interval_s=counter_interval_s)
     sampling = Sampling([sensor], interval_s=1.0 / rate_hz)
     dev = sampling.devices[0]
-    t0, t_last = trace.t[0], trace.t[-1]
+    if not (isinstance(offset_s, (int, float)) and 0 <= offset_s < 1):
+        raise ConfigError(f"offset must be in [0, 1) s, got {offset_s!r}")
+    t0, t_last = trace.t[0] + offset_s, trace.t[-1]
     # Regular ticks, plus an anchor tick at every window edge (epoch, eval, checkpoint, stall),
     # as the live tracker reads the counter when a window opens or closes; steps are not anchored.
     ticks = [(t0 + k / rate_hz, False) for k in range(math.ceil((t_last - t0) * rate_hz))]
@@ -180,7 +197,7 @@ def replay(path: Path, *, mode: str = "counter", rate_hz: float = 10.0,
     sampling.tick(t_last - t0, final=True)
     counter_j = (trace.value(t_last, "energy_mj") - trace.value(t0, "energy_mj")) / 1000.0
     energy = dev.curve.total_j
-    epochs = _epochs(trace, dev.curve, t0)
+    epochs = _epochs(trace, dev, t0, rate_hz)
     from .report.breakdown import breakdown, idle_energy
     windows = trace_windows(trace, t0)
     return ReplayResult(
@@ -211,8 +228,11 @@ def trace_windows(trace: Trace, t0: float) -> list[Any]:
     return out
 
 
-def _epochs(trace: Trace, curve: Any, t0: float) -> list[dict[str, Any]]:
-    """Per-epoch energy from the curve vs the trace's counter delta over the same interval."""
+def _epochs(trace: Trace, dev: Any, t0: float, rate_hz: float) -> list[dict[str, Any]]:
+    """Per-epoch energy from the curve vs the trace's counter delta over the same interval,
+    with the epoch's ± bound (uncertainty.py; epoch edges are anchored, as live)."""
+    from .uncertainty import device_window_j
+    curve = dev.curve
     starts: dict[str, float] = {}
     out: list[dict[str, Any]] = []
     for t, name in trace.events:
@@ -223,8 +243,11 @@ def _epochs(trace: Trace, curve: Any, t0: float) -> list[dict[str, Any]]:
             a, b = starts.pop(idx), t
             e = curve.energy_between(a - t0, b - t0)
             ref = (trace.value(b, "energy_mj") - trace.value(a, "energy_mj")) / 1000.0
+            bound = device_window_j(dev, a - t0, b - t0, anchored=True,
+                                    interval_s=1.0 / rate_hz)
             out.append({"epoch": idx, "start_s": a - t0, "end_s": b - t0, "energy_j": e,
-                        "counter_j": ref, "error_pct": (e - ref) / ref * 100 if ref else None})
+                        "counter_j": ref, "error_pct": (e - ref) / ref * 100 if ref else None,
+                        "uncertainty_j": bound})
     return out
 
 
@@ -235,6 +258,7 @@ def format_result(r: ReplayResult, path: Optional[Path] = None) -> str:
              f"error {r.error_pct:+.4f} %  ({r.power_reads} power reads, "
              f"{r.counter_reads} counter reads)"]
     for e in r.epochs:
-        lines.append(f"  epoch {e['epoch']}: {e['energy_j']:.2f} J vs counter "
+        pm = f" ± {e['uncertainty_j']:.2f}" if e.get("uncertainty_j") is not None else ""
+        lines.append(f"  epoch {e['epoch']}: {e['energy_j']:.2f}{pm} J vs counter "
                      f"{e['counter_j']:.2f} J ({e['error_pct']:+.3f} %)")
     return "\n".join(lines)

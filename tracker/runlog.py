@@ -52,6 +52,9 @@ EMISSIONS_COLUMNS = [
     "status", "cpu_method", "gpu_method", "ram_method", "not_measured", "it_energy",
     "gco2_per_kwh", "grid_region", "grid_source", "grid_year", "tracker_version", "run_dir",
     "job_id", "world_size", "nodes", "cost", "currency", "price_per_kwh",
+    # a whole-node meter (kWh, W), what it_energy sums, and other components ("name=kWh;...")
+    "node_energy", "node_power", "node_method", "it_energy_basis", "other_energy",
+    "other_method",
 ]
 
 

@@ -45,6 +45,16 @@ class DeviceState:
     last_util_t: float = -math.inf
     util_t: array = field(default_factory=lambda: array("d"))     # utilisation readings:
     util_pct: array = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
+    # Instant + averaged power fused into one sampled curve (tracker/fusion.py), for sensors
+    # without a counter that give both (the sensor's details say "power_fusion").
+    fusion: Any = None
+
+    def __post_init__(self) -> None:
+        spec = self.sensor.info.details.get("power_fusion") if self.sensor.info.details \
+            else None
+        if isinstance(spec, dict) and self.fusion is None:
+            from .fusion import PowerFusion
+            self.fusion = PowerFusion(float(spec.get("tau_s", 1.0)))
 
     @property
     def degraded(self) -> bool:
@@ -103,6 +113,8 @@ class Sampling:
                     if c is not None:
                         got["c"] = round(c, 3)
                         dev.last_counter_t = t
+                        if anchor:   # a window edge: anchored even when unchanged ("x")
+                            got["x"] = 1
                 # Power too at window edges: the 1 Hz models would otherwise leave a short run
                 # or window with one reading, i.e. nothing measured (never report that as 0).
                 power_every = max(self.interval_s, sensor.power_interval_s)
@@ -112,6 +124,10 @@ class Sampling:
                     if w is not None and math.isfinite(w):
                         got["w"] = round(w, 3)
                         dev.last_power_t = t
+                    if dev.fusion is not None:
+                        a = sensor.read_power_average_w()  # type: ignore[attr-defined]
+                        if a is not None and math.isfinite(a):
+                            got["a"] = round(a, 3)
                 if sensor.has_utilization and (final or t - dev.last_util_t
                                                >= sensor.utilization_interval_s * _DUE_SLACK):
                     u = sensor.read_utilization_pct()
@@ -131,14 +147,22 @@ class Sampling:
 
 def apply_reading(dev: DeviceState, t: float, got: dict[str, float], *, final: bool) -> None:
     """Feed one device's reading into its curve (also used when rebuilding from a log)."""
-    if "w" in got:
+    if dev.fusion is not None:
+        # fused points come out ~0.55 s behind the readings (they need the average after them)
+        if "w" in got or "a" in got:
+            for u, w in dev.fusion.add(t, got.get("w"), got.get("a")):
+                dev.curve.add_power(u, w)
+        if final:
+            for u, w in dev.fusion.flush(t):
+                dev.curve.add_power(u, w)
+    elif "w" in got:
         dev.curve.add_power(t, got["w"])
     if "u" in got:
         dev.util_t.append(t)
         dev.util_pct.append(got["u"])
     if "c" in got:
         try:
-            dev.curve.add_counter(t, got["c"], final=final)
+            dev.curve.add_counter(t, got["c"], final=final, edge=bool(got.get("x")))
         except CounterWentBackwards as e:
             dev.fail(t, f"{dev.sensor.name}: energy counter went backwards ({e}); "
                         "continuing from the new value")

@@ -51,6 +51,8 @@ def device_state(d: Any) -> dict[str, Any]:
     out = {k: _num(getattr(d, k)) for k in _DEVICE_FIELDS}
     out["curve"] = d.curve.state()
     out["util_t"], out["util_pct"] = list(d.util_t), list(d.util_pct)
+    if getattr(d, "fusion", None) is not None:
+        out["fusion"] = d.fusion.state()
     return out
 
 
@@ -66,6 +68,9 @@ def restore_device(d: Any, state: dict[str, Any]) -> None:
         setattr(d, k, list(v) if k == "errors" else v)
     d.util_t, d.util_pct = array("d", state.get("util_t", [])), array(
         "d", state.get("util_pct", []))
+    if isinstance(state.get("fusion"), dict):
+        from .fusion import PowerFusion
+        d.fusion = PowerFusion.from_state(state["fusion"])
 
 
 def window_state(w: Any) -> dict[str, Any]:

@@ -6,19 +6,22 @@ paths give the same numbers. A device with no successful reading has energy None
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from .sampler import DeviceState
+from .sensors.base import NODE, counted
 from .windows import StepTable, Window
 
 __all__ = ["COMPONENTS", "J_PER_KWH", "ComponentEnergy", "DeviceEnergy", "StepTable", "Summary",
            "Window", "WindowEnergy"]
 
 J_PER_KWH = 3.6e6
-COMPONENTS = ("gpu", "cpu", "ram")
+# The preferred display order of components. The set is open: any other component a sensor
+# reports (a plugin's) follows these, in the order its devices were found (`ordered`).
+COMPONENTS = ("gpu", "cpu", "ram", "node")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class DeviceEnergy:
     node: Optional[str] = None         # in a job: the node (machine) it belongs to
     start_s: Optional[float] = None    # run time of its first and last reading: a device can
     end_s: Optional[float] = None      # start late (a job's late claim) or be lost early
+    uncertainty_j: Optional[float] = None   # ± bound from what was read (uncertainty.py)
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -100,6 +104,8 @@ class WindowEnergy:
     attrs: dict[str, Any]
     method_by_component: dict[str, str] = field(default_factory=dict)
     cost: Optional[float] = None       # facility energy x price_per_kwh, when a price is given
+    # ± bound (J) on the measured part of energy_j (uncertainty.py); None: nothing measured
+    uncertainty_j: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,6 +153,9 @@ class Summary:
     advice: tuple[dict[str, Any], ...] = ()
     cost: Optional[dict[str, Any]] = None
     report_html: Optional[str] = None   # the run's report.html, when one was written
+    # ± bound (J) on the measured part of energy_j (counter and sampled devices;
+    # uncertainty.py says how it is computed); None when nothing measured has a bound
+    energy_uncertainty_j: Optional[float] = None
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -181,6 +190,8 @@ class Summary:
             **({"cost": self.cost} if self.cost is not None else {}),
             **({"job": self.job} if self.job is not None else {}),
             **({"report_html": self.report_html} if self.report_html else {}),
+            **({"energy_uncertainty_j": self.energy_uncertainty_j}
+               if self.energy_uncertainty_j is not None else {}),
         }
 
     @classmethod
@@ -203,6 +214,7 @@ class Summary:
         head = (f"job {job['job_id']!r} ({self.name}, {job['world_size']} ranks on "
                 f"{len(job['nodes'])} node(s))" if job else f"run {self.name!r} ({self.run_id})")
         lines = [f"energy-tracker: {head} {self.status}, {self.duration_s:.1f} s"]
+        scope = _scopes(self.devices)
         for c in self.components.values():
             if c.energy_j is None:
                 lines.append(f"  {c.component:<4} not measured ({c.status})")
@@ -211,7 +223,8 @@ class Summary:
             kwh = c.energy_j / J_PER_KWH
             lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {kwh:.6f} kWh"
                          f"  mean {c.mean_power_w or 0:.1f} W{peak}  [{c.method}]"
-                         + ("" if c.status == "ok" else f" ({c.status})"))
+                         + ("" if c.status == "ok" else f" ({c.status})")
+                         + scope.get(c.component, ""))
         if len(self.devices) <= 16:
             for d in self.devices:
                 if d.component == "gpu" or len(self.devices) <= 6 or d.node is not None:
@@ -221,9 +234,9 @@ class Summary:
         if self.energy_j is None:
             lines.append("  total: nothing could be measured")
         else:
-            lines.append(f"  total (IT) {self.energy_j:.1f} J = {self.energy_kwh:.6f} kWh; "
-                         f"PUE {self.pue:g} ({self.pue_source}) -> facility "
-                         f"{self.facility_energy_kwh:.6f} kWh")
+            lines.append(f"  total (IT) {self.energy_j:.1f} J{_pm(self.energy_uncertainty_j)} = "
+                         f"{self.energy_kwh:.6f} kWh; PUE {self.pue:g} ({self.pue_source}) -> "
+                         f"facility {self.facility_energy_kwh:.6f} kWh")
         if job:
             lines += _format_job(job)
         for w in self.windows[:20]:
@@ -233,7 +246,8 @@ class Summary:
                 ranks = ("" if not isinstance(spread, dict) else
                          f" ({n} ranks, edges within {max(spread.values()):.3f} s)" if n != 1
                          else " (one rank)")
-                lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J over "
+                lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J"
+                             f"{_pm(w.uncertainty_j, w.energy_j)} over "
                              f"{w.duration_s or 0:.2f} s{ranks}")
         if len(self.windows) > 20:
             lines.append(f"  ... {len(self.windows) - 20} more windows in summary.json")
@@ -287,6 +301,27 @@ class Summary:
         return "\n".join(lines)
 
 
+def _pm(bound: Optional[float], of: Optional[float] = None) -> str:
+    """" ± 1.2 J (0.3 %)" for a bound on a measured energy; "" when there is none."""
+    if bound is None:
+        return ""
+    share = f" ({bound / of:.1%})" if of else ""
+    return f" ± {bound:.1f} J{share}"
+
+
+def _scopes(devices: Sequence[DeviceEnergy]) -> dict[str, str]:
+    """What a whole-node meter includes, for the text: " (whole node: ...)" on its line,
+    " (part of node)" on the components measured inside it."""
+    if not any(d.component == NODE for d in devices):
+        return {}
+    parts = ordered(d.component for d in devices if not counted(d.details))
+    out = {c: f" (part of {NODE}: included in its total)" for c in parts
+           if all(not counted(d.details) for d in devices if d.component == c)}
+    out[NODE] = (" (whole-node meter: the IT total" + (f"; includes {', '.join(parts)})"
+                                                       if parts else ")"))
+    return out
+
+
 def _format_job(job: dict[str, Any]) -> list[str]:
     """The job part of a summary's text: nodes, attempts, what is missing."""
     lines = [f"  job id {job['job_id']} ({job.get('source')}); "
@@ -316,9 +351,12 @@ def _known(cls: Any, d: dict[str, Any], **override: Any) -> dict[str, Any]:
     return out
 
 
-def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
+def device_energy(dev: DeviceState, t0: float, t1: float, interval_s: float = 0.1
+                  ) -> DeviceEnergy:
+    from .uncertainty import device_window_j
     info = dev.sensor.info
     curve = dev.curve
+    bound = None
     if curve.empty:
         energy = mean = None
         status = "unavailable"
@@ -327,11 +365,14 @@ def device_energy(dev: DeviceState, t0: float, t1: float) -> DeviceEnergy:
         span = (min(t1, curve.end or t1) - max(t0, curve.start or t0))
         mean = energy / span if span > 0 else None
         status = "degraded" if dev.degraded else "ok"
+        # the run's edges (start and stop) always have a counter read of their own
+        bound = device_window_j(dev, max(t0, curve.start), min(t1, curve.end), anchored=True,
+                                interval_s=interval_s)
     return DeviceEnergy(name=info.name, component=info.component, method=info.method,
                         description=info.description, energy_j=energy, mean_power_w=mean,
                         peak_power_w=None if curve.empty else curve.peak_w, status=status,
                         errors=tuple(dev.errors), details=dict(info.details),
-                        start_s=curve.start, end_s=curve.end)
+                        start_s=curve.start, end_s=curve.end, uncertainty_j=bound)
 
 
 def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> ComponentEnergy:
@@ -349,29 +390,45 @@ def combine(component: str, devs: Sequence[DeviceEnergy], duration_s: float) -> 
         devices=tuple(d.name for d in devs), status=status)
 
 
+def ordered(components: Iterable[str]) -> list[str]:
+    """Components in display order: COMPONENTS first, then any other in the order given."""
+    seen = list(dict.fromkeys(components))
+    return [c for c in COMPONENTS if c in seen] + [c for c in seen if c not in COMPONENTS]
+
+
 def it_energy_at(devices: Sequence[DeviceState]) -> Callable[[float], float]:
-    """E_IT(t) in J summed over devices, for window and carbon accounting."""
-    curves = [d.curve for d in devices if not d.curve.empty]
+    """E_IT(t) in J summed over devices, for window and carbon accounting (a device included
+    in a whole-node meter is a part of that meter's energy, not added again)."""
+    curves = [d.curve for d in devices if not d.curve.empty and counted(d.sensor.info.details)]
     return lambda t: sum(c.energy_at(t) for c in curves)
 
 
 def window_energy(w: Window, devices: Sequence[DeviceState], t_now: float,
-                  emissions_g: Optional[Callable[[float, float], float]]) -> WindowEnergy:
+                  emissions_g: Optional[Callable[[float, float], float]],
+                  interval_s: float = 0.1) -> WindowEnergy:
+    from .uncertainty import window_j
     t1 = w.t_end if w.t_end is not None else t_now
     by: dict[str, float] = {}
     methods: dict[str, set[str]] = {}
+    total: Optional[float] = None   # parts of a whole-node meter are in by_component_j only
     for d in devices:
         if not d.curve.empty:
             c = d.sensor.component
-            by[c] = by.get(c, 0.0) + d.curve.energy_between(w.t_start, t1)
+            e = d.curve.energy_between(w.t_start, t1)
+            by[c] = by.get(c, 0.0) + e
             methods.setdefault(c, set()).add(d.sensor.method)
-    energy = sum(by.values()) if by else None
+            if counted(d.sensor.info.details):
+                total = (total or 0.0) + e
+    energy = total if total is not None else (0.0 if by else None)
     return WindowEnergy(
         id=w.id, name=w.name, kind=w.kind, parent=w.parent, start_s=w.t_start, end_s=w.t_end,
         duration_s=t1 - w.t_start, energy_j=energy, by_component_j=by,
         emissions_g=(emissions_g(w.t_start, t1) if emissions_g and energy is not None else None),
         attrs=dict(w.attrs),
-        method_by_component={c: _one_method(m) for c, m in methods.items()})
+        method_by_component={c: _one_method(m) for c, m in methods.items()},
+        # window edges but steps' have a counter read of their own (the sampler is woken)
+        uncertainty_j=window_j(devices, w.t_start, t1, anchored=w.kind != "step",
+                               interval_s=interval_s))
 
 
 def _one_method(methods: set[str]) -> str:

@@ -15,17 +15,21 @@ from typing import Any, Optional
 from .report.advice import findings
 from .report.breakdown import breakdown, idle_energy
 from .sampler import DeviceState
+from .sensors.base import NODE, counted
 from .summary import (
-    COMPONENTS,
     J_PER_KWH,
     Summary,
     Window,
     combine,
     device_energy,
     it_energy_at,
+    ordered,
     utc_iso,
     window_energy,
 )
+
+# Components every machine has: a summary without one says it is not in the totals.
+EXPECTED = ("gpu", "cpu", "ram")
 
 # Steps shorter than this are reported in groups: the GPU counter moves every ~100 ms and is
 # read every ~1 s, so a 5 ms step's own energy is an interpolation, not a measurement.
@@ -51,15 +55,12 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
 
     t0 = 0.0
     duration = max(t_end - t0, 0.0)
-    devs = tuple(device_energy(d, t0, t_end) for d in devices)
+    rate = float((sampling or {}).get("rate_hz") or 10.0)
+    interval = 1.0 / rate if rate > 0 else 0.1
+    devs = tuple(device_energy(d, t0, t_end, interval) for d in devices)
     components = {c: combine(c, [d for d in devs if d.component == c], duration)
-                  for c in COMPONENTS if any(d.component == c for d in devs)}
-    measured = [c.energy_j for c in components.values() if c.energy_j is not None]
-    it_j = sum(measured) if measured else None
-    notes = list(notes)
-    for c in COMPONENTS:
-        if c not in components and c not in elsewhere:
-            notes.append(f"{c}: not measured (no sensor), so it is not in the totals")
+                  for c in ordered(d.component for d in devs)}
+    it_j, notes = _it_total(devs, list(notes), elsewhere)
 
     e_it = it_energy_at(devices)
 
@@ -80,7 +81,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                                      factor, periods).emissions_g
         return pue * (e_it(b) - e_it(a)) / J_PER_KWH * emissions.gco2_per_kwh_effective
 
-    wins = [window_energy(w, devices, t_end, window_g) for w in windows if w.kind != "step"]
+    wins = [window_energy(w, devices, t_end, window_g, interval) for w in windows
+            if w.kind != "step"]
     if price is not None:
         wins = [replace(w, cost=price.of_j(pue * w.energy_j)) if w.energy_j is not None else w
                 for w in wins]
@@ -93,7 +95,7 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         n_steps = closed_steps + len(step_windows)
         steps = {"count": n_steps, "note": "step groups are computed at stop"} if n_steps else {}
     elif from_ledger:
-        steps = ledger.step_summary()
+        steps = ledger.step_summary(interval)
         measured_devices = [d for d in devices if not d.curve.empty]
         if measured_devices:
             parts = ledger.breakdown(t_end, marked_spans(windows), e_it,
@@ -123,10 +125,33 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
         sampling=dict(sampling or {}),
         breakdown=parts, idle=idle,
+        energy_uncertainty_j=_total_bound(devs),
         cost=price.cost(facility) if price is not None and facility is not None else None)
     if final:
         summary = replace(summary, advice=tuple(findings(summary.to_dict(), periods)))
     return summary
+
+
+def _it_total(devs: Sequence[Any], notes: list[str], elsewhere: Sequence[str]
+              ) -> tuple[Optional[float], list[str]]:
+    """IT energy: the devices' energies, except those included in a whole-node meter (parts
+    of its energy). None when nothing was measured. And the notes on what is not in it."""
+    measured = [d for d in devs if d.energy_j is not None]
+    in_total = [d.energy_j for d in measured if counted(d.details)]
+    it_j = sum(in_total) if in_total else (0.0 if measured else None)
+    present = {d.component for d in devs}
+    covered = present | {c for d in devs for c in (d.details.get("covers") or ())}
+    if NODE in present or NODE in elsewhere:
+        parts = [d.name for d in devs if not counted(d.details)]
+        if parts and NODE not in present:
+            notes.append(f"{', '.join(parts)} {'is' if len(parts) == 1 else 'are'} included in "
+                         "the whole-node meter that another process of this job measures: not "
+                         "added to this process's total")
+        return it_j, notes   # the node meter covers the whole machine
+    for c in EXPECTED:
+        if c not in covered and c not in elsewhere:
+            notes.append(f"{c}: not measured (no sensor), so it is not in the totals")
+    return it_j, notes
 
 
 def marked_spans(windows: Sequence[Window]) -> dict[str, list[tuple[float, Optional[float]]]]:
@@ -265,6 +290,7 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "ram_method": comp["ram"].method if "ram" in comp else "not measured",
         "not_measured": ";".join(not_measured),
         "it_energy": summary.energy_kwh, "gco2_per_kwh": summary.gco2_per_kwh,
+        **_more_components(summary),
         "grid_region": code, "grid_source": grid.get("source"), "grid_year": grid.get("year"),
         "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
         "run_dir": summary.run_dir,
@@ -274,6 +300,27 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "cost": (summary.cost or {}).get("amount"),
         "currency": (summary.cost or {}).get("currency"),
         "price_per_kwh": (summary.cost or {}).get("price_per_kwh"),
+    }
+
+
+def _more_components(summary: Summary) -> dict[str, Any]:
+    """Our columns for what CodeCarbon's have no room for: a whole-node meter (kWh, W,
+    method), what the IT energy is the sum of, and any other component ("name=kWh;...")."""
+    comp = summary.components
+    node = comp.get(NODE)
+    parts = [c for c in comp if c != NODE and all(
+        not counted(d.details) for d in summary.devices if d.component == c)]
+    basis = ((f"node meter (includes {', '.join(parts)})" if parts else "node meter")
+             if node is not None else "+".join(c for c in comp if c not in parts) or "")
+    others = [c for c in comp if c not in (*EXPECTED, NODE)]
+    return {
+        "node_energy": node.energy_kwh if node is not None else None,
+        "node_power": node.mean_power_w if node is not None else None,
+        "node_method": node.method if node is not None else "not measured",
+        "it_energy_basis": basis,
+        "other_energy": ";".join(f"{c}={comp[c].energy_kwh:.9g}" for c in others
+                                 if comp[c].energy_kwh is not None),
+        "other_method": ";".join(f"{c}={comp[c].method}" for c in others),
     }
 
 
@@ -294,3 +341,9 @@ def _country(code: str) -> tuple[str, str]:
     if r is None:
         return "", ""
     return r.name, next((a for a in r.aliases if len(a) == 3 and a.isalpha()), "")
+
+
+def _total_bound(devs: Sequence[Any]) -> Optional[float]:
+    """± bound (J) on the run's measured energy: its measured devices' bounds added."""
+    known = [d.uncertainty_j for d in devs if d.uncertainty_j is not None]
+    return sum(known) if known else None

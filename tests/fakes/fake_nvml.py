@@ -22,6 +22,7 @@ NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
+FI_DEV_POWER_AVERAGE = 185
 FI_DEV_POWER_INSTANT = 186
 
 _MESSAGES = {
@@ -84,6 +85,7 @@ class FakeGPU:
     has_counter: bool = True         # nvmlDeviceGetTotalEnergyConsumption (Volta and newer)
     has_instant: bool = True         # field 186, instant power (Ampere and newer drivers)
     has_power: bool = True           # nvmlDeviceGetPowerUsage
+    has_average_field: bool = False  # field 185, power averaged over 1 s
     power_limit_w: float = 700.0
     counter_origin_mj: int = 123_456_789  # the driver's counter starts at boot, not at zero
     fail_after_reads: Optional[int] = None  # GPU_IS_LOST after this many energy/power reads
@@ -263,6 +265,10 @@ class FakeNVML(types.ModuleType):
                 s = handle._read()
                 out.append(_FieldValue(NVML_SUCCESS, _Value(round(
                     handle.profile.power(s) * 1000.0)), fid))
+            elif fid == FI_DEV_POWER_AVERAGE and handle.has_average_field:
+                s = handle._read()     # the mean over the last second, from the exact integral
+                mean = handle.profile.energy(s) - handle.profile.energy(s - 1.0)
+                out.append(_FieldValue(NVML_SUCCESS, _Value(round(mean * 1000.0)), fid))
             else:
                 out.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, _Value(0), fid))
         return out

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..report.advice import findings
 from ..report.breakdown import merge_parts
 from ..runlog import read_json
+from ..sensors.base import counted
 from ..summary import (
     J_PER_KWH,
     DeviceEnergy,
@@ -229,7 +230,9 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
         job=job, breakdown=merge_parts((x.summary.get("breakdown") for x in loaded), energy),
         idle={f"{x.node}/{name}": v for x in loaded
               for name, v in (x.summary.get("idle") or {}).items()},
-        cost=_cost(loaded))
+        cost=_cost(loaded),
+        energy_uncertainty_j=sum(bounds) if (bounds := [
+            d.uncertainty_j for d in devices if d.uncertainty_j is not None]) else None)
     return replace(summary, advice=tuple(findings(summary.to_dict())))
 
 
@@ -300,8 +303,11 @@ def _devices(loaded: list[Loaded], notes: list[str]
             status="unavailable" if energy is None else (
                 "degraded" if statuses - {"ok"} else "ok"),
             errors=tuple(e for _, d in rows for e in d.get("errors") or ()),
-            details=details, node=node))
-        if energy is not None:
+            details=details, node=node,
+            uncertainty_j=sum(d["uncertainty_j"] for d in measured)
+            if measured and all(isinstance(d.get("uncertainty_j"), (int, float))
+                                for d in measured) else None))
+        if energy is not None and counted(details):   # a node meter's parts: once
             node_energy[node] = (node_energy[node] or 0.0) + energy
     order = {"gpu": 0, "cpu": 1, "ram": 2}
     out.sort(key=lambda d: (d.node or "", order.get(d.component, 3), d.component, d.name))
@@ -507,6 +513,7 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
             a, b = start(m.by[m.ref]), end(m.by[m.ref])
             energy = emissions = cost = 0.0
             have_energy = have_emissions = have_cost = False
+            bound: Optional[float] = 0.0     # None once a measured part has no bound
             by_c: dict[str, float] = {}
             methods: dict[str, set[str]] = {}
             ranks = 0
@@ -519,6 +526,13 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                     if w.get("energy_j") is not None:
                         energy += w["energy_j"]
                         have_energy = True
+                        u = w.get("uncertainty_j")
+                        measured = any(v != "modeled" for v in
+                                       (w.get("method_by_component") or {}).values())
+                        if isinstance(u, (int, float)) and bound is not None:
+                            bound += u
+                        elif measured:
+                            bound = None
                     if w.get("emissions_g") is not None:
                         emissions += w["emissions_g"]
                         have_emissions = True
@@ -535,6 +549,7 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                     got = _curve_window(x, t0 + a - x.start_wall, t0 + b - x.start_wall)
                     if got:
                         read_from_curve.append(x.member.path.name)
+                        bound = None   # no readings of its own at these edges
                         for c, (e, meth) in got.items():
                             by_c[c] = by_c.get(c, 0.0) + e
                             methods.setdefault(c, set()).add(meth)
@@ -564,7 +579,8 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                 energy_j=energy if have_energy else None, by_component_j=by_c,
                 emissions_g=emissions if have_emissions else None, attrs=attrs,
                 method_by_component={c: _one(ms) for c, ms in methods.items()},
-                cost=cost if have_cost else None))
+                cost=cost if have_cost else None,
+                uncertainty_j=bound if have_energy and bound else None))
     return out
 
 
@@ -573,8 +589,12 @@ def _one(methods: set[str]) -> str:
 
 
 def _curve_window(x: Loaded, a: float, b: float) -> dict[str, tuple[float, str]]:
+    """Energy per component of one member between two of its run times; a device included in
+    a whole-node meter is left out (its energy is in the meter's)."""
     out: dict[str, tuple[float, str]] = {}
     for d in x.summary.get("devices") or ():
+        if not counted(d.get("details")):
+            continue
         e0, e1 = x.energy_at(str(d.get("name")), a), x.energy_at(str(d.get("name")), b)
         if e0 is None or e1 is None:
             continue

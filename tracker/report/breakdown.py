@@ -99,8 +99,10 @@ def energy_of(intervals: list[Interval], energy_at_sorted: Callable[[list[float]
 def breakdown(windows: Sequence[Any], devices: Sequence[Any], t_end: float
               ) -> dict[str, dict[str, Any]]:
     """{part: {"energy_j", "share", "seconds", "method"}} of the IT energy over [0, t_end].
-    `devices`: sampler DeviceStates (their curves and sensors' methods)."""
-    measured = [d for d in devices if not d.curve.empty]
+    `devices`: sampler DeviceStates (their curves and sensors' methods). Devices included in
+    a whole-node meter are parts of its energy, not added again."""
+    from ..sensors.base import counted
+    measured = [d for d in devices if not d.curve.empty and counted(d.sensor.info.details)]
     if not measured:
         return {}
     parts = partition(windows, t_end)

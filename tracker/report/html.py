@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -384,12 +384,14 @@ class Task:
     member: int
     total: bool = False
     timeline: bool = False      # a condensed timeline.<k>.jsonl.gz (snapshot.py), read whole
+    parts: tuple[str, ...] = ()  # devices inside a whole-node meter: not added to the total
 
     def run(self, grid: Grid) -> Scan:
         scan = (scan_timeline(Path(self.path), grid, self.offset_s) if self.timeline
                 else scan_range(Path(self.path), grid, self.start, self.end, self.offset_s))
         if self.total:
-            scan.series = {"total": sum_series(list(scan.series.values()), grid)}
+            scan.series = {"total": sum_series([v for k, v in scan.series.items()
+                                                if k not in self.parts], grid)}
         return scan
 
 
@@ -645,6 +647,8 @@ def collect(path: Path, *, max_buckets: int = MAX_BUCKETS, workers: Optional[int
     tasks, n = plan([(f, s.offset_s, i, timeline) for i, s in enumerate(sources)
                      for f, timeline in member_files(s.path.parent)], workers=workers,
                     min_parallel_bytes=min_parallel_bytes, reduce_members=is_job)
+    parts = [_parts(s.manifest) for s in sources]
+    tasks = [replace(t, parts=tuple(parts[t.member])) if parts[t.member] else t for t in tasks]
     scans = run_tasks(tasks, grid, n)
     per_source: dict[int, Scan] = {}
     for task, scan in zip(tasks, scans):
@@ -667,7 +671,8 @@ def collect(path: Path, *, max_buckets: int = MAX_BUCKETS, workers: Optional[int
             if got is None or not got.series:
                 continue
             member = (got.series["total"] if i in summed
-                      else sum_series(list(got.series.values()), grid))
+                      else sum_series([v for k, v in got.series.items() if k not in parts[i]],
+                                      grid))
             by_node.setdefault(src.node or "node", []).append(member)
         nodes = {node: (v[0] if len(v) == 1 else sum_series(v, grid))
                  for node, v in sorted(by_node.items())}
@@ -680,6 +685,13 @@ def collect(path: Path, *, max_buckets: int = MAX_BUCKETS, workers: Optional[int
                 intensity=intensity, start_wall=start_wall, lines=lines, bad=bad,
                 seconds=time.perf_counter() - started, workers=n,
                 job_members=len(sources) if is_job else 0, rebuilt=rebuilt)
+
+
+def _parts(manifest: dict[str, Any]) -> set[str]:
+    """Names of a run's devices included in a whole-node meter (parts of its energy)."""
+    from ..sensors.base import counted
+    return {str(d.get("name")) for d in manifest.get("devices") or ()
+            if isinstance(d, dict) and not counted(d.get("details"))}
 
 
 def _last_t(path: Path) -> float:
@@ -826,7 +838,8 @@ def _overview(data: Data) -> str:
               f"at {_g(s.get('gco2_per_kwh'), '.1f')} gCO2e/kWh"),
              ("duration", _dur(s.get("duration_s")), f"status {s.get('status')}")]
     comps = s.get("components") or {}
-    mean = sum((c.get("mean_power_w") or 0.0) for c in comps.values())
+    inside = _parts_components(s)   # parts of a whole-node meter: in its mean already
+    mean = sum((c.get("mean_power_w") or 0.0) for k, c in comps.items() if k not in inside)
     if comps:
         cards.append(("mean power", f"{mean:,.1f} W",
                       ", ".join(f"{k} {c.get('method')}" for k, c in comps.items())))
@@ -937,7 +950,9 @@ def _timeline(data: Data, figs: _Figures) -> str:
                           row=row["power"], col=1)
     # cumulative energy: total and per component (run) or per node (job)
     parts = data.nodes if data.kind == "job" else _by_component(data)
-    total = sum_series(list(parts.values()), data.grid) if parts else Series()
+    inside = set() if data.kind == "job" else _parts_components(data.summary)
+    counted_parts = [v for k, v in parts.items() if k not in inside]
+    total = sum_series(counted_parts, data.grid) if counted_parts else Series()
     e_total = max([v[1] for v in total.energy.values()] + [float(s.get("energy_j") or 0.0)])
     ek, eunit = _eunit(e_total)
     curves = [("total", total)] + (list(parts.items()) if len(parts) > 1 and len(parts) <= 16
@@ -1016,6 +1031,15 @@ def _band(ser: Series, grid: Grid, k: float
         hi.append(round(c, 2))
         prev = b
     return xs, lo, hi
+
+
+def _parts_components(summary: dict[str, Any]) -> set[str]:
+    """Components all of whose devices are included in a whole-node meter."""
+    from ..sensors.base import counted
+    devs = [d for d in summary.get("devices") or () if isinstance(d, dict)]
+    comps = {str(d.get("component")) for d in devs}
+    return {c for c in comps if all(not counted(d.get("details")) for d in devs
+                                    if str(d.get("component")) == c)}
 
 
 def _by_component(data: Data) -> dict[str, Series]:

@@ -86,13 +86,24 @@ def _run_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
     """(t, run energy so far) over a whole run: a long run's samples.jsonl holds only what
     came after its last checkpoint, and its snapshot.json holds every device's (compacted)
     energy curve before that, so the two together cover the run."""
-    before = _snapshot_points(run_dir, n)
-    after = _energy_points(run_dir / "samples.jsonl", n, start_at_zero=not before)
+    parts = _parts(run_dir)   # inside a whole-node meter: its energy has them already
+    before = _snapshot_points(run_dir, n, parts)
+    after = _energy_points(run_dir / "samples.jsonl", n, start_at_zero=not before, parts=parts)
     t_snap = before[-1][0] if before else -math.inf
     return before + [(t, e) for t, e in after if t > t_snap]
 
 
-def _snapshot_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
+def _parts(run_dir: Path) -> frozenset[str]:
+    """Devices of a run included in a whole-node meter (run.json says which)."""
+    from ..runlog import MANIFEST, read_json
+    from ..sensors.base import counted
+    devices = (read_json(run_dir / MANIFEST) or {}).get("devices") or ()
+    return frozenset(str(d.get("name")) for d in devices
+                     if isinstance(d, dict) and not counted(d.get("details")))
+
+
+def _snapshot_points(run_dir: Path, n: int, parts: frozenset[str] = frozenset()
+                     ) -> list[tuple[float, float]]:
     from ..snapshot import read
 
     try:
@@ -101,7 +112,9 @@ def _snapshot_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
             return []
         t_snap = float(snap["t"])
         curves = []
-        for dev in snap["devices"].values():
+        for name, dev in snap["devices"].items():
+            if name in parts:
+                continue
             ts, es = dev["curve"]["t"], dev["curve"]["e"]
             curves.append([(float(a), float(b)) for a, b in zip(ts, es) if a <= t_snap])
     except Exception:   # a damaged snapshot: the sparkline shows what samples.jsonl has
@@ -112,8 +125,8 @@ def _snapshot_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
             for t in (t_snap * k / n for k in range(n + 1))]
 
 
-def _energy_points(path: Path, n: int, start_at_zero: bool = True
-                   ) -> list[tuple[float, float]]:
+def _energy_points(path: Path, n: int, start_at_zero: bool = True,
+                   parts: frozenset[str] = frozenset()) -> list[tuple[float, float]]:
     """(t, run energy so far) at about n+1 places in one samples.jsonl, from the devices' `j`."""
     try:
         size = path.stat().st_size
@@ -125,7 +138,7 @@ def _energy_points(path: Path, n: int, start_at_zero: bool = True
     try:
         if size <= SMALL_FILE:
             for t in _readings(f.read().split(b"\n")[:-1], latest):
-                pts.append((t, sum(latest.values())))
+                pts.append((t, sum(v for k, v in latest.items() if k not in parts)))
         else:
             for k in range(1, n + 1):
                 off = size * k // n
@@ -136,7 +149,7 @@ def _energy_points(path: Path, n: int, start_at_zero: bool = True
                 for t in _readings(chunk[1:-1] if off > CHUNK else chunk[:-1], latest):
                     t_last = t
                 if t_last is not None:
-                    pts.append((t_last, sum(latest.values())))
+                    pts.append((t_last, sum(v for k, v in latest.items() if k not in parts)))
     finally:
         f.close()
     if start_at_zero and pts and pts[0][0] > 0:

@@ -16,6 +16,18 @@ SAMPLED = "sampled"    # measured power, integrated over time (trapezoid rule)
 MODELED = "modeled"    # power from a model (utilisation x TDP, memory size x W/GB)
 ESTIMATE = "estimate"  # a planning figure, nothing measured
 
+# A whole-node meter (ACPI power meter, a Grace Hopper module's power) is its own component.
+# When one is measured, it is the IT total: every other device of the machine is measured too,
+# but marked `details["included_in"] = "node"` and shown as a part of it, never added again.
+NODE = "node"
+INCLUDED_IN = "included_in"
+
+
+def counted(details: Optional[dict[str, Any]]) -> bool:
+    """Does a device with these `details` add to the IT total? False for a device included
+    in a whole-node meter (it is a part of that meter's energy)."""
+    return not (details and details.get(INCLUDED_IN))
+
 
 @dataclass(frozen=True)
 class SensorInfo:

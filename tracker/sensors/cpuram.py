@@ -28,20 +28,26 @@ def discover_cpu_ram(
     cpu_tdp_w: Optional[float] = None,
     powercap_root: Union[str, Path] = DEFAULT_POWERCAP_ROOT,
     use_rapl: bool = True,
+    cpu: bool = True,
+    ram: bool = True,
 ) -> Discovery:
     """CPU and RAM sensors for this machine, and notes for the user.
 
     `cpu_tdp_w` is the total TDP of all CPU packages, used only when CPU power is modeled;
     `ConfigError` if it is not a finite number in (0, 5000) W. `use_rapl=False` models both.
+    `cpu=False` / `ram=False`: that component is left to another sensor (no sensor, no note).
     """
     if cpu_tdp_w is not None:
         cpu_tdp_w = validate_tdp_w(cpu_tdp_w)
     root = Path(powercap_root)
+    want_cpu, want_ram = cpu, ram
+    if not (want_cpu or want_ram):
+        return Discovery(sensors=[], notes=[])
 
     if use_rapl:
         zones = list_zones(root)
-        cpu = _open_rapl(root, package_zones(zones), "cpu")
-        ram = _open_rapl(root, dram_zones(zones), "ram")
+        cpu = _open_rapl(root, package_zones(zones) if want_cpu else [], "cpu")
+        ram = _open_rapl(root, dram_zones(zones) if want_ram else [], "ram")
         if not cpu.sensors and cpu.reason is None:
             cpu = _no_package_zone(root)
             if not zones:
@@ -54,8 +60,8 @@ def discover_cpu_ram(
     notes: list[str] = []
     if cpu.sensors and cpu_tdp_w is not None:
         notes.append(f"cpu_tdp_w={cpu_tdp_w:g} is not used: CPU energy is measured by RAPL.")
-    cpu_model = None if cpu.sensors else CpuModelSensor(tdp_w=cpu_tdp_w)
-    ram_model = None if ram.sensors else RamModelSensor()
+    cpu_model = None if cpu.sensors or not want_cpu else CpuModelSensor(tdp_w=cpu_tdp_w)
+    ram_model = None if ram.sensors or not want_ram else RamModelSensor()
 
     if cpu_model and ram_model and cpu == ram:
         terms = f"{_cpu_terms(cpu_model)}; {_ram_terms(ram_model)}"

@@ -22,8 +22,11 @@ from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo
 
 GpuSpec = Union[int, str]
 
-# NVML field id of the instantaneous power reading (mW), Ampere and newer drivers.
+# NVML field ids (mW): power averaged over the last 1 s, and the instantaneous reading
+# (Ampere and newer drivers).
+FI_DEV_POWER_AVERAGE = 185
 FI_DEV_POWER_INSTANT = 186
+AVERAGE_WINDOW_S = 1.0
 NVML_SUCCESS = 0
 
 
@@ -96,6 +99,13 @@ class NvidiaGPU(Sensor):
         method = COUNTER if self.has_counter else SAMPLED
         power_source = ("instant power field" if self._use_instant
                         else "nvmlDeviceGetPowerUsage" if self.has_power else "none")
+        # Without a counter, totals come from the 1 s average and the shape from the instant
+        # field when the driver has both (tracker/fusion.py); the instant field alone aliases
+        # on bursty loads.
+        self.power_average_s: Optional[float] = None
+        if not self.has_counter and self._use_instant and self._probe_average_field():
+            self.power_average_s = AVERAGE_WINDOW_S
+            power_source = "instant power field + 1 s average (fused)"
         how = ("NVML total-energy counter" if self.has_counter
                else f"NVML power ({power_source}) integrated, trapezoid rule")
         details: dict[str, Any] = {"index": index, "uuid": uuid, "model": model,
@@ -109,6 +119,10 @@ class NvidiaGPU(Sensor):
             details["power_limit_w"] = limit
         if note:
             details["note"] = note
+        if self.power_average_s is not None:
+            details["power_fusion"] = {"tau_s": self.power_average_s,
+                                       "instant": "NVML field 186",
+                                       "average": "NVML field 185 (1 s average)"}
         self.info = SensorInfo(name=f"gpu{index}", component="gpu", method=method,
                                description=f"{model} ({how})", details=details)
 
@@ -145,6 +159,12 @@ class NvidiaGPU(Sensor):
         except Exception:
             return False
 
+    def _probe_average_field(self) -> bool:
+        try:
+            return self._read_field_mw(FI_DEV_POWER_AVERAGE) is not None
+        except Exception:
+            return False
+
     def _power_limit_w(self) -> Optional[float]:
         try:
             return self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / 1000.0
@@ -152,7 +172,10 @@ class NvidiaGPU(Sensor):
             return None
 
     def _read_instant_mw(self) -> Optional[float]:
-        field = self._nvml.nvmlDeviceGetFieldValues(self._handle, [FI_DEV_POWER_INSTANT])[0]
+        return self._read_field_mw(FI_DEV_POWER_INSTANT)
+
+    def _read_field_mw(self, field_id: int) -> Optional[float]:
+        field = self._nvml.nvmlDeviceGetFieldValues(self._handle, [field_id])[0]
         if field.nvmlReturn != NVML_SUCCESS:
             return None
         value = float(field.value.uiVal)
@@ -170,6 +193,16 @@ class NvidiaGPU(Sensor):
             return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
         except Exception as e:
             raise SensorFailed(f"{self.name}: power read failed: {_err(e)}") from e
+
+    def read_power_average_w(self) -> Optional[float]:
+        """Mean power (W) over the last `power_average_s` (field 185), for fused sampling."""
+        if self.power_average_s is None:
+            return None
+        try:
+            mw = self._read_field_mw(FI_DEV_POWER_AVERAGE)
+            return None if mw is None else mw / 1000.0
+        except Exception as e:
+            raise SensorFailed(f"{self.name}: average power read failed: {_err(e)}") from e
 
     def read_utilization_pct(self) -> Optional[float]:
         """Share (%) of NVML's last sample period in which a kernel ran (for idle energy)."""
