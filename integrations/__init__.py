@@ -14,6 +14,7 @@ import logging
 from typing import Any, Optional, Union
 
 from tracker import ConfigError, Summary, Tracker
+from tracker.config import TrackerConfig
 from tracker.job.totals import JobReducer, contributes
 from tracker.projection import LogMetrics, Projection, Projector, compare, measured_until
 from tracker.summary import Window
@@ -37,7 +38,8 @@ class TrainingSession:
             raise ConfigError(f"job_metrics must be True or False, got {job_metrics!r}")
         # In a distributed job, log rows carry the job's figures (one all-reduce per row).
         self.reducer = JobReducer() if job_metrics else None
-        Tracker(name, **self.config)  # bad options raise ConfigError now, not at train start
+        # Bad options raise ConfigError now, not at train start; nothing is opened here.
+        self.checked = TrackerConfig.from_options(name, **self.config)
         self.run: Optional[Tracker] = None
         self.summary: Optional[Summary] = None
         self.projector: Optional[Projector] = None

@@ -6,6 +6,8 @@ make_venv "test,huggingface,lightning"
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .
+echo "==> mypy"
+"$VENV/bin/python" -m mypy
 echo "==> pytest"
 set +e
 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$VENV/bin/python" -m pytest -q -rs "$@"

@@ -178,3 +178,46 @@ def test_an_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ENERGY_TRACKER_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main(["regions"])
+
+
+@pytest.mark.parametrize("line, ok", [
+    (b'{"t": 1.5, "d": {}}\n', True),
+    (b'{"t": 2}', True),
+    (b'{"t": "1"}\n', False),
+    (b'{"t": true}\n', False),
+    (b'{"t": NaN}\n', False),
+    (b'{"t": Infinity}\n', False),
+    (b'[1, 2]\n', False),
+    (b'{"t": 1.5, "d": \n', False),
+    (b'\xff\xfe{"t": 1}\n', False),
+    (b'{"d": {}}\n', False),
+])
+def test_one_parser_for_every_log_line(line, ok):
+    """Every reader of the run log (rebuild, report, the joined-process follower, timelines)
+    goes through runlog.parse_record: a damaged line is None, never an exception."""
+    from tracker.runlog import parse_record
+    rec = parse_record(line)
+    assert (rec is not None) is ok
+    if ok:
+        assert isinstance(rec["t"], (int, float))
+
+
+def test_the_follower_keeps_the_lines_after_a_damaged_one(tmp_path, fake_nvml):
+    """A damaged line in the parent's samples.jsonl used to drop the rest of its chunk."""
+    from tracker.follow import LogFollower
+    from tracker.runlog import SAMPLES
+    from tracker.sampler import DeviceState
+    from tracker.sensors.nvidia import discover_gpus
+
+    fake_nvml(1)
+    sensor = discover_gpus().sensors[0]
+    dev = DeviceState(sensor)
+    (tmp_path / SAMPLES).write_bytes(
+        f'{{"t": 0.5, "d": {{"{sensor.name}": {{"c": 10.0}}}}}}\n'.encode()
+        + b'{"t": 0.6, "d": \x00\xff}\n'
+        + f'{{"t": 1.5, "d": {{"{sensor.name}": {{"c": 110.0}}}}}}\n'.encode())
+    follower = LogFollower(tmp_path, [dev], clock=lambda: 2.0, after_tick=lambda r, t: None)
+    follower.poll()
+    sensor.close()
+    assert follower.callback_errors == []
+    assert dev.curve.energy_between(0.5, 1.5) == pytest.approx(100.0)

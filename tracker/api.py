@@ -21,13 +21,13 @@ import os
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 from . import __version__, signals
+from .config import DEFAULT_RATE_HZ, TrackerConfig
 from .errors import ConfigError
 from .windows import Window
 
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracker")
 
 ENV_RUN_DIR = "ENERGY_TRACKER_RUN_DIR"   # set by `energy-tracker run` for callbacks to join
-DEFAULT_OUTPUT_DIR = "energy-runs"
-DEFAULT_RATE_HZ = 10.0
 # Memory on long runs (see _compact): full resolution for the last RECENT_S, a point every
 # SKELETON_S before that (plus every window edge), compacted every COMPACT_EVERY_S.
 RECENT_S = 600.0
@@ -55,6 +53,8 @@ COMPACT_EVERY_S = 60.0
 
 def track(name: str = "run", **config: Any) -> Tracker:
     """Create a Tracker (see `Tracker` for the options). Start it with `with` or `.start()`."""
+    from .config import check_option_names
+    check_option_names(config)   # a misspelt option: ConfigError with the closest names
     return Tracker(name, **config)
 
 
@@ -115,85 +115,88 @@ class Tracker:
                  pue: Optional[float] = None, rate_hz: float = DEFAULT_RATE_HZ,
                  counter_interval_s: float = 1.0, gpus: Optional[Sequence[Union[int, str]]] = None,
                  cpu: bool = True, ram: bool = True, cpu_tdp_w: Optional[float] = None,
-                 output_dir: Union[str, os.PathLike, None] = None,
-                 run_dir: Union[str, os.PathLike, None] = None, summary_every_s: float = 10.0,
-                 emissions_csv: Union[bool, str, os.PathLike] = True,
+                 output_dir: Union[str, os.PathLike[str], None] = None,
+                 run_dir: Union[str, os.PathLike[str], None] = None, summary_every_s: float = 10.0,
+                 emissions_csv: Union[bool, str, os.PathLike[str]] = True,
                  sensors: Optional[Sequence[Sensor]] = None,
                  prometheus_port: Optional[int] = None, job: Union[str, bool, None] = None,
                  job_timeout_s: float = 10.0, price_per_kwh: Optional[float] = None,
                  grid_year: Optional[int] = None, log_to: Any = None,
                  log_every_steps: Optional[int] = 50, log_min_interval_s: float = 10.0,
                  currency: Optional[str] = None, report_html: Optional[bool] = None,
-                 powercap_root: Union[str, os.PathLike] = "/sys/class/powercap",
-                 hwmon_root: Union[str, os.PathLike, None] = None, node: bool = True):
-        from .carbon import make_live_intensity, resolve_factor
+                 powercap_root: Union[str, os.PathLike[str]] = "/sys/class/powercap",
+                 hwmon_root: Union[str, os.PathLike[str], None] = None, node: bool = True):
+        from .config import TrackerConfig
 
-        _check_types(name=name, region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
-                     live_intensity=live_intensity, intensity_refresh_s=intensity_refresh_s,
-                     intensity_token=intensity_token, intensity_base_url=intensity_base_url,
-                     pue=pue, rate_hz=rate_hz, counter_interval_s=counter_interval_s, gpus=gpus,
-                     cpu=cpu, ram=ram, cpu_tdp_w=cpu_tdp_w, output_dir=output_dir,
-                     run_dir=run_dir, summary_every_s=summary_every_s, sensors=sensors,
-                     prometheus_port=prometheus_port, job_timeout_s=job_timeout_s,
-                     powercap_root=powercap_root, report_html=report_html,
-                     hwmon_root=hwmon_root, node=node)
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"name must be a non-empty string, got {name!r}")
-        self.name = name
-        self.pue = _check_number("pue", 1.0 if pue is None else pue, low=1.0, high=10.0,
-                                 hint="PUE is facility energy / IT energy, so it is >= 1.0 "
-                                      "(typical data centres: 1.1-1.6)")
-        self.pue_source = "default (1.0: IT energy only)" if pue is None else "user"
-        self.rate_hz = _check_number("rate_hz", rate_hz, low=0.01, high=100.0,
-                                     hint="the default is 10 Hz")
-        self.counter_interval_s = _check_number("counter_interval_s", counter_interval_s,
-                                                low=0.1, high=3600.0)
-        self.summary_every_s = _check_number("summary_every_s", summary_every_s, low=0.5,
-                                             high=86400.0)
-        if cpu_tdp_w is not None:
-            _check_number("cpu_tdp_w", cpu_tdp_w, low=1.0, high=5000.0)
-        self.cpu_tdp_w = cpu_tdp_w
-        self.gpus = gpus
-        self.cpu, self.ram, self.node = cpu, ram, node
-        self.powercap_root = powercap_root
-        self.hwmon_root = hwmon_root
-        self._given_sensors = list(sensors) if sensors is not None else None
-        if region is not None and str(region).strip().lower() == "auto":
+        config = TrackerConfig.from_options(
+            name, region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
+            live_intensity=live_intensity, intensity_refresh_s=intensity_refresh_s,
+            intensity_token=intensity_token, intensity_base_url=intensity_base_url, pue=pue,
+            rate_hz=rate_hz, counter_interval_s=counter_interval_s, gpus=gpus, cpu=cpu, ram=ram,
+            cpu_tdp_w=cpu_tdp_w, output_dir=output_dir, run_dir=run_dir,
+            summary_every_s=summary_every_s, emissions_csv=emissions_csv, sensors=sensors,
+            prometheus_port=prometheus_port, job=job, job_timeout_s=job_timeout_s,
+            price_per_kwh=price_per_kwh, grid_year=grid_year, log_to=log_to,
+            log_every_steps=log_every_steps, log_min_interval_s=log_min_interval_s,
+            currency=currency, report_html=report_html, powercap_root=powercap_root,
+            hwmon_root=hwmon_root, node=node)
+        self._setup(config)
+
+    @classmethod
+    def from_config(cls, config: TrackerConfig) -> Tracker:
+        """A Tracker for an already validated configuration."""
+        tracker = cls.__new__(cls)
+        tracker._setup(config)
+        return tracker
+
+    def _setup(self, config: TrackerConfig) -> None:
+        """The parts of a tracker, from a validated configuration: the carbon factor (and
+        region="auto" detected), the live provider, the exporters, the sensors."""
+        from .carbon import make_live_intensity, resolve_factor
+        from .exporters import make_hub
+
+        self.config = config
+        self.name = config.name
+        self.pue = config.pue_value
+        self.pue_source = config.pue_source
+        self.rate_hz = config.rate_hz
+        self.counter_interval_s = config.counter_interval_s
+        self.summary_every_s = config.summary_every_s
+        self.cpu_tdp_w = config.cpu_tdp_w
+        self.gpus = list(config.gpus) if config.gpus is not None else None
+        self.cpu, self.ram, self.node = config.cpu, config.ram, config.node
+        self.powercap_root = config.powercap_root
+        self.hwmon_root = config.hwmon_root
+        self._given_sensors = list(config.sensors) if config.sensors is not None else None
+        region = config.region
+        if region is not None and region.strip().lower() == "auto":
             from .carbon.autodetect import detect_region
             region, how = detect_region()
             self.region_note: Optional[str] = f"region auto-detected as {region} from {how}"
         else:
             self.region_note = None
         self.region = region
-        self.factor = resolve_factor(region, gco2_per_kwh=gco2_per_kwh, mix=mix,
-                                     grid_year=grid_year)
-        self._live_kwargs = dict(refresh_s=intensity_refresh_s, token=intensity_token,
-                                 base_url=intensity_base_url)
-        self.output_root = Path(output_dir or os.environ.get("ENERGY_TRACKER_OUTPUT_DIR")
-                                or DEFAULT_OUTPUT_DIR).absolute()
-        self._explicit_run_dir = Path(run_dir).absolute() if run_dir is not None else None
-        _check_writable(self._explicit_run_dir or self.output_root)
+        self.factor = resolve_factor(region, gco2_per_kwh=config.gco2_per_kwh, mix=config.mix,
+                                     grid_year=config.grid_year)
+        assert config.output_dir is not None   # from_options always sets it
+        self.output_root = config.output_dir
+        self._explicit_run_dir = config.run_dir
         # Last good live values are cached under the output root (never the token). The
         # provider is validated now; its thread starts with the run.
-        self._live_kwargs["cache_dir"] = self.output_root / ".intensity-cache"
-        self._live = make_live_intensity(live_intensity, self.factor, **self._live_kwargs)
-        self.emissions_csv = _check_emissions_csv(emissions_csv)
-        # log_to is checked now; the tools' libraries are imported on first use
-        from .exporters import make_hub
-        self._exporters = make_hub(log_to, log_every_steps, log_min_interval_s)
-        if prometheus_port is not None and not (isinstance(prometheus_port, int)
-                                                and 0 <= prometheus_port < 65536):
-            raise ConfigError(f"prometheus_port must be a TCP port number, got {prometheus_port!r}")
-        self.prometheus_port = prometheus_port
+        self._live_kwargs = dict(config.live_options(),
+                                 cache_dir=self.output_root / ".intensity-cache")
+        self._live = make_live_intensity(config.live_intensity, self.factor, **self._live_kwargs)
+        self.emissions_csv = config.emissions_csv
+        # log_to was checked by the configuration; the tools' libraries are imported on use
+        self._exporters = make_hub(config.log_to, config.log_every_steps,
+                                   config.log_min_interval_s)
+        self.prometheus_port = config.prometheus_port
         self._metrics_server: Any = None
-        if not (job is None or isinstance(job, bool) or (isinstance(job, str) and job.strip())):
-            raise ConfigError(f"job must be a job id (a non-empty string), True/None to detect "
-                              f"the job from the launcher, or False for no job; got {job!r}")
-        self.job_option = job.strip() if isinstance(job, str) else job
-        self.job_timeout_s = _check_number("job_timeout_s", job_timeout_s, low=0.0, high=3600.0)
+        self.job_option = config.job
+        self.job_timeout_s = config.job_timeout_s
         self._job: Any = None    # job.member.JobMember when this process is part of a job
-        self.price = _check_price(price_per_kwh, currency)
-        self.report_html = report_html
+        self.price = config.price
+        self.report_html = config.report_html
         # Sensors are found now, so a bad gpus= entry fails here and not at start().
         self._sensors, self._discovery_notes = self._discover()
 
@@ -202,16 +205,8 @@ class Tracker:
         self.run_dir: Optional[Path] = None
         self.devices: list[DeviceState] = []
         self.notes: list[str] = [self.region_note] if self.region_note else []
-        self._windows: list[Window] = []       # all windows but closed steps
         self._ledger: Any = None                # ledger.Ledger: closed steps, settled
-        self._open: list[Window] = []          # stack of open windows (nesting)
-        self._pending_marks: deque[dict[str, Any]] = deque()
-        from .ledger import StepQueue
-        self._pending_steps = StepQueue()       # closed steps, for the sampler thread
-        # open steps: id -> (parent id or -1, t_start, index, samples, tokens)
-        self._open_steps: dict[int, tuple[int, float, int, int, int]] = {}
-        self._ids = itertools.count()           # window ids (next() is atomic under the GIL)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the run's state (new, running, ...)
         self._stop_lock = threading.Lock()
         self._stopping_thread: Optional[int] = None
         self._pid: Optional[int] = None        # the process that started the run
@@ -228,22 +223,21 @@ class Tracker:
         self._stop_hooks: list[Callable[[float], None]] = []
         self._origin = time.monotonic()
         self.clock: Callable[[], float] = lambda: time.monotonic() - self._origin
+        from .windowbook import WindowBook
+        hub = self._exporters   # log_to: progress at epoch ends, every log_every_steps steps
+        # the clock and its origin are looked up when used: start() and joining reset them
+        self._book = WindowBook(lambda: self.clock(), lambda: self._origin,
+                                state=lambda: self._state,
+                                anchor=self._request_anchor,
+                                on_step=hub.step_closed if hub is not None else None,
+                                on_window=hub.window_closed if hub is not None else None)
         self.joined = False
         self.start_wall = 0.0
-        self._config = dict(region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
-                            live_intensity=live_intensity, pue=self.pue, rate_hz=self.rate_hz,
-                            counter_interval_s=self.counter_interval_s,
-                            gpus=list(gpus) if gpus is not None else None, cpu=cpu, ram=ram,
-                            cpu_tdp_w=cpu_tdp_w, node=node,
-                            summary_every_s=self.summary_every_s,
-                            job=job, job_timeout_s=self.job_timeout_s,
-                            price_per_kwh=price_per_kwh, currency=currency,
-                            grid_year=grid_year, log_to=log_to,
-                            log_every_steps=log_every_steps,
-                            log_min_interval_s=log_min_interval_s, report_html=report_html)
+        self._config = config.manifest()
+        self._config["region"] = self.region   # what was used (region="auto" detected)
         self._sampling = {
             "rate_hz": self.rate_hz,
-            "rate_source": "default" if rate_hz == DEFAULT_RATE_HZ else "user",
+            "rate_source": "default" if self.rate_hz == DEFAULT_RATE_HZ else "user",
             "counter_interval_s": self.counter_interval_s,
             "counter_reads": "on schedule, at every window edge but steps, and at stop",
             "model_interval_s": 1.0}
@@ -342,7 +336,7 @@ class Tracker:
         devices = self.devices
         return Ledger(lambda ts: it_energy_at(devices, ts), devices,
                       steps_file=StepFile(run_dir / STEPS_FILE) if run_dir is not None else None,
-                      marked=lambda: marked_spans(list(self._windows)))
+                      marked=lambda: marked_spans(self._book.snapshot()))
 
     def _owned(self) -> bool:
         """Is this the process that started the run? A forked child (a DataLoader worker,
@@ -386,7 +380,7 @@ class Tracker:
                           "PUE apply; this process only adds windows")
         self.devices = [DeviceState(RecordedSensor(SensorInfo(**d)))
                         for d in manifest.get("devices", [])]
-        self._ids = itertools.count(os.getpid() * 1_000_000)  # unique among joined processes
+        self._book.ids = itertools.count(os.getpid() * 1_000_000)  # unique among joined processes
         self._log = RunLog(run_dir, stream=marks_file(os.getpid()), exclusive=False)
         self._ledger = self._new_ledger(None)
         # Tell the parent who this process is (a rank of a job?) and what it asked for.
@@ -399,9 +393,10 @@ class Tracker:
         if self.pue_source == "user":
             asked["pue"] = self._config.get("pue")
         self._log.append(joined_record(identity, asked))
-        self._sampler = LogFollower(run_dir, self.devices, clock=self.clock,  # type: ignore
-                                    after_tick=self._after_tick)
-        self._sampler.start()
+        follower = LogFollower(run_dir, self.devices, clock=self.clock,
+                               after_tick=self._after_tick)
+        self._sampler = follower  # type: ignore[assignment]  # a Sampler's interface
+        follower.start()
         atexit.register(self._stop_at_exit)
         return self
 
@@ -443,10 +438,7 @@ class Tracker:
         # The run ends at the final reading (not at the last device reading: a lost GPU's
         # curve ends early, and its missing energy is reported, not the run shortened).
         t_end = round(getattr(self._sampler, "last_tick_t", None) or self.clock(), 6)
-        for wid in list(self._open_steps):
-            self._close_step(wid, t_end)
-        while self._open:
-            self._close_window(self._open[-1], t_end)
+        self._book.close_all(t_end)
         self._close_sensors()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -522,9 +514,11 @@ class Tracker:
                 log.error("energy-tracker: could not write %s: %s: %s", what,
                           type(e).__name__, e)
 
-        attempt("summary.json", lambda: self._log.write_summary(summary.to_dict()))
+        runlog = self._log
+        assert runlog is not None   # started
+        attempt("summary.json", lambda: runlog.write_summary(summary.to_dict()))
         attempt("windows.json", lambda: self._write_windows_file(summary, t_end))
-        attempt("samples.jsonl", self._log.close)
+        attempt("samples.jsonl", runlog.close)
         if self.emissions_csv and self._job is None:   # a job writes one row, at its end
             root = self.run_dir.parent if self._explicit_run_dir else self.output_root
             if isinstance(self.emissions_csv, Path):   # emissions_csv="x.csv": that file
@@ -542,7 +536,7 @@ class Tracker:
     def __enter__(self) -> Tracker:
         return self.start()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         # Never swallow or replace the user's exception, whatever it does (even a __str__
         # that raises); and only the process that started the run ends it.
         if not self._owned():
@@ -571,16 +565,7 @@ class Tracker:
         return wrapper
 
     def _fresh(self) -> Tracker:
-        cfg = dict(self._config)
-        cfg.update(intensity_refresh_s=self._live_kwargs["refresh_s"],
-                   intensity_token=self._live_kwargs["token"],
-                   intensity_base_url=self._live_kwargs["base_url"],
-                   output_dir=self.output_root, run_dir=self._explicit_run_dir,
-                   emissions_csv=self.emissions_csv, sensors=self._given_sensors,
-                   prometheus_port=self.prometheus_port,
-                   powercap_root=self.powercap_root, hwmon_root=self.hwmon_root)
-        cfg["pue"] = None if self.pue_source != "user" else self.pue
-        return Tracker(self.name, **cfg)
+        return Tracker.from_config(self.config)
 
     # -- windows -------------------------------------------------------------------------------
     @contextmanager
@@ -596,65 +581,14 @@ class Tracker:
                      parent: Optional[Window] = None, **attrs: Any) -> Window:
         """Open a window now. `anchor` (default: True except for steps) asks the sampler for an
         immediate counter read so the edge is exact; steps are interpolated instead."""
-        t = round(self.clock(), 6)  # as logged, so rebuilt windows equal live ones
-        if self._state != "running":
-            raise ConfigError(f"window {name!r} opened on a tracker that is {self._state}")
-        parent = parent if parent is not None else (self._open[-1] if self._open else None)
-        w = Window(id=next(self._ids), name=str(name), kind=kind,
-                   parent=parent.id if parent else None, t_start=t, attrs=attrs)
-        if kind == "step":
-            # The hot path: a step is only remembered as open; the sampler thread logs it and
-            # settles its energy once closed (see _drain_marks, ledger.py).
-            self._open_steps[w.id] = (-1 if w.parent is None else w.parent, t,
-                                      attrs.get("index", -1), attrs.get("samples", 0),
-                                      attrs.get("tokens", 0))
-            if anchor:
-                self._sampler.request_anchor()  # type: ignore[union-attr]
-            return w
-        with self._lock:
-            self._windows.append(w)
-            self._open.append(w)
-        self._pending_marks.append(w.mark("start", t))
-        if anchor is None or anchor:
-            self._sampler.request_anchor()  # type: ignore[union-attr]
-        return w
+        return self._book.begin(name, kind, anchor=anchor, parent=parent, **attrs)
 
     def end_window(self, w: Window, *, anchor: Optional[bool] = None, **attrs: Any) -> None:
-        t = round(self.clock(), 6)
-        if w.t_end is not None:
-            return
-        w.attrs.update(attrs)
-        if w.kind == "step":
-            w.t_end = t
-            self._close_step(w.id, t, w.attrs)
-        else:
-            with self._lock:
-                self._close_window(w, t)
-            if self._exporters is not None:   # epoch ends log progress (log_to)
-                self._exporters.window_closed(w)
-        if self._sampler is not None and (anchor if anchor is not None else w.kind != "step"):
+        self._book.end(w, anchor=anchor, **attrs)
+
+    def _request_anchor(self) -> None:
+        if self._sampler is not None:
             self._sampler.request_anchor()
-
-    def _close_step(self, wid: int, t: float, attrs: Optional[dict[str, Any]] = None) -> None:
-        """Queue a closed step for the sampler thread (dict.pop is atomic: a step closed by
-        stop() and by its own loop at the same moment is queued once)."""
-        opened = self._open_steps.pop(wid, None)
-        if opened is None:
-            return
-        parent, t0, index, samples, tokens = opened
-        if attrs is not None:
-            samples, tokens = attrs.get("samples", samples), attrs.get("tokens", tokens)
-        self._pending_steps.push(parent, t0, t, index, samples, tokens)
-        if self._exporters is not None:   # every log_every_steps steps (log_to)
-            self._exporters.step_closed(samples, tokens)
-
-    def _close_window(self, w: Window, t: float) -> None:
-        w.t_end = t
-        if self._open and self._open[-1] is w:
-            self._open.pop()
-        elif w in self._open:
-            self._open.remove(w)
-        self._pending_marks.append(w.mark("end", t))
 
     def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
         """Iterate epochs, each in an "epoch" window."""
@@ -671,41 +605,8 @@ class Tracker:
         J/token). `synchronize`: called at each step edge (e.g. torch.cuda.synchronize), so a
         step's GPU work lands in its own window; off by default because it costs speed.
         """
-        # The training thread's cost per step: two clock reads, a dict entry and a tuple on a
-        # queue (no Window object, no lock, no rounding: round(x, 6) alone costs ~0.7 us);
-        # everything else happens on the sampler thread (ledger.py).
-        mono, origin = time.monotonic, self._origin
-        ids, open_, q = self._ids, self._open_steps, self._pending_steps
-        q_t0, q_t1, q_index = q.t0.append, q.t1.append, q.index.append
-        q_samples, q_tokens, q_parent = q.samples.append, q.tokens.append, q.parent.append
-        parent = self._open[-1].id if self._open else -1
-        hub = self._exporters   # log_to: progress every log_every_steps steps
-        for i, batch in enumerate(iterable):
-            n_samples = int(samples(batch)) if samples is not None else 0
-            n_tokens = int(tokens(batch)) if tokens is not None else 0
-            if synchronize is not None:
-                synchronize()
-            if self._state != "running":   # stopped (SIGTERM, atexit): never raise in a loop
-                yield batch
-                continue
-            wid = next(ids)
-            t0 = mono() - origin
-            open_[wid] = (parent, t0, i, n_samples, n_tokens)
-            try:
-                yield batch
-            finally:
-                if synchronize is not None:
-                    synchronize()
-                t1 = mono() - origin
-                if open_.pop(wid, None) is not None:   # else stop() closed it already
-                    q_t0(t0)
-                    q_t1(t1)
-                    q_index(i)
-                    q_samples(n_samples)
-                    q_tokens(n_tokens)
-                    q_parent(parent)   # last: the row is complete (see StepQueue)
-                    if hub is not None:
-                        hub.step_closed(n_samples, n_tokens)
+        return self._book.iter_steps(iterable, samples=samples, tokens=tokens,
+                                     synchronize=synchronize)
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -730,7 +631,7 @@ class Tracker:
     def measured_until(self) -> float:
         """Run time (s) up to which every measured device has readings. E(t) is flat past a
         device's last reading, so rates up to `clock()` would read low."""
-        ends = [d.curve.end for d in self.devices if not d.curve.empty]
+        ends = [e for d in self.devices if (e := d.curve.end) is not None]
         now = self.clock()
         return min(min(ends), now) if ends else now
 
@@ -818,7 +719,8 @@ class Tracker:
         procs = read_joined(self.run_dir)
         if not procs:
             return
-        self._windows += joined_windows(procs)
+        with self._book.lock:
+            self._book.windows += joined_windows(procs)
         self._adopt_joined_config([p.config for p in procs])
         ranks = sorted({int(p.identity["rank"]) for p in procs
                         if p.identity and p.identity.get("rank") is not None})
@@ -869,18 +771,17 @@ class Tracker:
         """Move pending window marks to the log (sampler thread). Closed steps go in one record
         per tick: a JSON line per step edge would cost the training thread GIL time."""
         log_ = self._log
-        while self._pending_marks:
-            rec = self._pending_marks.popleft()
+        for rec in self._book.take_marks():
             if log_ is not None:
                 log_.append(rec)
-        batch = self._pending_steps.take()
+        batch = self._book.take_steps()
         if batch is not None:
             # The ledger appends them to steps.bin at once (the durable record); a process
             # joined to another's run has no steps file and logs them for that process.
             if self._ledger is not None:
                 self._ledger.add_steps(batch)
             if self.joined and log_ is not None:
-                rows = [(next(self._ids), *r[1:]) for r in batch.rows()]   # unique ids
+                rows = [(next(self._book.ids), *r[1:]) for r in batch.rows()]   # unique ids
                 log_.append({"t": rows[-1][3], "steps": rows})
 
     def _after_tick(self, record: dict[str, Any], t: float) -> None:
@@ -929,11 +830,10 @@ class Tracker:
         assert self._ledger is not None and self.run_dir is not None
         if any(self.run_dir.glob("marks-*.jsonl")):
             return   # processes joined this run: their window edges are only known at stop
-        queued = self._pending_steps.t0
+        queued = self._book.steps.t0
         until = min(t - RECENT_S, self._ledger.settled_before(),
                     min(queued) if len(queued) else math.inf)
-        pins = [x for w in list(self._windows) for x in (w.t_start, w.t_end) if x is not None]
-        pins += [v[1] for v in list(self._open_steps.values())]
+        pins = self._book.edges()
         if self._live is not None:
             pins += [x - self.start_wall for p in self._live.periods()
                      for x in (p.start_wall, p.end_wall) if x is not None]
@@ -958,7 +858,7 @@ class Tracker:
             self._ledger.file.flush()
         snapshot.write(self.run_dir, snapshot.capture(
             t=t, segment=k, devices=list(self.devices), ledger=self._ledger,
-            windows=list(self._windows), t_last=t,
+            windows=self._book.snapshot(), t_last=t,
             periods=self._live.periods() if self._live is not None else []))
         out = self.run_dir / f"timeline.{k}.jsonl.gz"
         threading.Thread(target=_condense, args=(raw, out), name="energy-tracker-condense",
@@ -987,11 +887,10 @@ class Tracker:
 
         periods = self._live.periods() if self._live is not None else None
         live_status = self._live.status() if self._live is not None else None
-        with self._lock:
-            windows = list(self._windows)
+        windows = self._book.snapshot()
         ledger = self._ledger
         n_closed_steps = ((ledger.count + ledger.pending if ledger is not None else 0)
-                          + len(self._pending_steps) + len(self._open_steps))
+                          + self._book.steps_in_flight())
         notes = list(self.notes)
         if self._sampler is not None:
             notes += [f"sampler: {e}" for e in self._sampler.callback_errors]
@@ -1082,127 +981,6 @@ def _numpy_ok() -> bool:
         return True
     except ImportError:
         return False
-
-
-_NUMBER = (int, float)
-_PATH = (str, os.PathLike)
-# What each public option takes: one table, checked before anything else (what was given,
-# what is accepted). Ranges are checked where the value is used (_check_number & co).
-_OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
-    "region": ((str, type(None)), "a region code string or None"),
-    "gco2_per_kwh": ((*_NUMBER, type(None)), "a number (gCO2e/kWh) or None"),
-    "mix": ((dict, type(None)), "a dict of source -> share, or None"),
-    "live_intensity": ((str, type(None)), "a provider string such as \"uk\", or None"),
-    "intensity_refresh_s": (_NUMBER, "a number of seconds"),
-    "intensity_token": ((str, type(None)), "a string or None"),
-    "intensity_base_url": ((str, type(None)), "a URL string or None"),
-    "pue": ((*_NUMBER, type(None)), "a number >= 1 or None"),
-    "rate_hz": (_NUMBER, "a number (Hz)"),
-    "counter_interval_s": (_NUMBER, "a number of seconds"),
-    "cpu": ((bool,), "True or False"),
-    "ram": ((bool,), "True or False"),
-    "cpu_tdp_w": ((*_NUMBER, type(None)), "a number (W) or None"),
-    "output_dir": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
-    "run_dir": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
-    "summary_every_s": (_NUMBER, "a number of seconds"),
-    "prometheus_port": ((int, type(None)), "a TCP port number or None"),
-    "job_timeout_s": (_NUMBER, "a number of seconds"),
-    "powercap_root": (_PATH, "a path (str or os.PathLike)"),
-    "hwmon_root": ((*_PATH, type(None)), "a path (str or os.PathLike) or None"),
-    "node": ((bool,), "True or False"),
-    "report_html": ((bool, type(None)), "True, False or None (the default: on when plotly "
-                                         "is installed)"),
-}
-
-
-def _check_types(**options: Any) -> None:
-    """ConfigError naming the option, the value and what it takes; bool is not a number."""
-    for name, value in options.items():
-        if name == "gpus":
-            _check_gpus(value)
-            continue
-        if name == "sensors":
-            if value is not None and (isinstance(value, (str, bytes)) or
-                                      not hasattr(value, "__iter__")):
-                raise ConfigError(f"sensors must be a list of sensors, got {value!r}")
-            continue
-        kinds, what = _OPTION_TYPES[name]
-        bad_bool = isinstance(value, bool) and bool not in kinds
-        if bad_bool or not isinstance(value, kinds):
-            raise ConfigError(f"{name} must be {what}, got {value!r} "
-                              f"({type(value).__name__})")
-        if kinds[0] in _PATH and value is not None and "\0" in os.fspath(value):
-            raise ConfigError(f"{name} contains a NUL character: {value!r}")
-
-
-def _check_gpus(gpus: Any) -> None:
-    if gpus is None:
-        return
-    if isinstance(gpus, (str, bytes, int)) or not hasattr(gpus, "__iter__"):
-        raise ConfigError(f"gpus must be a list of GPU indices or UUIDs, e.g. [0, 1] or "
-                          f"[\"GPU-…\"], got {gpus!r}")
-    for g in gpus:
-        if isinstance(g, bool) or not isinstance(g, (int, str)):
-            raise ConfigError(f"gpus entries must be indices (int) or UUIDs (str), got {g!r} "
-                              f"({type(g).__name__}) in {list(gpus)!r}")
-
-
-def _check_number(name: str, value: Any, *, low: float, high: float, hint: str = "") -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x) or x < low or x > high:
-        raise ConfigError(f"{name}={value!r} is out of range [{low:g}, {high:g}]"
-                          + (f": {hint}" if hint else ""))
-    return x
-
-
-def _check_price(price_per_kwh: Any, currency: Any) -> Any:
-    """A Price, or None. Both or neither: a cost without its currency means nothing."""
-    from .summary_build import Price
-
-    if price_per_kwh is None and currency is None:
-        return None
-    if price_per_kwh is None:
-        raise ConfigError(f"currency={currency!r} was given without price_per_kwh=; give both "
-                          "(e.g. price_per_kwh=0.21, currency=\"EUR\") or neither")
-    if isinstance(price_per_kwh, bool):
-        raise ConfigError(f"price_per_kwh must be a number (price of 1 kWh), got {price_per_kwh!r}")
-    value = _check_number("price_per_kwh", price_per_kwh, low=0.0, high=1000.0,
-                          hint="the price of 1 kWh of electricity, e.g. 0.21")
-    if not isinstance(currency, str) or not currency.strip() or len(currency.strip()) > 8:
-        raise ConfigError(f"price_per_kwh needs currency= as a short code such as \"EUR\" or "
-                          f"\"USD\", got {currency!r}")
-    return Price(value, currency.strip())
-
-
-def _check_emissions_csv(value: Any) -> Union[bool, Path]:
-    """True/False, or the CSV file to append to: a path ending in .csv, absolute or relative
-    to the current directory (resolved now, so a later chdir does not move it)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (str, os.PathLike)) and str(value).strip().lower().endswith(".csv"):
-        path = Path(value).expanduser().absolute()
-        if path.is_dir():
-            raise ConfigError(f"emissions_csv={value!r} is a directory; give a .csv file path")
-        _check_writable(path.parent)
-        return path
-    raise ConfigError(f"emissions_csv must be True (append to <output_dir>/emissions.csv), False "
-                      f"(no CSV row) or a path to a .csv file (absolute or relative to the "
-                      f"current directory); got {value!r}")
-
-
-def _check_writable(path: Path) -> None:
-    """Fail at construction, not after an hour of training, if logs cannot be written."""
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"Cannot write the run log under {path}: {probe} is not a writable "
-                          "directory. Pass output_dir= (CLI: --output-dir) with a writable "
-                          "directory.")
 
 
 def _cpu_model() -> str:

@@ -267,7 +267,7 @@ def _run_report(path: Path, *, rebuild: bool) -> tuple[dict[str, Any], str]:
 
     old = read_json(path / SUMMARY)
     if not (rebuild or old is None or old.get("status") == "running"):
-        return old, Summary.from_dict(old).format()  # type: ignore[arg-type]
+        return old, Summary.from_dict(old).format()
     summary = rebuild_summary(path)
     if summary.status != "running":
         try:   # saving is a bonus: a full or read-only disk still gets its report printed

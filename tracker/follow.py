@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .runlog import SAMPLES
+from .runlog import SAMPLES, parse_record
 from .sampler import DeviceState, apply_reading
 
 
@@ -69,7 +69,6 @@ class LogFollower:
 
     def poll(self) -> None:
         """Apply every complete line appended since the last poll."""
-        import json
 
         with self._lock:
             try:
@@ -80,8 +79,10 @@ class LogFollower:
                 if end >= 0:
                     self._offset += end + 1
                     for line in chunk[: end + 1].splitlines():
-                        rec = json.loads(line)
-                        t = float(rec.get("t", 0.0))
+                        rec = parse_record(line)
+                        if rec is None:   # a damaged line: the lines after it still count
+                            continue
+                        t = float(rec["t"])
                         for name, got in rec.get("d", {}).items():
                             dev = self._devices.get(name)
                             if dev is not None:
@@ -200,7 +201,7 @@ def joined_options(configs: list[dict[str, Any]], *, own: dict[str, Any],
             out.notes.append("the tracked script asked for other grid options "
                              f"({c.get('region') or c.get('gco2_per_kwh') or c.get('mix')}) than "
                              "`energy-tracker run`'s, which apply")
-    pues = {c.get("pue") for c in configs if c.get("pue") is not None}
+    pues = {float(p) for c in configs if (p := c.get("pue")) is not None}
     if pues and not own_pue_given and len(pues) == 1:
-        out.pue = float(pues.pop())
+        out.pue = pues.pop()
     return out

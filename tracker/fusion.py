@@ -131,12 +131,12 @@ class PowerFusion:
         return f
 
 
-def _bisect(xs: array, x: float) -> int:
+def _bisect(xs: array[float], x: float) -> int:
     import bisect
     return bisect.bisect_left(xs, x)
 
 
-def _interp(x: float, xs: array, ys: array) -> float:
+def _interp(x: float, xs: array[float], ys: array[float]) -> float:
     import bisect
     if x <= xs[0]:
         return ys[0]
@@ -147,7 +147,7 @@ def _interp(x: float, xs: array, ys: array) -> float:
     return ys[k - 1] + (ys[k] - ys[k - 1]) * (x - x0) / (x1 - x0)
 
 
-def _mean(xs: array, ys: array, lo: float, hi: float) -> Optional[float]:
+def _mean(xs: array[float], ys: array[float], lo: float, hi: float) -> Optional[float]:
     """Mean over [lo, hi] of the piecewise-linear function through (xs, ys), held flat past its
     ends; None when it has no points."""
     if not xs or hi <= lo:

@@ -176,7 +176,7 @@ def _doubles(x: Any) -> Any:
     return array("d", x)
 
 
-def _u32(col: array) -> Any:
+def _u32(col: array[int]) -> Any:
     """The column as little-endian uint32 (an object with tobytes()); -1 ("unknown") wraps."""
     np = _numpy()
     if np is not None:
@@ -187,7 +187,7 @@ def _u32(col: array) -> Any:
         return array("I", (x & _U32 for x in col))
 
 
-def read_step_columns(path: Path) -> Iterator[dict[str, array]]:
+def read_step_columns(path: Path) -> Iterator[dict[str, array[Any]]]:
     """The blocks of a steps.bin (or of a run directory's) as column arrays (t_start, t_end,
     energy_j, index, samples, tokens, parent); energy_j is NaN for steps a killed run had not
     settled."""
@@ -283,9 +283,10 @@ class StepGroups:
             g[1] = int(index[j - 1])
             g[2] += j - i
             g[4] = float(t1[j - 1])
-            g[5] += float(math.fsum(e[i:j]) if not hasattr(e, "sum") else e[i:j].sum())
-            g[6] += int(samples[i:j].sum() if hasattr(samples, "dtype") else sum(samples[i:j]))
-            g[7] += int(tokens[i:j].sum() if hasattr(tokens, "dtype") else sum(tokens[i:j]))
+            es, ss, ks = e[i:j], samples[i:j], tokens[i:j]   # numpy slices sum themselves
+            g[5] += float(math.fsum(es) if not hasattr(es, "sum") else es.sum())
+            g[6] += int(ss.sum() if hasattr(ss, "sum") else sum(ss))
+            g[7] += int(ks.sum() if hasattr(ks, "sum") else sum(ks))
             i = j
         self.count += n
 
@@ -589,7 +590,7 @@ class Ledger:
     def _settle_utilisation(self, frontier: float) -> None:
         for d in self.devices:
             ts, us = getattr(d, "util_t", None), getattr(d, "util_pct", None)
-            if ts is None or len(ts) < 2 or d.curve.empty:
+            if ts is None or us is None or len(ts) < 2 or d.curve.empty:
                 continue
             k = bisect.bisect_right(ts, frontier)   # readings [0, k) are final
             if k < 2:

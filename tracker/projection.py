@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
-from .summary import J_PER_KWH
+from .units import J_PER_KWH
 
 HISTORY = 64   # unit ends kept besides the `recent` ones
 
@@ -256,12 +256,15 @@ class LogMetrics:
 def measured_until(run: Any) -> float:
     """Run time (s) up to which every measured device has readings (see
     `Tracker.measured_until`)."""
-    return run.measured_until()
+    until_s: float = run.measured_until()
+    return until_s
 
 
 def emissions_kg(energy_j: float, run: Any) -> float:
     """CO2e (kg) of IT energy at the run's PUE and grid factor (live periods not applied)."""
-    return energy_j * run.pue / J_PER_KWH * run.factor.gco2_per_kwh / 1000.0
+    pue: float = run.pue
+    gco2_per_kwh: float = run.factor.gco2_per_kwh
+    return energy_j * pue / J_PER_KWH * gco2_per_kwh / 1000.0
 
 
 __all__ = ["LogMetrics", "Projection", "Projector", "compare", "emissions_kg", "measured_until"]

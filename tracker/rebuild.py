@@ -227,11 +227,12 @@ def apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> Optio
     attrs = dict(attrs) if isinstance(attrs, dict) else {}
     if m.get("edge") == "start":
         parent = m.get("parent")
-        w = Window(id=m["id"], name=str(m.get("name", "")), kind=str(m.get("kind", "phase")),
-                   parent=parent if isinstance(parent, int) and not isinstance(parent, bool)
-                   else None, t_start=t, attrs=attrs)
-        windows[m["id"]] = w
-        return w
+        started = Window(id=m["id"], name=str(m.get("name", "")),
+                         kind=str(m.get("kind", "phase")),
+                         parent=parent if isinstance(parent, int) and not isinstance(parent, bool)
+                         else None, t_start=t, attrs=attrs)
+        windows[m["id"]] = started
+        return started
     w = windows.get(m["id"])
     if w is not None and t >= w.t_start:
         w.t_end = t
@@ -252,14 +253,17 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     manifest, devices, windows, periods, t_last, ledger = load_run(run_dir, with_ledger=True)
     old = read_json(run_dir / SUMMARY) or {}
     if status is None:
-        status = old.get("status") if old.get("status") not in (None, "running") else (
+        recorded = old.get("status")
+        status = str(recorded) if recorded not in (None, "running") else (
             "running" if is_alive(manifest) else "killed")
     t_end = max([d.curve.end or 0.0 for d in devices] + [t_last])
     extended = []
     for d in devices:
         # A killed run never took its final reading: hold each device's last power up to the
         # last logged tick (< 1 s for the 1 Hz models), as the final reading would have.
-        if status == "killed" and d.curve.last_power_w is not None and d.curve.end < t_end:
+        end = d.curve.end   # not None: a curve with a last power has readings
+        if status == "killed" and d.curve.last_power_w is not None and end is not None \
+                and end < t_end:
             d.curve.add_power(t_end, d.curve.last_power_w)
             extended.append(d.sensor.name)
     for w in windows:

@@ -64,7 +64,7 @@ class Trace:
                               "columns t_s, power_mw, instant_mw, energy_mj)") from None
         if len(rows) < 2:
             raise ConfigError(f"trace file {path} has fewer than two rows")
-        self.rows = sorted(rows, key=lambda r: r[self.col["t_s"]])
+        self.rows: list[list[Any]] = sorted(rows, key=lambda r: r[self.col["t_s"]])
         self.t = [r[self.col["t_s"]] for r in self.rows]
         self.meta: dict[str, Any] = data.get("meta", {})
         self.events: list[tuple[float, str]] = [tuple(e) for e in data.get("events", [])]
@@ -113,12 +113,14 @@ class TraceNVML:
     def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
         if not self.counter:
             raise TraceNVMLError("Not Supported (sampled mode)")
-        return self.trace.value(self.now, "energy_mj")
+        energy_mj: int = self.trace.value(self.now, "energy_mj")
+        return energy_mj
 
     def nvmlDeviceGetPowerUsage(self, h: int) -> int:
         if not self.trace.has("power_mw"):
             raise TraceNVMLError("Not Supported")
-        return self.trace.value(self.now, "power_mw")
+        power_mw: int = self.trace.value(self.now, "power_mw")
+        return power_mw
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> _Utilization:
         if not self.trace.has("util_pct"):

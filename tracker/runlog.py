@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .errors import ConfigError
 
@@ -143,7 +143,7 @@ class RunLog:
                                   f"{os.getpid()}, this process); give each run its own "
                                   "run_dir, or use output_dir=")
             _held_dirs.add(key)
-        self._held_key = key
+        self._held_key: Optional[str] = key
         try:
             import fcntl
         except ImportError:   # Windows: other processes are not kept out
@@ -267,22 +267,31 @@ class Skipped:
                 "skipped" if self.lines else None)
 
 
+def parse_record(raw: Union[bytes, str]) -> Optional[dict[str, Any]]:
+    """One line of a samples.jsonl / marks / timeline file as a record (a JSON object with a
+    numeric, finite "t"), or None for a damaged line (bad bytes, bad JSON, not an object, no
+    usable "t"). The one parser of the run log's lines: every reader goes through it."""
+    try:
+        rec = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(rec, dict):
+        return None
+    t = rec.get("t")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        return None
+    return rec
+
+
 def read_samples(path: Path, skipped: Optional[Skipped] = None) -> Iterator[dict[str, Any]]:
-    """Records (JSON objects with a numeric "t") of a samples.jsonl. A last line cut by a crash
-    is left out; a damaged line (bad bytes, bad JSON, not an object, no usable "t") is skipped
-    and counted in `skipped`."""
+    """Records of a samples.jsonl. A last line cut by a crash is left out; a damaged line is
+    skipped and counted in `skipped`."""
     with open(path, "rb") as f:   # bytes: a flipped byte must not stop the whole file
         for raw in f:
             if not raw.endswith(b"\n"):
                 break
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                if not isinstance(rec, dict):
-                    raise ValueError("not an object")
-                t = rec.get("t")
-                if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t:
-                    raise ValueError("no usable time")
-            except (ValueError, UnicodeDecodeError):
+            rec = parse_record(raw)
+            if rec is None:
                 if skipped is not None:
                     skipped.lines += 1
                 continue
@@ -367,7 +376,7 @@ def _lock(f: Any) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
     except ImportError:  # Windows: msvcrt locks a byte range
         import msvcrt
-        msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+        msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined,unused-ignore]
 
 
 def _unlock(f: Any) -> None:
@@ -376,4 +385,4 @@ def _unlock(f: Any) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     except ImportError:
         import msvcrt
-        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]

@@ -43,8 +43,8 @@ class DeviceState:
     last_good_t: Optional[float] = None          # run time of its last successful read
     failing_since: Optional[float] = None
     last_util_t: float = -math.inf
-    util_t: array = field(default_factory=lambda: array("d"))     # utilisation readings:
-    util_pct: array = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
+    util_t: array[float] = field(default_factory=lambda: array("d"))     # utilisation readings:
+    util_pct: array[float] = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
     # Instant + averaged power fused into one sampled curve (tracker/fusion.py), for sensors
     # without a counter that give both (the sensor's details say "power_fusion").
     fusion: Any = None

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from .runlog import SAMPLES, Skipped, read_json, read_samples, write_json_atomic
+from .runlog import SAMPLES, Skipped, parse_record, read_json, read_samples, write_json_atomic
 
 SNAPSHOT = "snapshot.json"
 SCHEMA = 1
@@ -65,7 +65,7 @@ def restore_device(d: Any, state: dict[str, Any]) -> None:
         v = state.get(k)
         if k in ("last_power_t", "last_counter_t", "last_util_t") and v is None:
             v = -math.inf
-        setattr(d, k, list(v) if k == "errors" else v)
+        setattr(d, k, list(v or []) if k == "errors" else v)
     d.util_t, d.util_pct = array("d", state.get("util_t", [])), array(
         "d", state.get("util_pct", []))
     if isinstance(state.get("fusion"), dict):
@@ -193,11 +193,8 @@ def read_timeline(path: Path) -> Iterator[dict[str, Any]]:
     try:
         with gzip.open(path, "rt") as f:
             for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
+                rec = parse_record(line)
+                if rec is not None:
                     yield rec
     except (OSError, EOFError):
         return

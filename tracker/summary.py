@@ -13,12 +13,12 @@ from typing import Any, Callable, Optional
 
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
+from .units import J_PER_KWH
 from .windows import StepTable, Window
 
 __all__ = ["COMPONENTS", "J_PER_KWH", "ComponentEnergy", "DeviceEnergy", "StepTable", "Summary",
            "Window", "WindowEnergy"]
 
-J_PER_KWH = 3.6e6
 # The preferred display order of components. The set is open: any other component a sensor
 # reports (a plugin's) follows these, in the order its devices were found (`ordered`).
 COMPONENTS = ("gpu", "cpu", "ram", "node")
@@ -285,9 +285,9 @@ class Summary:
         if self.cost is not None and self.cost.get("amount") is None:
             lines.append(f"  cost: not summed ({self.cost.get('basis')})")
         elif self.cost is not None:
-            c = self.cost
-            lines.append(f"  cost {c['amount']:.4g} {c['currency']} ({c['price_per_kwh']:g} "
-                         f"{c['currency']}/kWh x {c['basis']})")
+            cost = self.cost
+            lines.append(f"  cost {cost['amount']:.4g} {cost['currency']} "
+                         f"({cost['price_per_kwh']:g} {cost['currency']}/kWh x {cost['basis']})")
         for f in self.advice:
             lines.append(f"  finding: {f['finding']}")
         for n in self.notes:
@@ -357,16 +357,17 @@ def device_energy(dev: DeviceState, t0: float, t1: float, interval_s: float = 0.
     info = dev.sensor.info
     curve = dev.curve
     bound = None
-    if curve.empty:
+    start, end = curve.start, curve.end
+    if start is None or end is None:    # an empty curve
         energy = mean = None
         status = "unavailable"
     else:
         energy = curve.energy_between(t0, t1)
-        span = (min(t1, curve.end or t1) - max(t0, curve.start or t0))
+        span = (min(t1, end or t1) - max(t0, start or t0))
         mean = energy / span if span > 0 else None
         status = "degraded" if dev.degraded else "ok"
         # the run's edges (start and stop) always have a counter read of their own
-        bound = device_window_j(dev, max(t0, curve.start), min(t1, curve.end), anchored=True,
+        bound = device_window_j(dev, max(t0, start), min(t1, end), anchored=True,
                                 interval_s=interval_s)
     return DeviceEnergy(name=info.name, component=info.component, method=info.method,
                         description=info.description, energy_j=energy, mean_power_w=mean,

@@ -17,7 +17,6 @@ from .report.breakdown import breakdown, idle_energy
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
 from .summary import (
-    J_PER_KWH,
     Summary,
     Window,
     combine,
@@ -27,6 +26,7 @@ from .summary import (
     utc_iso,
     window_energy,
 )
+from .units import J_PER_KWH
 
 # Components every machine has: a summary without one says it is not in the totals.
 EXPECTED = ("gpu", "cpu", "ram")

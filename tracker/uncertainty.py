@@ -50,7 +50,8 @@ def power_near(curve: Any, t: float, half_s: float) -> float:
     a, b = max(curve.start, t - half_s), min(curve.end, t + half_s)
     if b <= a:
         return 0.0
-    return max(0.0, curve.energy_between(a, b) / (b - a))
+    mean_w: float = curve.energy_between(a, b) / (b - a)
+    return max(0.0, mean_w)
 
 
 def edge_s(dev: Any, anchored: bool, interval_s: float) -> float:
@@ -73,7 +74,8 @@ def device_window_j(dev: Any, t0: float, t1: float, *, anchored: bool,
     # Two counter reads are both late by 0-100 ms, so their difference is off by at most the
     # larger edge term, one way or the other; interpolated edges can each be off either way.
     edges = max(a, b) if dev.sensor.method == "counter" and anchored else a + b
-    return edges + interior_share(dev) * abs(dev.curve.energy_between(t0, t1))
+    energy_j: float = dev.curve.energy_between(t0, t1)
+    return edges + interior_share(dev) * abs(energy_j)
 
 
 def window_j(devices: Sequence[Any], t0: float, t1: float, *, anchored: bool,

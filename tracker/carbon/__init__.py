@@ -1,21 +1,24 @@
 """Grid carbon intensity: bundled annual factors, energy mixes, live providers, accounting.
 
-Nothing is read from disk or the network at import time.
+Modules: `regions` (bundled tables) <- `gridfactor` (GridFactor, a region's annual factor) <-
+`mix` (energy mixes) <- `factor` (the run's factor: override, mix, region or world);
+`providers` (the live-provider registry, one module per provider) <- `live` (LiveIntensity)
+<- `accounting`. Nothing is read from disk or the network at import time.
 """
 
 from __future__ import annotations
 
-from tracker.carbon.accounting import Emissions, account_emissions, compare_regions, extremes
-from tracker.carbon.autodetect import detect_region
-from tracker.carbon.factor import GridFactor, resolve_factor
-from tracker.carbon.live import (
+from .accounting import Emissions, account_emissions, compare_regions, extremes
+from .autodetect import detect_region
+from .factor import GridFactor, resolve_factor
+from .live import (
     PROVIDERS,
     IntensityPeriod,
     LiveIntensity,
     make_live_intensity,
 )
-from tracker.carbon.mix import known_sources, mix_factor
-from tracker.carbon.regions import Region, all_regions, default_region, lookup, search
+from .mix import known_sources, mix_factor
+from .regions import Region, all_regions, default_region, lookup, search
 
 __all__ = [
     "PROVIDERS",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
-from tracker.carbon.factor import GridFactor
-from tracker.carbon.live import IntensityPeriod
-from tracker.carbon.regions import Region, all_regions, lookup
-from tracker.errors import ConfigError
+from ..errors import ConfigError
+from ..units import J_PER_KWH
+from .gridfactor import GridFactor
+from .live import IntensityPeriod
+from .regions import Region, all_regions, lookup
 
-J_PER_KWH = 3.6e6
+__all__ = ["Emissions", "account_emissions", "compare_regions", "extremes"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Emissions:
     energy_j: float
     gco2_per_kwh_effective: float
     gco2_per_kwh_time_weighted: float
-    parts: list[dict] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)
     fallback_used: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -37,10 +38,23 @@ class Emissions:
     def emissions_kg(self) -> float:
         return self.emissions_g / 1000.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["emissions_kg"] = self.emissions_kg
         return d
+
+
+class _Part(NamedTuple):
+    """One span of `Emissions.parts`, typed (its dict form has these keys, in this order)."""
+
+    start_wall: float
+    end_wall: float
+    energy_j: float
+    gco2_per_kwh: float
+    emissions_g: float
+    provider: str
+    zone: str
+    fallback: bool
 
 
 def _spans(
@@ -86,7 +100,7 @@ def account_emissions(
         ]
     else:
         spans = _spans(start_wall, end_wall, periods)
-    parts = []
+    rows: list[_Part] = []
     gap_s = 0.0
     for a, b, period in spans:
         energy = energy_j_at(b) - energy_j_at(a)
@@ -99,40 +113,30 @@ def account_emissions(
             fallback = period.fallback
             if period.fallback and period.note and period.note not in notes:
                 notes.append(period.note)
-        parts.append({
-            "start_wall": a,
-            "end_wall": b,
-            "energy_j": energy,
-            "gco2_per_kwh": g_per_kwh,
-            "emissions_g": energy / J_PER_KWH * g_per_kwh,
-            "provider": provider,
-            "zone": zone,
-            "fallback": fallback,
-        })
+        rows.append(_Part(a, b, energy, g_per_kwh, energy / J_PER_KWH * g_per_kwh, provider,
+                          zone, fallback))
     if gap_s > 0:
         notes.append(f"{gap_s:.0f} s not covered by live intensity: annual {factor.label} used")
-    energy_j = sum(p["energy_j"] for p in parts)
-    emissions_g = sum(p["emissions_g"] for p in parts)
+    energy_j = sum(r.energy_j for r in rows)
+    emissions_g = sum(r.emissions_g for r in rows)
     duration = end_wall - start_wall
     if duration > 0:
-        time_weighted = sum(
-            (p["end_wall"] - p["start_wall"]) * p["gco2_per_kwh"] for p in parts
-        ) / duration
+        time_weighted = sum((r.end_wall - r.start_wall) * r.gco2_per_kwh for r in rows) / duration
     else:
-        time_weighted = parts[0]["gco2_per_kwh"] if parts else factor.gco2_per_kwh
+        time_weighted = rows[0].gco2_per_kwh if rows else factor.gco2_per_kwh
     effective = emissions_g / (energy_j / J_PER_KWH) if energy_j > 0 else time_weighted
     return Emissions(
         emissions_g=emissions_g,
         energy_j=energy_j,
         gco2_per_kwh_effective=effective,
         gco2_per_kwh_time_weighted=time_weighted,
-        parts=parts,
-        fallback_used=any(p["fallback"] for p in parts),
+        parts=[r._asdict() for r in rows],
+        fallback_used=any(r.fallback for r in rows),
         notes=notes,
     )
 
 
-def compare_regions(energy_kwh: float, codes: Sequence[str]) -> list[dict]:
+def compare_regions(energy_kwh: float, codes: Sequence[str]) -> list[dict[str, Any]]:
     """What the same energy would emit under other regions' annual factors, lowest first."""
     if isinstance(codes, str):
         codes = [codes]

@@ -11,7 +11,7 @@ from typing import Optional
 
 import requests
 
-from tracker.errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_BASE_URLS = {
     "aws": "http://169.254.169.254",

@@ -1,8 +1,10 @@
 """Opt-in live grid intensity: poll one provider on a daemon thread, keep intensity periods.
 
-Providers: `uk` (UK Carbon Intensity API, no key), `electricitymaps` (token), and
-`energidataservice` (Energinet, DK1/DK2, no key). Any failure falls back to the run's annual
-factor, and the period says why. Tokens never leave this module except in the request header.
+Providers come from the registry in `tracker.carbon.providers`: built in are `uk` (UK Carbon
+Intensity API, no key), `electricitymaps` (token) and `energidataservice` (Energinet, DK1/DK2,
+no key); plugins add more through the `energy_tracker.carbon_providers` entry point. Any
+failure falls back to the run's annual factor, and the period says why. Tokens never leave this
+module except in the request a provider builds (its header).
 """
 
 from __future__ import annotations
@@ -10,24 +12,27 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import math
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import requests
 
-from tracker.carbon.factor import GridFactor
-from tracker.errors import ConfigError
+from ..errors import ConfigError
+from .gridfactor import GridFactor
+from .providers import PROVIDERS, Provider, Reading, plausible
+from .providers import get as get_provider
+from .providers.electricitymaps import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "ELECTRICITYMAPS_TOKEN"
+__all__ = ["PROVIDERS", "TOKEN_ENV", "IntensityPeriod", "LiveIntensity", "make_live_intensity"]
+
 MAX_TIMEOUT_S = 5.0
 STOP_WAIT_S = 1.0   # the most stop() waits for an HTTP call in flight
 
@@ -48,11 +53,11 @@ class IntensityPeriod:
     fallback: bool
     note: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> IntensityPeriod:
+    def from_dict(cls, d: Mapping[str, Any]) -> IntensityPeriod:
         end = d.get("end_wall")
         return cls(
             start_wall=float(d["start_wall"]),
@@ -65,134 +70,34 @@ class IntensityPeriod:
         )
 
 
-@dataclass(frozen=True)
-class _Reading:
-    gco2_per_kwh: float
-    observed: str  # the provider's own timestamp for the value
-
-
 class _FetchError(Exception):
     """A failed fetch; the message is safe to show (never holds a token)."""
 
 
-class _Provider:
-    name = ""
-    default_base_url = ""
-    base_url_env = ""
-    needs_token = False
-
-    def normalise_zone(self, zone: Optional[str]) -> str:
-        raise NotImplementedError
-
-    def request(
-        self, base_url: str, zone: str, token: Optional[str]
-    ) -> tuple[str, dict[str, str], dict[str, str]]:
-        raise NotImplementedError
-
-    def parse(self, payload: Any, zone: str) -> _Reading:
-        raise NotImplementedError
-
-
-class _UkCarbonIntensity(_Provider):
-    """api.carbonintensity.org.uk: national `/intensity`, regional `/regional/regionid/{id}`."""
-
-    name = "uk"
-    default_base_url = "https://api.carbonintensity.org.uk"
-    base_url_env = "ENERGY_TRACKER_UK_CARBON_URL"
-
-    def normalise_zone(self, zone: Optional[str]) -> str:
-        if zone is None or zone.strip().upper() in ("", "GB", "NATIONAL"):
-            return "GB"
-        if zone.strip().isdigit() and 1 <= int(zone) <= 17:
-            return str(int(zone))
+def _zone_of(provider: Provider, zone: Optional[str]) -> str:
+    """The provider's canonical zone; a plugin's bug here is a ConfigError that says so."""
+    try:
+        normalised = provider.normalise_zone(zone)
+    except ConfigError:
+        raise
+    except Exception as exc:
         raise ConfigError(
-            f"uk zone must be a regional id 1-17 (e.g. 'uk:13' for London) or none for GB, "
-            f"got {zone!r}."
+            f"live intensity provider {provider.name!r} failed to read zone {zone!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(normalised, str):
+        raise ConfigError(
+            f"live intensity provider {provider.name!r} gave zone {normalised!r}, not a string."
         )
-
-    def request(self, base_url, zone, token):
-        path = "/intensity" if zone == "GB" else f"/regional/regionid/{zone}"
-        return base_url + path, {}, {"Accept": "application/json"}
-
-    def parse(self, payload, zone):
-        entry = payload["data"][0]
-        if zone != "GB":
-            # regional answers nest one more level and carry forecasts only
-            entry = entry["data"][0]
-        intensity = entry["intensity"]
-        value = intensity.get("actual")
-        if value is None:
-            value = intensity["forecast"]
-        return _Reading(_plausible(value), str(entry.get("from", "")))
+    return normalised
 
 
-class _ElectricityMaps(_Provider):
-    """Electricity Maps API v3 `carbon-intensity/latest?zone=...` with an `auth-token` header."""
-
-    name = "electricitymaps"
-    default_base_url = "https://api.electricitymaps.com/v3"
-    base_url_env = "ENERGY_TRACKER_ELECTRICITYMAPS_URL"
-    needs_token = True
-
-    def normalise_zone(self, zone):
-        if not zone or not zone.strip():
-            raise ConfigError(
-                "electricitymaps needs a zone, e.g. 'electricitymaps:DE' or "
-                "'electricitymaps:SE-SE3'."
-            )
-        return zone.strip().upper()
-
-    def request(self, base_url, zone, token):
-        headers = {"Accept": "application/json", "auth-token": token or ""}
-        return base_url + "/carbon-intensity/latest", {"zone": zone}, headers
-
-    def parse(self, payload, zone):
-        return _Reading(_plausible(payload["carbonIntensity"]), str(payload.get("datetime", "")))
-
-
-class _EnergiDataService(_Provider):
-    """Energinet's Energi Data Service, dataset CO2Emis (5-minute values per price area)."""
-
-    name = "energidataservice"
-    default_base_url = "https://api.energidataservice.dk"
-    base_url_env = "ENERGY_TRACKER_ENERGIDATASERVICE_URL"
-
-    def normalise_zone(self, zone):
-        area = (zone or "").strip().upper()
-        if area not in ("DK1", "DK2"):
-            raise ConfigError(
-                f"energidataservice zone must be DK1 or DK2 (e.g. 'energidataservice:DK1'), "
-                f"got {zone!r}."
-            )
-        return area
-
-    def request(self, base_url, zone, token):
-        params = {
-            "filter": json.dumps({"PriceArea": [zone]}),
-            "sort": "Minutes5UTC DESC",
-            "limit": "1",
-        }
-        return base_url + "/dataset/CO2Emis", params, {"Accept": "application/json"}
-
-    def parse(self, payload, zone):
-        records = payload["records"]
-        if not records:
-            raise ValueError("no records")
-        record = records[0]
-        return _Reading(_plausible(record["CO2Emission"]), str(record.get("Minutes5UTC", "")))
-
-
-PROVIDERS: dict[str, _Provider] = {
-    p.name: p for p in (_UkCarbonIntensity(), _ElectricityMaps(), _EnergiDataService())
-}
-
-
-def _plausible(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("intensity is not a number")
-    if not math.isfinite(value) or not 0 <= value <= 2000:
-        raise ValueError("intensity outside 0..2000 gCO2e/kWh")
-    return float(value)
+def _checked(reading: object) -> Reading:
+    """A provider's reading, checked (TypeError/ValueError: an unexpected answer)."""
+    if not isinstance(reading, Reading):
+        raise TypeError(f"parse() gave a {type(reading).__name__}, not a Reading")
+    plausible(reading.gco2_per_kwh)
+    return reading
 
 
 def _retry_after_s(header: Optional[str]) -> Optional[float]:
@@ -237,24 +142,22 @@ class LiveIntensity:
         max_retry_after_s: float = 60.0,
         max_age_s: float = 3600.0,
     ):
-        if provider not in PROVIDERS:
-            raise ConfigError(
-                f"Unknown live intensity provider {provider!r}. "
-                f"Known: {', '.join(sorted(PROVIDERS))}."
-            )
-        self._provider = PROVIDERS[provider]
+        self._provider: Provider = get_provider(provider)
         self.provider = provider
-        self.zone = self._provider.normalise_zone(zone)
+        self.zone = _zone_of(self._provider, zone)
         if not isinstance(fallback, GridFactor):
             raise ConfigError("fallback must be a GridFactor (see resolve_factor()).")
         self.fallback = fallback
-        token = token or (os.environ.get(TOKEN_ENV) if self._provider.needs_token else None)
-        if self._provider.needs_token and not token:
-            raise ConfigError(
-                f"{provider} needs an API token: pass token= or set the {TOKEN_ENV} "
-                "environment variable (get one at https://portal.electricitymaps.com)."
-            )
-        self._token = token
+        needs_token, token_env = self._provider.needs_token, self._provider.token_env
+        if not token and needs_token and token_env:
+            token = os.environ.get(token_env)
+        if needs_token and not token:
+            where = (f"pass token= or set the {token_env} environment variable" if token_env
+                     else "pass token=")
+            token_url = self._provider.token_url
+            get_one = f" (get one at {token_url})" if token_url else ""
+            raise ConfigError(f"{provider} needs an API token: {where}{get_one}.")
+        self._token = token or None
         if not 0 < timeout_s <= MAX_TIMEOUT_S:
             raise ConfigError(f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}] s, got {timeout_s!r}.")
         if not refresh_s > 0:
@@ -267,7 +170,8 @@ class LiveIntensity:
         self.backoff_s = float(backoff_s)
         self.max_retry_after_s = float(max_retry_after_s)
         self.max_age_s = float(max_age_s)
-        url = base_url or os.environ.get(self._provider.base_url_env) or ""
+        url_env = self._provider.base_url_env
+        url = base_url or (os.environ.get(url_env) if url_env else None) or ""
         self.base_url = (url or self._provider.default_base_url).rstrip("/")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._on_update = on_update
@@ -293,9 +197,11 @@ class LiveIntensity:
 
     @property
     def spec(self) -> str:
-        return self.provider if self.zone == "GB" and self.provider == "uk" else (
-            f"{self.provider}:{self.zone}"
-        )
+        """"uk", "uk:13", "electricitymaps:DE": the provider, and the zone unless it is the
+        provider's default."""
+        if not self.zone or self.zone == self._provider.default_zone:
+            return self.provider
+        return f"{self.provider}:{self.zone}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -347,7 +253,7 @@ class LiveIntensity:
             reason = self._last_error or "no value fetched yet"
             return [self._fallback_period(start, reason)]
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What happened, for the run summary (never includes the token)."""
         periods = self.periods()
         with self._lock:
@@ -399,7 +305,7 @@ class LiveIntensity:
             self._set_value(now, reading.gco2_per_kwh, False, f"{self.spec} at {reading.observed}")
         self._write_cache(reading, payload, now)
 
-    def _fetch(self) -> tuple[_Reading, Any]:
+    def _fetch(self) -> tuple[Reading, Any]:
         url, params, headers = self._provider.request(self.base_url, self.zone, self._token)
         attempts = self.retries + 1
         last = "no attempt made"
@@ -428,7 +334,10 @@ class LiveIntensity:
                 last = "HTTP 429 (rate limited)"
                 continue
             if status in (401, 403):
-                hint = f"; check the token ({TOKEN_ENV})" if self._provider.needs_token else ""
+                hint = ""
+                if self._provider.needs_token:
+                    env = self._provider.token_env
+                    hint = f"; check the token ({env})" if env else "; check the token"
                 raise _FetchError(f"HTTP {status} (not authorised{hint})")
             if status >= 500:
                 last = f"HTTP {status}"
@@ -440,7 +349,7 @@ class LiveIntensity:
             except ValueError:
                 raise _FetchError("malformed JSON in the response") from None
             try:
-                return self._provider.parse(payload, self.zone), payload
+                return _checked(self._provider.parse(payload, self.zone)), payload
             except (KeyError, IndexError, TypeError, ValueError) as exc:
                 raise _FetchError(f"unexpected response ({exc})") from None
         tries = "try" if attempts == 1 else "tries"
@@ -510,7 +419,7 @@ class LiveIntensity:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.provider}-{self.zone}")
         return self.cache_dir / f"{safe}.json"
 
-    def _write_cache(self, reading: _Reading, payload: Any, now: float) -> None:
+    def _write_cache(self, reading: Reading, payload: Any, now: float) -> None:
         path = self._cache_path()
         if path is None:
             return
@@ -530,13 +439,15 @@ class LiveIntensity:
         except OSError as exc:
             log.warning("cannot write live intensity cache %s: %s", path, exc)
 
-    def _read_cache(self) -> Optional[dict]:
+    def _read_cache(self) -> Optional[dict[str, Any]]:
         path = self._cache_path()
         if path is None or not path.is_file():
             return None
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            _plausible(record["gco2_per_kwh"])
+            if not isinstance(record, dict):
+                return None
+            plausible(record["gco2_per_kwh"])
             float(record["fetched_wall"])
         except (OSError, ValueError, KeyError, TypeError):
             return None

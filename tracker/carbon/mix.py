@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from tracker.carbon.factor import GridFactor, world_factor
-from tracker.carbon.regions import DATA_DIR
-from tracker.errors import ConfigError
+from ..errors import ConfigError
+from .gridfactor import GridFactor, world_factor
+from .regions import DATA_DIR
+
+__all__ = ["GRID_KEY", "Technology", "known_sources", "mix_factor", "technologies"]
 
 GRID_KEY = "grid"
 SHARE_TOLERANCE = 1e-6
@@ -71,28 +73,35 @@ def mix_factor(mix: Mapping[str, float], grid: Optional[GridFactor] = None) -> G
         raise ConfigError(f"mix shares must sum to 1, they sum to {total:.6g}: {dict(mix)}.")
 
     notes = []
-    if GRID_KEY in shares and grid is None:
-        grid = world_factor()
-        notes.append(f'"grid" share without a region: world average ({grid.label}) used')
+    # the grid a "grid" share stands for (None: the mix has no "grid" share)
+    grid_used: Optional[GridFactor] = None
+    if GRID_KEY in shares:
+        if grid is None:
+            grid = world_factor()
+            notes.append(f'"grid" share without a region: world average ({grid.label}) used')
+        grid_used = grid
     value = 0.0
     parts = []
     for name, share in shares.items():
-        per_kwh = grid.gco2_per_kwh if name == GRID_KEY else techs[name].gco2_per_kwh
+        if name == GRID_KEY and grid_used is not None:
+            per_kwh = grid_used.gco2_per_kwh
+        else:
+            per_kwh = techs[name].gco2_per_kwh
         value += share * per_kwh
         parts.append(f"{name} {share * 100:g} %")
 
     ipcc = next(iter(techs.values())).source
-    uses_grid = GRID_KEY in shares and grid is not None
-    if uses_grid:
-        source = f"{ipcc}; grid share: {grid.source}"
-        licence = f"IPCC figures cited; grid: {grid.licence}"
-        definition = f"IPCC lifecycle medians blended with the grid ({grid.definition})"
-        code, year = grid.region_code, grid.year
+    region_name = f"mix: {', '.join(parts)}"
+    if grid_used is not None:
+        source = f"{ipcc}; grid share: {grid_used.source}"
+        licence = f"IPCC figures cited; grid: {grid_used.licence}"
+        definition = f"IPCC lifecycle medians blended with the grid ({grid_used.definition})"
+        code, year = grid_used.region_code, grid_used.year
+        region_name += f" (grid {grid_used.region_code})"
     else:
         source, licence = ipcc, "IPCC figures cited"
         definition = "IPCC lifecycle medians (gCO2e/kWh), share-weighted"
         code, year = "mix", 2014
-    region_name = f"mix: {', '.join(parts)}" + (f" (grid {grid.region_code})" if uses_grid else "")
     return GridFactor(
         gco2_per_kwh=value,
         region_code=code,

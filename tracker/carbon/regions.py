@@ -12,9 +12,9 @@ import functools
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from tracker.errors import UnknownRegionError
+from ..errors import UnknownRegionError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -55,7 +55,7 @@ class Region:
     mapping_source: Optional[str] = None
     note: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["aliases"] = list(self.aliases)
         return d

@@ -126,7 +126,8 @@ class ClaimBook:
     def holder(self, key: str) -> Optional[dict[str, Any]]:
         try:
             with open(self.dir / f"{key}.lock") as f:
-                return json.loads(f.read() or "null")
+                owner: Optional[dict[str, Any]] = json.loads(f.read() or "null")
+                return owner
         except (OSError, ValueError):
             return None
 

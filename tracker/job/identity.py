@@ -225,9 +225,10 @@ def agree_on_token(env: Mapping[str, str], *, timeout_s: float = STORE_TIMEOUT_S
                                           timeout=min(timeout_s, 2.0)):
                 pass
             import torch.distributed as tdist
-            store = tdist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]),
-                                   is_master=False, timeout=timedelta(seconds=timeout_s),
-                                   wait_for_workers=False)
+            # TCPStore: torch.distributed re-exports it from torch._C without __all__
+            store = tdist.TCPStore(  # type: ignore[attr-defined, unused-ignore]
+                env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
             how = "torchrun's agent store"
         elif dist is not None:
             from datetime import timedelta

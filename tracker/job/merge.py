@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from ..errors import ConfigError
 from ..report.advice import findings
@@ -29,7 +29,6 @@ from ..report.breakdown import merge_parts
 from ..runlog import read_json
 from ..sensors.base import counted
 from ..summary import (
-    J_PER_KWH,
     DeviceEnergy,
     Summary,
     WindowEnergy,
@@ -37,6 +36,7 @@ from ..summary import (
     utc_iso,
 )
 from ..summary_build import per_unit
+from ..units import J_PER_KWH
 from . import align
 from .layout import JOB_MANIFEST, Member, members
 
@@ -337,7 +337,10 @@ def _grids(loaded: list[Loaded]) -> list[dict[str, Any]]:
 
 def _pue_source(loaded: list[Loaded]) -> str:
     sources = {(x.summary.get("pue"), x.summary.get("pue_source")) for x in loaded}
-    return next(iter(sources))[1] if len(sources) == 1 else "per node (energy-weighted)"
+    if len(sources) != 1:
+        return "per node (energy-weighted)"
+    # every part's summary.json was written from a Summary, whose pue_source is a str
+    return cast(str, next(iter(sources))[1])
 
 
 def _job_status(loaded: list[Loaded]) -> str:
@@ -471,13 +474,13 @@ def _dedupe_notes(notes: list[str]) -> list[str]:
             by_text[text].append(who)
     out = []
     for text in order:
-        who = by_text[text]
-        if not who:
+        said_by = by_text[text]
+        if not said_by:
             out.append(text)
-        elif len(who) <= 2:
-            out.append(f"[{', '.join(who)}] {text}")
+        elif len(said_by) <= 2:
+            out.append(f"[{', '.join(said_by)}] {text}")
         else:
-            out.append(f"[{len(who)} processes] {text}")
+            out.append(f"[{len(said_by)} processes] {text}")
     return out
 
 
@@ -501,9 +504,9 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                               name=lambda xw: str(xw[1].get("name")), start=start)
         key_of = {}
         for i, seq in by.items():
-            for k, xw in align.keyed(seq, lambda xw: str(xw[1].get("kind")),
-                                     lambda xw: str(xw[1].get("name")), start):
-                key_of[(i, xw[1].get("id"))] = k
+            for k, keyed in align.keyed(seq, lambda xw: str(xw[1].get("kind")),
+                                        lambda xw: str(xw[1].get("name")), start):
+                key_of[(i, keyed[1].get("id"))] = k
         id_of: dict[align.Key, int] = {}
         for m in matches:
             id_of[m.key] = next_id
@@ -517,7 +520,7 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
             by_c: dict[str, float] = {}
             methods: dict[str, set[str]] = {}
             ranks = 0
-            read_from_curve = []
+            read_from_curve: list[str] = []
             for i, x in enumerate(xs):
                 xw = m.by.get(i)
                 if xw is not None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-J_PER_KWH = 3.6e6
+from ..units import J_PER_KWH
+
 THRESHOLDS = {
     "gpu_idle_share": 0.10,        # of GPU energy
     "between_steps_share": 0.10,   # of IT energy

@@ -137,7 +137,7 @@ def idle_energy(devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any
     out: dict[str, dict[str, Any]] = {}
     for d in devices:
         ts, us = getattr(d, "util_t", None), getattr(d, "util_pct", None)
-        if d.curve.empty or not ts or len(ts) < 2:
+        if d.curve.empty or not ts or us is None or len(ts) < 2:
             continue
         e = d.curve.energy_at_sorted([min(t, t_end) for t in ts])
         idle_j = idle_s = covered = 0.0

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Optional
 from ..errors import ConfigError
 from ..runlog import MANIFEST, SAMPLES, SUMMARY, read_json
 from ..snapshot import BUCKET_S
+from ..units import J_PER_KWH, J_PER_WH
 
 INSTALL_HINT = "pip install 'energy-tracker[report]'"
 REPORT_FILE = "report.html"
@@ -821,9 +822,10 @@ class _Figures:
 
         fig.update_layout(height=height, template="plotly_white",
                           margin={"l": 70, "r": 30, "t": 40, "b": 40})
-        out = pio.to_html(fig, include_plotlyjs=self.count == 0, full_html=False,
-                          div_id=f"fig-{name}", config=self.CONFIG, default_width="100%",
-                          default_height=f"{height}px", validate=True)
+        out: str = pio.to_html(fig, include_plotlyjs=self.count == 0, full_html=False,
+                               div_id=f"fig-{name}", config=self.CONFIG,
+                               default_width="100%", default_height=f"{height}px",
+                               validate=True)
         self.count += 1
         return out
 
@@ -873,11 +875,11 @@ def _axis(duration: float) -> tuple[float, str]:
 
 
 def _eunit(total_j: float) -> tuple[float, str]:
-    if total_j < 3600:
+    if total_j < J_PER_WH:
         return 1.0, "J"
-    if total_j < 3.6e6:
-        return 1 / 3600.0, "Wh"
-    return 1 / 3.6e6, "kWh"
+    if total_j < J_PER_KWH:
+        return 1 / J_PER_WH, "Wh"
+    return 1 / J_PER_KWH, "kWh"
 
 
 def _m4(series: Series, grid: Grid, k: float
@@ -1186,7 +1188,7 @@ def _carbon(data: Data, figs: _Figures) -> str:
     s = data.summary
     kwh = s.get("facility_energy_kwh")
     if kwh is None and _num(s.get("facility_energy_j")):
-        kwh = s["facility_energy_j"] / 3.6e6
+        kwh = s["facility_energy_j"] / J_PER_KWH
     parts = ['<section id="carbon"><h2>Carbon</h2>']
     g = s.get("grid") or {}
     if s.get("emissions_kg") is not None:
@@ -1353,7 +1355,7 @@ def _j(x: Any) -> str:
 
 
 def _kwh(x: Any) -> str:
-    return f"{x / 3.6e6:.6g} kWh" if _num(x) else "n/a"
+    return f"{x / J_PER_KWH:.6g} kWh" if _num(x) else "n/a"
 
 
 def _grams(kg: Any) -> str:

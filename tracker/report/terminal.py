@@ -10,11 +10,12 @@ in between; peaks inside a slot are averaged out (the HTML report keeps them).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
+
+from ..runlog import parse_record
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
@@ -168,10 +169,10 @@ def _readings(lines: Sequence[bytes], latest: dict[str, float]) -> Iterator[floa
         if b'"d"' not in line:
             continue
         try:
-            rec = json.loads(line)
-            t, d = rec["t"], rec["d"]
-            if not isinstance(d, dict) or not _finite(t):
+            rec = parse_record(line)
+            if rec is None or not isinstance(rec.get("d"), dict):
                 continue
+            t, d = rec["t"], rec["d"]
             for name, g in d.items():
                 if isinstance(g, dict) and _finite(g.get("j")):
                     latest[name] = float(g["j"])

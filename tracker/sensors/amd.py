@@ -78,6 +78,11 @@ def _num(value: Any) -> Optional[float]:
     return float(value)
 
 
+def _int(value: Any) -> Optional[int]:
+    """A reading as an int (an index, an id), or None when it is not a number."""
+    return int(value) if _num(value) is not None else None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -177,8 +182,8 @@ class AmdGPU(Sensor):
         if isinstance(info, Mapping) and info.get("driver_version"):
             details["driver"] = _text(info["driver_version"])
         cap = _call(amdsmi.amdsmi_get_power_cap_info, proc.handle)
-        if isinstance(cap, Mapping) and _num(cap.get("power_cap")):
-            details["power_limit_w"] = _num(cap.get("power_cap")) / 1e6   # µW
+        if isinstance(cap, Mapping) and (cap_uw := _num(cap.get("power_cap"))):
+            details["power_limit_w"] = cap_uw / 1e6   # µW
         if note:
             details["note"] = note
         self.info = SensorInfo(name=name or f"gpu{proc.index}", component="gpu",
@@ -287,9 +292,9 @@ def _processors(amdsmi: Any) -> list[_Processor]:
         hip = enum.get("hip_id")
         out.append(_Processor(
             index=i, handle=h, uuid=uuid, model=model, physical=physical,
-            partition=int(part) if _num(part) is not None else None,
+            partition=_int(part),
             mode=_text(mode) if mode and _text(mode) != NA else "", bdf=bdf,
-            hip_id=int(hip) if _num(hip) is not None else None,
+            hip_id=_int(hip),
             hip_uuid=_text(enum.get("hip_uuid") or "")))
     return out
 
@@ -342,7 +347,7 @@ def _visible(procs: list[_Processor], gpus: Optional[Sequence[GpuSpec]],
     if gpus is not None:
         chosen, notes = _select(gpus, procs, "gpus=", strict=True, by_hip=True)
         return chosen, notes, None
-    notes: list[str] = []
+    notes = []
     pool = procs
     rocr = env.get("ROCR_VISIBLE_DEVICES")
     if rocr is not None:

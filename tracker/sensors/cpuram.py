@@ -5,14 +5,15 @@ Every fallback to a model comes with one note saying why, and what would make it
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tracker.errors import SensorUnavailable
-from tracker.sensors.base import Discovery, Sensor
-from tracker.sensors.model import CpuModelSensor, RamModelSensor, validate_tdp_w
-from tracker.sensors.rapl import (
+from ..errors import SensorUnavailable
+from .base import Discovery, Sensor
+from .model import CpuModelSensor, RamModelSensor, validate_tdp_w
+from .rapl import (
     DEFAULT_POWERCAP_ROOT,
     RaplAccessDenied,
     RaplSensor,
@@ -26,7 +27,7 @@ from tracker.sensors.rapl import (
 def discover_cpu_ram(
     *,
     cpu_tdp_w: Optional[float] = None,
-    powercap_root: Union[str, Path] = DEFAULT_POWERCAP_ROOT,
+    powercap_root: Union[str, os.PathLike[str]] = DEFAULT_POWERCAP_ROOT,
     use_rapl: bool = True,
     cpu: bool = True,
     ram: bool = True,
@@ -46,34 +47,35 @@ def discover_cpu_ram(
 
     if use_rapl:
         zones = list_zones(root)
-        cpu = _open_rapl(root, package_zones(zones) if want_cpu else [], "cpu")
-        ram = _open_rapl(root, dram_zones(zones) if want_ram else [], "ram")
-        if not cpu.sensors and cpu.reason is None:
-            cpu = _no_package_zone(root)
+        cpu_rapl = _open_rapl(root, package_zones(zones) if want_cpu else [], "cpu")
+        ram_rapl = _open_rapl(root, dram_zones(zones) if want_ram else [], "ram")
+        if not cpu_rapl.sensors and cpu_rapl.reason is None:
+            cpu_rapl = _no_package_zone(root)
             if not zones:
-                ram = cpu  # one reason for both: say it once
-        if not ram.sensors and ram.reason is None:
-            ram = _Rapl([], "No RAPL DRAM domain here (usual on client and AMD CPUs)", None)
+                ram_rapl = cpu_rapl  # one reason for both: say it once
+        if not ram_rapl.sensors and ram_rapl.reason is None:
+            ram_rapl = _Rapl([], "No RAPL DRAM domain here (usual on client and AMD CPUs)", None)
     else:
-        cpu = ram = _Rapl([], "RAPL not used (use_rapl=False)", None)
+        cpu_rapl = ram_rapl = _Rapl([], "RAPL not used (use_rapl=False)", None)
 
     notes: list[str] = []
-    if cpu.sensors and cpu_tdp_w is not None:
+    if cpu_rapl.sensors and cpu_tdp_w is not None:
         notes.append(f"cpu_tdp_w={cpu_tdp_w:g} is not used: CPU energy is measured by RAPL.")
-    cpu_model = None if cpu.sensors or not want_cpu else CpuModelSensor(tdp_w=cpu_tdp_w)
-    ram_model = None if ram.sensors or not want_ram else RamModelSensor()
+    cpu_model = None if cpu_rapl.sensors or not want_cpu else CpuModelSensor(tdp_w=cpu_tdp_w)
+    ram_model = None if ram_rapl.sensors or not want_ram else RamModelSensor()
 
-    if cpu_model and ram_model and cpu == ram:
+    if cpu_model and ram_model and cpu_rapl == ram_rapl:
         terms = f"{_cpu_terms(cpu_model)}; {_ram_terms(ram_model)}"
-        notes.append(_note(cpu, "CPU and RAM power are", terms, _tdp_hint(cpu_tdp_w)))
+        notes.append(_note(cpu_rapl, "CPU and RAM power are", terms, _tdp_hint(cpu_tdp_w)))
     else:
         if cpu_model:
-            notes.append(_note(cpu, "CPU power is", _cpu_terms(cpu_model), _tdp_hint(cpu_tdp_w)))
+            notes.append(_note(cpu_rapl, "CPU power is", _cpu_terms(cpu_model),
+                               _tdp_hint(cpu_tdp_w)))
         if ram_model:
-            notes.append(_note(ram, "RAM power is", _ram_terms(ram_model), None))
+            notes.append(_note(ram_rapl, "RAM power is", _ram_terms(ram_model), None))
 
-    cpu_sensors: list[Sensor] = [cpu_model] if cpu_model else list(cpu.sensors)
-    ram_sensors: list[Sensor] = [ram_model] if ram_model else list(ram.sensors)
+    cpu_sensors: list[Sensor] = [cpu_model] if cpu_model else list(cpu_rapl.sensors)
+    ram_sensors: list[Sensor] = [ram_model] if ram_model else list(ram_rapl.sensors)
     return Discovery(sensors=cpu_sensors + ram_sensors, notes=notes)
 
 

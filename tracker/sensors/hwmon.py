@@ -28,6 +28,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -68,7 +69,7 @@ class Meter:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def list_meters(root: Union[str, Path] = DEFAULT_HWMON_ROOT) -> list[Meter]:
+def list_meters(root: Union[str, os.PathLike[str]] = DEFAULT_HWMON_ROOT) -> list[Meter]:
     """Every power or energy channel of a known driver under `root`, classified; [] when the
     tree is absent. Sorted by hwmon number and channel."""
     out: list[Meter] = []
@@ -97,26 +98,24 @@ def _power_meter(hwmon: str, dirs: list[Path]) -> list[Meter]:
             interval = interval_ms / 1000.0 if interval_ms and interval_ms > 0 else None
             extra = {k: v for k in ("model_number", "serial_number")
                      if (v := _read_text(d / f"power{n}_{k}"))}
-            base = dict(hwmon=hwmon, driver="power_meter", path=f, quantity="power",
-                        label=oem, interval_s=interval, extra=extra)
+            meter = partial(Meter, hwmon=hwmon, driver="power_meter", path=f, quantity="power",
+                            label=oem, interval_s=interval, extra=extra)
             if _read_int(d / f"power{n}_is_battery") == 1:
-                out.append(Meter(role=None, why="a battery, not the machine's input power",
-                                 **base))
+                out.append(meter(role=None, why="a battery, not the machine's input power"))
                 continue
             grace = _GRACE.match(oem.strip())
             if grace is None:   # a plain ACPI power meter: the whole machine
-                out.append(Meter(role=NODE, includes=("gpu", "cpu", "ram"), **base))
+                out.append(meter(role=NODE, includes=("gpu", "cpu", "ram")))
                 continue
             rail, socket = grace.group(1).lower(), int(grace.group(2))
             if rail == "module":
-                out.append(Meter(role=NODE, socket=socket, includes=("gpu", "cpu", "ram"),
-                                 **base))
+                out.append(meter(role=NODE, socket=socket, includes=("gpu", "cpu", "ram")))
             elif rail == "grace":
-                out.append(Meter(role="cpu", socket=socket, covers=("cpu", "ram"), **base))
+                out.append(meter(role="cpu", socket=socket, covers=("cpu", "ram")))
             else:
-                out.append(Meter(role=None, socket=socket,
+                out.append(meter(role=None, socket=socket,
                                  why=f"a rail inside Grace socket {socket}, whose 'Grace Power "
-                                     "Socket' meter is used instead", **base))
+                                     "Socket' meter is used instead"))
     return out
 
 
@@ -229,7 +228,8 @@ def _describe(m: Meter) -> str:
     return "Whole-node input power (ACPI power meter" + (f", {m.label}" if m.label else "") + ")"
 
 
-def discover_hwmon(*, root: Union[str, Path] = DEFAULT_HWMON_ROOT, node: bool = True,
+def discover_hwmon(*, root: Union[str, os.PathLike[str]] = DEFAULT_HWMON_ROOT,
+                   node: bool = True,
                    cpu: bool = True, ram: bool = True, counter_interval_s: float = 1.0,
                    cpu_tdp_w: Optional[float] = None) -> Discovery:
     """Sensors for the usable hwmon meters under `root`: whole-node meters (component "node")

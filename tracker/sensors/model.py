@@ -11,8 +11,8 @@ from typing import Optional
 
 import psutil
 
-from tracker.errors import ConfigError, SensorFailed, SensorUnavailable
-from tracker.sensors.base import MODELED, Sensor, SensorInfo
+from ..errors import ConfigError, SensorFailed, SensorUnavailable
+from .base import MODELED, Sensor, SensorInfo
 
 # Default CPU TDP when the user gives none. Server parts run ~2-4 W per hardware thread at TDP
 # (Xeon Platinum 8380: 270 W / 80 threads = 3.4; Xeon 8480+: 350 W / 112 = 3.1; EPYC 7763:
@@ -124,7 +124,7 @@ class RamModelSensor(Sensor):
 
     def __init__(self) -> None:
         try:
-            total_bytes = psutil.virtual_memory().total
+            total_bytes: int = psutil.virtual_memory().total
         except (OSError, psutil.Error) as exc:
             raise SensorUnavailable(f"psutil.virtual_memory failed: {exc}") from exc
         self.installed_gib = total_bytes / _BYTES_PER_GIB

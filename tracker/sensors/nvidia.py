@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -167,7 +167,8 @@ class NvidiaGPU(Sensor):
 
     def _power_limit_w(self) -> Optional[float]:
         try:
-            return self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / 1000.0
+            limit_w: float = self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / 1000.0
+            return limit_w
         except Exception:
             return None
 
@@ -190,7 +191,8 @@ class NvidiaGPU(Sensor):
                 mw = self._read_instant_mw()
                 if mw is not None:
                     return mw / 1000.0
-            return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+            power_w: float = self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+            return power_w
         except Exception as e:
             raise SensorFailed(f"{self.name}: power read failed: {_err(e)}") from e
 
@@ -217,7 +219,8 @@ class NvidiaGPU(Sensor):
         if not self.has_counter:
             return None
         try:
-            return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+            energy_j: float = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+            return energy_j
         except Exception as e:
             raise SensorFailed(f"{self.name}: energy counter read failed: {_err(e)}") from e
 
@@ -282,19 +285,19 @@ def _resolve_mig(nvml: Any, text: str, uuids: list[str]) -> tuple[Optional[int],
 
 
 def discover_gpus(gpus: Optional[Sequence[GpuSpec]] = None, *, nvml: Any = None,
-                  env: Optional[dict[str, str]] = None, counter_interval_s: float = 1.0
+                  env: Optional[Mapping[str, str]] = None, counter_interval_s: float = 1.0
                   ) -> Discovery:
     """Find the GPUs to measure: `gpus` if given, else CUDA_VISIBLE_DEVICES, else every GPU.
 
     Never raises for a missing driver or GPU (that is a note); raises ConfigError only when an
     explicit `gpus=` entry names no GPU.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if gpus is not None and not isinstance(gpus, (list, tuple)):
         raise ConfigError(f"gpus= must be a list of GPU indices or UUIDs, got {gpus!r}")
     if gpus is not None and len(gpus) == 0:
         return Discovery([], ["gpus=[] given: GPUs are not measured."])
-    visible = env.get("CUDA_VISIBLE_DEVICES")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
     if gpus is None and visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
         return Discovery([], [f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU: "
                               "GPUs are not measured."])
@@ -309,7 +312,7 @@ def discover_gpus(gpus: Optional[Sequence[GpuSpec]] = None, *, nvml: Any = None,
         elif visible is not None:
             specs = [s for s in visible.split(",") if s.strip()]
             targets, notes = _resolve(nvml, specs, "CUDA_VISIBLE_DEVICES", strict=False)
-            order = env.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+            order = environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
             models = {_text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
                       for i in range(count)}
             if order != "PCI_BUS_ID" and len(models) > 1 and any(

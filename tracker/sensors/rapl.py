@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tracker.errors import SensorFailed, SensorUnavailable
-from tracker.sensors.base import COUNTER, Sensor, SensorInfo
+from ..errors import SensorFailed, SensorUnavailable
+from .base import COUNTER, Sensor, SensorInfo
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
 

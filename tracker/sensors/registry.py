@@ -170,7 +170,7 @@ def plugin_kinds(notes: list[str]) -> list[SensorKind]:
         try:
             eps = list(entry_points(group=ENTRY_POINT_GROUP))
         except TypeError:   # Python 3.9: a dict of groups
-            eps = list(entry_points().get(ENTRY_POINT_GROUP, ()))  # type: ignore[attr-defined]
+            eps = list(entry_points().get(ENTRY_POINT_GROUP, ()))  # type: ignore[attr-defined, unused-ignore]
     except Exception as e:
         notes.append(f"sensor plugins not loaded: listing entry points failed: {_err(e)}")
         return []
