@@ -95,3 +95,22 @@ def test_paths_are_absolute_so_a_chdir_moves_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir("/")
     assert config.output_dir == tmp_path / "runs"
     assert config.emissions_csv == tmp_path / "e.csv"
+
+
+def test_recent_power_is_one_figure_for_the_cli_and_prometheus(fake_nvml, tmp_path):
+    """'Power now' is computed once (curve.recent_power_w): the tracker's figure is the
+    devices' mean over the last 2 s they measured, 300 W for a constant 300 W GPU."""
+    import time
+
+    from conftest import Constant, FakeGPU
+
+    fake_nvml(FakeGPU(profile=Constant(300.0)))
+    with track("recent", output_dir=tmp_path, cpu=False, ram=False, rate_hz=50,
+               counter_interval_s=0.2, emissions_csv=False) as run:
+        assert run.recent_power_w() is None or run.recent_power_w() >= 0
+        time.sleep(2.5)
+        w = run.recent_power_w()
+        until = run.measured_until()
+        d = run.devices[0]
+        assert w == pytest.approx(d.curve.energy_between(until - 2.0, until) / 2.0)
+    assert w == pytest.approx(300.0, rel=0.02)

@@ -628,6 +628,18 @@ class Tracker:
         return sum(d.curve.energy_between(t0, t1) for d in self.devices
                    if not d.curve.empty and counted(d.sensor.info.details))
 
+    def recent_power_w(self, span_s: Optional[float] = None) -> Optional[float]:
+        """IT power now (W): the mean over the last 2 s that every device has measured (a
+        node meter's parts once), as the CLI's status line and Prometheus show it. None before
+        the first reading."""
+        from .curve import RECENT_POWER_S
+        from .sensors.base import counted
+        until = self.measured_until()
+        got = [d.curve.recent_power_w(until, RECENT_POWER_S if span_s is None else span_s)
+               for d in self.devices if not d.curve.empty and counted(d.sensor.info.details)]
+        known = [w for w in got if w is not None]
+        return sum(known) if known else None
+
     def measured_until(self) -> float:
         """Run time (s) up to which every measured device has readings. E(t) is flat past a
         device's last reading, so rates up to `clock()` would read low."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import TrackerError
+from .units import J_PER_KWH
 
 EXIT_USAGE = 2
 
@@ -206,8 +207,8 @@ def _status_line(tracker: Any, done: threading.Event) -> None:
         try:
             t = tracker.clock()
             e_j = tracker.energy_j()
-            w = tracker.energy_j(max(t - 2.0, 0.0), t) / 2.0   # parts of a node meter: once
-            kwh = e_j * tracker.pue / 3.6e6
+            w = tracker.recent_power_w() or 0.0
+            kwh = e_j * tracker.pue / J_PER_KWH
             mm, ss = divmod(int(t), 60)
             hh, mm = divmod(mm, 60)
             sys.stderr.write(f"\r[energy-tracker] {w:8.1f} W  {kwh:.6f} kWh  "

@@ -21,6 +21,9 @@ from array import array
 from collections.abc import Sequence
 from typing import Any, Optional
 
+# "Power now" (the CLI's status line, Prometheus, Tracker.recent_power_w): the mean over the
+# last 2 s, long enough to hold a few NVML updates (every ~100 ms) and the 1 s average window.
+RECENT_POWER_S = 2.0
 
 class CounterWentBackwards(Exception):
     """The device counter decreased (GPU reset, driver reload): the curve re-bases on it."""
@@ -253,6 +256,15 @@ class EnergyCurve:
             t = np.array(self._t[lo:hi])
             e = np.array(self._e[lo:hi])
         return np.interp(ts, t, e)
+
+    def recent_power_w(self, until: float, span_s: float = RECENT_POWER_S) -> Optional[float]:
+        """"Power now": the mean power over the `span_s` seconds before `until` (the energy
+        over that span / its length, so a counter-mode device's figure is the counter's).
+        None before any time has passed."""
+        span = min(span_s, until)
+        if span <= 0:
+            return None
+        return self.energy_between(until - span, until) / span
 
     def energy_between(self, t0: float, t1: float) -> float:
         """Energy in J of the window [t0, t1]."""

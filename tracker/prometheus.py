@@ -95,9 +95,9 @@ class _Collector:
             if part_of:
                 key.append(str(part_of))
             e.add_metric(key, d.curve.energy_at(until))
-            span = min(2.0, until)
-            if span > 0:
-                w.add_metric(key, d.curve.energy_between(until - span, until) / span)
+            recent_w = d.curve.recent_power_w(until)
+            if recent_w is not None:
+                w.add_metric(key, recent_w)
         yield energy
         yield power
         yield part_energy

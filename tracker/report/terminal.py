@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..runlog import parse_record
+from ..units import J_PER_KWH
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
@@ -224,7 +225,7 @@ def _finite(x: Any) -> bool:
 
 
 def _energy(j: float) -> str:
-    return f"{j:,.1f} J" if abs(j) < 3.6e5 else f"{j / 3.6e6:,.4f} kWh"
+    return f"{j:,.1f} J" if abs(j) < 0.1 * J_PER_KWH else f"{j / J_PER_KWH:,.4f} kWh"
 
 
 def _dur(s: float) -> str:
