@@ -25,14 +25,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..errors import ConfigError, SensorFailed, SensorUnavailable
-from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo
+from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo, SharedSession
 
 GpuSpec = Union[int, str]
 NA = "N/A"
@@ -125,19 +124,12 @@ class _Physical:
         return (zero or self.processors)[0]
 
 
-class AmdSession:
+class AmdSession(SharedSession):
     """One amdsmi_init shared by the GPUs found; shut down when the last one closes."""
 
     def __init__(self, amdsmi: Any, users: int = 0):
+        super().__init__(lambda: _shutdown(amdsmi), users)
         self.amdsmi = amdsmi
-        self.users = users
-        self._lock = threading.Lock()
-
-    def release(self) -> None:
-        with self._lock:
-            self.users -= 1
-            if self.users == 0:
-                _shutdown(self.amdsmi)
 
 
 class AmdGPU(Sensor):

@@ -6,9 +6,10 @@ about threads, files or carbon. The sampler decides when to read it.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 # Method labels that travel with every number into the summary.
 COUNTER = "counter"    # a hardware energy counter (NVML total energy, RAPL energy_uj)
@@ -98,3 +99,21 @@ class Discovery:
 
     sensors: list[Sensor]
     notes: list[str]
+
+
+class SharedSession:
+    """A vendor library session (NVML, AMD SMI) shared by the devices one discovery found:
+    initialised once, shut down once, when the last of them closes. The libraries count
+    inits per process, so shutting down more often would end them for the training framework
+    too."""
+
+    def __init__(self, shutdown: Callable[[], None], users: int = 0):
+        self._shutdown = shutdown
+        self.users = users
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            self.users -= 1
+            if self.users == 0:
+                self._shutdown()

@@ -12,13 +12,12 @@ average) and reads the counter only at a lower cadence, at window edges and at s
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from ..errors import ConfigError, SensorFailed, SensorUnavailable
-from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo
+from .base import COUNTER, SAMPLED, Discovery, Sensor, SensorInfo, SharedSession
 
 GpuSpec = Union[int, str]
 
@@ -61,21 +60,14 @@ class _Target:
     note: str = ""
 
 
-class NvmlSession:
+class NvmlSession(SharedSession):
     """One nvmlInit shared by the GPUs it found; released once, when the last GPU closes.
     NVML counts inits per process, so shutting down more than once would also end NVML for
     anything else in the process that uses it (the training framework, say)."""
 
     def __init__(self, nvml: Any, users: int = 0):
+        super().__init__(lambda: shutdown_nvml(nvml), users)
         self.nvml = nvml
-        self.users = users
-        self._lock = threading.Lock()
-
-    def release(self) -> None:
-        with self._lock:
-            self.users -= 1
-            if self.users == 0:
-                shutdown_nvml(self.nvml)
 
 
 class NvidiaGPU(Sensor):
