@@ -20,6 +20,7 @@ over all traces and phases; then the same on the recorded H100 trace when it is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -72,6 +73,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--offsets", type=int, default=40)
     ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--epoch-s", type=float, default=None,
+                    help="epoch length, s (default: each pattern's own, 6-9 s); a window's "
+                         "edge error is absolute, so longer epochs show it relative to more")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     offsets = [k * 0.1 / args.offsets for k in range(args.offsets)]
@@ -80,6 +84,8 @@ def main() -> None:
         runs = {m: [] for m in MODES}
         for pattern in PATTERNS:
             for seed in range(args.seeds):
+                if args.epoch_s is not None:
+                    pattern = dataclasses.replace(pattern, epoch_s=args.epoch_s)
                 syn = generate(pattern, seed)
                 path = syn.write(Path(tmp) / f"{pattern.name}-{seed}.json")
                 trace = Trace(path)
@@ -88,7 +94,8 @@ def main() -> None:
                         runs[mode].append(one(path, trace, mode, off, args.rate, syn))
         n = len(PATTERNS) * args.seeds * len(offsets)
         print(f"generated: {len(PATTERNS)} patterns x {args.seeds} seeds x {len(offsets)} "
-              f"phases = {n} replays per mode at {args.rate:g} Hz")
+              f"phases = {n} replays per mode at {args.rate:g} Hz"
+              + (f", {args.epoch_s:g} s epochs" if args.epoch_s else ""))
         for mode in MODES:
             rs = runs[mode]
             tot = [r["total_vs_true"] for r in rs]
