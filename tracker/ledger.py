@@ -40,7 +40,7 @@ BLOCK_HEAD = struct.Struct("<4sI")
 MAGIC = b"STB1"
 COLUMNS = (("t_start", "d"), ("t_end", "d"), ("energy_j", "d"), ("index", "I"),
            ("samples", "I"), ("tokens", "I"), ("parent", "q"))
-STEP_BYTES = sum(array(c).itemsize for _, c in COLUMNS)      # 40 bytes a step
+STEP_BYTES = sum(array(c).itemsize for _, c in COLUMNS)      # 44 bytes a step
 STEPS_FILE = "steps.bin"
 STEP_GROUP_MIN_S = 1.0       # a group spans at least this (the counter moves every ~100 ms)
 MAX_STEP_GROUPS = 1000       # ... and a run has at most this many groups
