@@ -52,6 +52,10 @@ def job_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def torchrun(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # Each launch on its own free port: torchrun's default (29500) may still be held by a
+    # worker of an earlier test that is being torn down, and the launch would then fail.
+    if not any(a.startswith(("--master_port", "--master-port", "--rdzv")) for a in args):
+        args = [f"--master_port={free_port()}", *args]
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -366,13 +370,17 @@ def test_sigterm_while_blocked_in_a_collective(tmp_path):
     proc = torchrun(["--nproc_per_node=2", str(script)], env)
     try:
         pids = {}
+        seen: list[str] = []
         deadline = time.monotonic() + 60
         while len(pids) < 2 and time.monotonic() < deadline:
             line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break   # torchrun ended: its output says why
+            seen.append(line)
             parts = line.split()
             if len(parts) == 2 and parts[0] in ("0", "1") and parts[1].isdigit():
                 pids[parts[0]] = int(parts[1])
-        assert "0" in pids, "rank 0 never started"
+        assert "0" in pids, "rank 0 never started:\n" + "".join(seen)[-4000:]
         time.sleep(1.0)
         os.kill(pids["0"], signal.SIGTERM)
         summary = None
