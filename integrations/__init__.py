@@ -39,7 +39,7 @@ class TrainingSession:
         # In a distributed job, log rows carry the job's figures (one all-reduce per row).
         self.reducer = JobReducer() if job_metrics else None
         # Bad options raise ConfigError now, not at train start; nothing is opened here.
-        self.checked = TrackerConfig.from_options(name, **self.config)
+        TrackerConfig.from_options(name, **self.config)
         self.run: Optional[Tracker] = None
         self.summary: Optional[Summary] = None
         self.projector: Optional[Projector] = None

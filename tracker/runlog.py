@@ -82,12 +82,17 @@ def _plain(o: Any) -> Any:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never a partial one."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_plain) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers (a summary reader, a browser reloading the report)
+    see the old file or the new one, never a partial one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_plain)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..errors import ConfigError
-from ..runlog import MANIFEST, SAMPLES, SUMMARY, read_json
+from ..runlog import MANIFEST, SAMPLES, SUMMARY, parse_record, read_json, write_text_atomic
 from ..snapshot import BUCKET_S
 from ..units import J_PER_KWH, J_PER_WH
 
@@ -706,12 +706,9 @@ def _last_t(path: Path) -> float:
     except OSError:
         return 0.0
     for line in reversed(tail[1:] if len(tail) > 1 else tail):
-        try:
-            t = json.loads(line)["t"]
-            if _num(t):
-                return float(t)
-        except Exception:
-            continue
+        rec = parse_record(line)
+        if rec is not None:
+            return float(rec["t"])
     return 0.0
 
 
@@ -737,18 +734,7 @@ def write_html(path: Path, out: Optional[Path] = None) -> Path:
     page = render_page(data)
     target = Path(out) if out is not None else Path(path) / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(tmp, target)   # a reader (a browser reloading) never sees half a page
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomic(target, page)
     return target
 
 
