@@ -119,6 +119,23 @@ class TrainingSession:
         self.summary = run.stop(status)
         return self.summary
 
+    def side_session(self, suffix: str, *, world_size: int = 1, rank: int = 0
+                     ) -> TrainingSession:
+        """A session of its own for a framework call outside training (an evaluate(), test()
+        or predict() after or before fit): run `<name>-<suffix>`, the same options. The
+        training run's figures stay what training cost. With several processes, each measures
+        its own share as a run of its own (job=False: the launcher's job is the training's,
+        whose job summary must not change after the fact; a job= name gets `-<suffix>`), and
+        only rank 0 prints its end block."""
+        cfg = dict(self.config)
+        if isinstance(cfg.get("job"), str):
+            cfg["job"] = f"{cfg['job']}-{suffix}"
+        elif world_size > 1:
+            cfg.setdefault("job", False)
+        if world_size > 1 and rank != 0:
+            cfg.setdefault("quiet", True)
+        return TrainingSession(f"{self.name}-{suffix}", cfg, job_metrics=False)
+
     # -- windows -------------------------------------------------------------------------------
     def open(self, role: str, name: str, kind: str, **attrs: Any) -> None:
         """Open the window of `role` (closing a stale one left by an unmatched hook)."""

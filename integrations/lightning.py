@@ -1,5 +1,5 @@
 """Lightning (`lightning.pytorch` or `pytorch_lightning`): energy and CO2e per run, epoch, batch and
-validation, logged through the LightningModule's own `log` (so every configured logger gets it).
+validation, logged to every logger of the Trainer (`trainer.loggers`).
 
     from integrations.lightning import EnergyCallback
     trainer = lightning.pytorch.Trainer(max_epochs=10, callbacks=[EnergyCallback(region="DE")])
@@ -10,30 +10,43 @@ Trainer only accepts callbacks of its own package), and `callback_class(package)
 
 Hook mapping, and where it is imprecise:
 - on_fit_start / on_fit_end: the run (sanity-check validation included); on_exception ends
-  it as "failed" ("interrupted" for KeyboardInterrupt). validate()/test()/predict() called on
-  their own are not tracked.
+  it as "failed" ("interrupted" for KeyboardInterrupt).
+- validate() / test() / predict() called on their own (before or after fit): the fit run has
+  ended and its numbers are what training cost, so each call is a short run of its own,
+  `<name>-validate` / `<name>-test` / `<name>-predict`, from the callback's `setup` to its
+  `teardown` (dataloader set-up included), with an "eval" window from on_<stage>_start to
+  on_<stage>_end; `cb.eval_summary` / `cb.eval_summaries`. With several processes (ddp) each
+  measures its own share (job=False runs; rank 0 prints its end block).
 - on_train_epoch_start/end: "epoch" windows; Lightning runs validation inside the training
   epoch, so an epoch's energy includes its validation, which is also its own "eval" window
   (on_validation_start/end; the sanity check has attrs {"sanity": True}).
 - on_train_batch_start/end: "step" windows per batch, with samples/tokens from the batch.
 - Checkpoint saving has no before/after hook pair (ModelCheckpoint saves inside
   on_train_epoch_end / on_validation_end), so it is inside those windows, not its own.
-- Metrics are logged with `pl_module.log_dict` when Lightning writes step logs
-  (log_every_n_steps) and at each epoch end. With `strategy="ddp"` every process runs the
-  callback; the tracker's job layer measures each device once and writes one job directory,
-  and the logged figures are the job's (one all-reduce at each of those logging points, which
-  every rank reaches; `job_metrics=False` logs each process's own).
+- Metrics go straight to the Trainer's loggers (`logger.log_metrics`, from global rank 0)
+  when Lightning writes step logs (log_every_n_steps) and at each epoch end; not through
+  `pl_module.log`, whose epoch-level reduction would want `sync_dist=True` under ddp (and
+  warn without it) although the figures are job-wide already. With `strategy="ddp"` every
+  process runs the callback; the tracker's job layer measures each device once and writes
+  one job directory, and the logged figures are the job's (one all-reduce at each of those
+  logging points, which every rank reaches; `job_metrics=False` logs rank 0's own). They
+  are not in `trainer.callback_metrics` (nor the progress bar).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any, Optional
+
+from tracker.config import given_options, options_docstring, signature_with_options
+from tracker.summary import Summary
 
 from . import SessionResults, TrainingSession
 from .torch import count_samples, count_tokens, process_gpus
 
 PACKAGES = ("lightning", "pytorch_lightning")
+log = logging.getLogger("tracker")
 
 
 class _EnergyHooks(SessionResults):
@@ -46,13 +59,15 @@ class _EnergyHooks(SessionResults):
         max_steps) before the first projection; `projection_recent`: project from the last K
         units only (default: all); `job_metrics`: in a distributed job, log the job's figures
         (one all-reduce of a few floats when Lightning logs; default True). Other options are
-        those of `tracker.track()`."""
+        those of `tracker.track()` (typed keyword parameters: LightningCLI and YAML configs can
+        set them; a parameter left at its default leaves the option to its ENERGY_TRACKER_*
+        variable)."""
         self.name = name
-        self.track_config = track_config
+        self.track_config = given_options(track_config)
         self.project_after = project_after
         self.projection_recent = projection_recent
         self.job_metrics = job_metrics
-        self.session = TrainingSession(name, track_config, job_metrics=job_metrics)
+        self.session = TrainingSession(name, self.track_config, job_metrics=job_metrics)
         self._unit = "epoch"
         self._last_global_step = 0
         self._batches = 0
@@ -90,6 +105,8 @@ class _EnergyHooks(SessionResults):
         self.session.finish("finished")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._end_side("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed",
+                       exception)
         self.session.finish("interrupted" if isinstance(exception, KeyboardInterrupt)
                             else "failed", exception)
 
@@ -106,8 +123,7 @@ class _EnergyHooks(SessionResults):
             self.session.unit_done()
         row = self.session.log_row(step=trainer.global_step)
         if row:
-            pl_module.log_dict({f"{k}_epoch": v for k, v in row.items()}, on_step=False,
-                               on_epoch=True, logger=True, batch_size=1)
+            _log_metrics(trainer, {f"{k}_epoch": v for k, v in row.items()})
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
                              ) -> None:
@@ -126,17 +142,77 @@ class _EnergyHooks(SessionResults):
         if _should_update_logs(trainer, self._batches):
             row = self.session.log_row(step=trainer.global_step)
             if row:
-                pl_module.log_dict(row, on_step=True, on_epoch=False, logger=True,
-                                   batch_size=1)
+                _log_metrics(trainer, row)
 
     # -- validation ----------------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.open("eval", "validation", "eval")
+            return
         sanity = bool(getattr(trainer, "sanity_checking", False))
         self.session.open("eval", "sanity check" if sanity else "validation", "eval",
                           **({"sanity": True} if sanity else {}))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.close("eval")
+            return
         self.session.close("eval")
+
+    # -- validate() / test() / predict() on their own --------------------------------------------
+    _side: Optional[TrainingSession] = None      # the run of the call in progress
+    eval_summaries: tuple[Summary, ...] = ()     # those runs' summaries, oldest first
+
+    @property
+    def eval_summary(self) -> Optional[Summary]:
+        """The summary of the last validate()/test()/predict() run (None: none yet)."""
+        return self.eval_summaries[-1] if self.eval_summaries else None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        stage = str(getattr(stage, "value", stage))   # a TrainerFn (str enum) in Lightning 2
+        if stage not in STANDALONE_STAGES or self.session.running or self._side is not None:
+            return
+        try:
+            world = int(trainer.world_size or 1)
+            side = self.session.side_session(stage, world_size=world, rank=trainer.global_rank)
+            side.start(node_main=trainer.local_rank == 0,
+                       gpus=process_gpus(trainer.strategy.root_device) if world > 1 else None,
+                       suffix=f"-rank{trainer.global_rank}" if world > 1 else "")
+            self._side = side
+        except Exception as e:   # the call runs untracked, never fails for us
+            log.warning("energy-tracker: %s() not tracked: %s: %s", stage, type(e).__name__, e)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if str(getattr(stage, "value", stage)) in STANDALONE_STAGES:
+            self._end_side("finished")
+
+    def _end_side(self, status: str, error: Optional[BaseException] = None) -> None:
+        side, self._side = self._side, None
+        if side is None:
+            return
+        try:
+            summary = side.finish(status, error)
+            if summary is not None:
+                self.eval_summaries = (*self.eval_summaries, summary)
+        except Exception as e:
+            log.warning("energy-tracker: ending the %s run failed: %s: %s", side.name,
+                        type(e).__name__, e)
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.open("eval", "test", "eval")
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.close("eval")
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.open("eval", "prediction", "eval")
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._side is not None:
+            self._side.close("eval")
 
 
 # Lightning logger classes -> the exporter tool they write to
@@ -163,6 +239,25 @@ def _logger_targets(trainer: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+STANDALONE_STAGES = ("validate", "test", "predict")
+
+
+def _log_metrics(trainer: Any, row: dict[str, float]) -> None:
+    """The row to every logger of the Trainer, from global rank 0 (the figures are job-wide
+    already), at Lightning's own logging step; never raises into training."""
+    if not getattr(trainer, "is_global_zero", True):
+        return
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    step = getattr(loop, "_batches_that_stepped", None)
+    step = trainer.global_step if not isinstance(step, int) else step
+    for logger in getattr(trainer, "loggers", None) or ():
+        try:
+            logger.log_metrics(row, step=step)
+        except Exception as e:
+            log.warning("energy-tracker: %s.log_metrics failed: %s: %s",
+                        type(logger).__name__, type(e).__name__, e)
+
+
 def _should_update_logs(trainer: Any, batches: int) -> bool:
     """Whether Lightning writes step logs after this batch (as its own callbacks ask)."""
     connector = getattr(trainer, "_logger_connector", None)
@@ -171,6 +266,12 @@ def _should_update_logs(trainer: Any, batches: int) -> bool:
     every = getattr(trainer, "log_every_n_steps", 50) or 0
     return every > 0 and batches % every == 0
 
+
+# The tracker's options as typed keyword parameters (declared once, in tracker.config), for
+# inspect, IDEs and jsonargparse (LightningCLI: --trainer.callbacks.region=DE).
+_init: Any = _EnergyHooks.__init__
+_init.__signature__ = signature_with_options(_EnergyHooks.__init__)
+_init.__doc__ = f"{_init.__doc__}\n\n        Args:\n{options_docstring(' ' * 12)}\n        "
 
 _classes: dict[str, type] = {}
 

@@ -569,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for path in build(args.source_dir, args.out):
         print(path)
+    # the prebuilt lookup index over the tables just written (scripts/build_region_index.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tracker.carbon.regions import write_index
+    for path in write_index(args.out):
+        print(path)
     return 0
 
 

@@ -33,6 +33,7 @@ from fake_nvml import (
     Profile,
     Step,
 )
+from manual_time import ManualClock
 
 __all__ = [
     "FI_DEV_POWER_INSTANT",
@@ -48,6 +49,7 @@ __all__ = [
     "FakeGPU",
     "FakeNVML",
     "HwmonTree",
+    "ManualClock",
     "MigHandle",
     "NVMLError",
     "Profile",
@@ -119,6 +121,27 @@ def hwmon_tree(tmp_path: Path) -> Iterator[HwmonTree]:
 
 
 @pytest.fixture
+def manual_clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """Time driven by hand (tests/manual_time.py): every run started in the test reads this clock
+    and is ticked by `manual_clock.sleep(s)`, not by its thread. Give fake GPUs `clock=` it."""
+    import tracker.sampler
+
+    clock = ManualClock()
+    monkeypatch.setattr(tracker.sampler, "monotonic_s", clock)
+    monkeypatch.setattr(tracker.sampler, "hand_ticked", clock.samplers)
+    return clock
+
+
+@pytest.fixture
+def clocked_h100(fake_nvml: Callable[..., FakeNVML], manual_clock: ManualClock) -> FakeGPU:
+    """`fake_h100` on the hand-driven clock: a constant 300 W H100 with an energy counter."""
+    gpu = FakeGPU(name="NVIDIA H100 80GB HBM3", uuid=UUIDS[0], profile=Constant(300.0),
+                  clock=manual_clock)
+    fake_nvml(gpu)
+    return gpu
+
+
+@pytest.fixture
 def fake_h100(fake_nvml: Callable[..., FakeNVML]) -> FakeGPU:
     """One H100 drawing a constant 300 W, with energy counter and instant power field."""
     gpu = FakeGPU(name="NVIDIA H100 80GB HBM3", uuid=UUIDS[0], profile=Constant(300.0))
@@ -144,6 +167,24 @@ def fake_gpu() -> list:
     gpu = FakeGPU(name="Fake GPU 200 W", uuid=UUIDS[0], profile=Constant(200.0),
                   has_counter=False, has_instant=False, power_limit_w=300.0)
     return discover_gpus(nvml=FakeNVML([gpu]), env={}).sensors
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 20.0) -> None:
+    """Poll until `condition()` is true (a background thread's work is done): a fixed sleep
+    is too short on a loaded machine. Fails, saying what it waited for, after timeout_s."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"waited {timeout_s:.0f} s for {what}")
+        time.sleep(0.02)
+
+
+def condensed(run_dir: Path) -> bool:
+    """Every rotated raw segment (samples.<k>.jsonl) has been condensed and removed."""
+    return not any(p.name.startswith("samples.") and p.name != "samples.jsonl"
+                   for p in run_dir.iterdir())
 
 
 def step_windows(run_dir) -> list[dict]:

@@ -1,7 +1,7 @@
 """Expected grid factors read straight from the bundled tables' CSV files (not through the
 lookup code under test), so tests follow the data when the tables are rebuilt from newer
 sources. test_carbon_tables.py checks that those files are exactly what the build makes from
-../shared/data/grid."""
+the source tables (copied into tests/data/grid by scripts/build_test_data.py)."""
 
 from __future__ import annotations
 

@@ -102,3 +102,16 @@ def test_extremes():
     assert (low.code, high.code) == ("US-VT", "US-WV")
     with pytest.raises(ConfigError, match="Kinds:"):
         extremes("planet")
+
+
+def test_open_periods_end_where_the_next_one_starts(gb):
+    """A run log records each period as it starts (end unknown): rebuilt, each must end where
+    the next value took over, not run to the window's end."""
+    logged = [period(4600, None, 300.0), period(1000, None, 100.0)]   # any order
+    result = account_emissions(two_then_one_kw, 1000, 8200, gb, logged)
+    assert result.emissions_g == pytest.approx(2 * 100.0 + 1 * 300.0)
+    assert [(p["start_wall"], p["end_wall"]) for p in result.parts] == [(1000, 4600),
+                                                                        (4600, 8200)]
+    closed = [period(1000, 4600, 100.0), period(4600, None, 300.0)]
+    assert account_emissions(two_then_one_kw, 1000, 8200, gb, closed).emissions_g == \
+        pytest.approx(result.emissions_g)

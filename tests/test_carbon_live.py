@@ -214,7 +214,9 @@ def test_new_value_starts_a_new_period_on_a_fake_clock(httpserver, gb):
 
     httpserver.expect_request("/intensity").respond_with_handler(answer)
     updates = []
-    live = uk(httpserver, gb, refresh_s=0.02, clock=lambda: clock["now"], on_update=updates.append)
+    # a steady wall clock: the run clock (monotonic run seconds) moves with it
+    live = uk(httpserver, gb, refresh_s=0.02, clock=lambda: clock["now"],
+              run_clock=lambda: clock["now"] - 1000.0, on_update=updates.append)
     live.start()
     wait_for(lambda: live.status()["ok_count"] >= 1)
     clock["now"] = 4600.0
@@ -233,6 +235,115 @@ def test_new_value_starts_a_new_period_on_a_fake_clock(httpserver, gb):
 
     result = account_emissions(kw_2_then_1, 1000.0, 8200.0, gb, periods)
     assert result.emissions_g == pytest.approx(2 * 100 + 1 * 300)
+    assert [(p.start_t, p.end_t) for p in periods] == [(0.0, 3600.0), (3600.0, 7200.0)]
+
+
+STEP_S = 300.0          # a value every 5 minutes of run time
+VALUES = [100.0, 140.0, 180.0, 220.0, 260.0, 300.0, 340.0, 380.0, 420.0, 460.0, 500.0, 540.0]
+
+
+def wall_step_s(k: int, stepped: bool) -> float:
+    """How far the wall clock is off when value k arrives: -1 h, then +3 h, then right again."""
+    if not stepped:
+        return 0.0
+    return {3: -3600.0, 4: -3600.0, 5: -3600.0, 6: 10800.0, 7: 10800.0, 8: 10800.0}.get(k, 0.0)
+
+
+def run_with_wall_clock(httpserver, fallback, stepped: bool):
+    """12 values, one every 5 min of run time, while the injected wall clock may jump.
+    Returns (emissions of 1 h at 1 kW, the periods, what on_update logged)."""
+    start_wall = 1_700_000_000.0
+    now = {"t": 0.0, "wall": start_wall}
+
+    def answer(request):
+        k = len(httpserver.log)   # this request's index (the log grows after the answer)
+        if k < len(VALUES):       # the server's clock: value k arrives at t = k * 5 min
+            now["t"] = k * STEP_S
+            now["wall"] = start_wall + now["t"] + wall_step_s(k, stepped)
+        value = VALUES[min(k, len(VALUES) - 1)]
+        payload = {"data": [{"from": f"slot {k}", "to": "-",
+                             "intensity": {"forecast": value, "actual": value}}]}
+        return Response(json.dumps(payload), content_type="application/json")
+
+    httpserver.expect_request("/intensity").respond_with_handler(answer)
+    logged = []
+    live = uk(httpserver, fallback, refresh_s=0.005, clock=lambda: now["wall"],
+              run_clock=lambda: now["t"], on_update=lambda p: logged.append(p.to_dict()))
+    live.start(start_wall=start_wall)
+    wait_for(lambda: live.status()["ok_count"] >= len(VALUES) + 1)
+    now["t"], now["wall"] = 3600.0, start_wall + 3600.0
+    live.stop()
+    periods = live.periods()
+
+    def one_kw(wall):
+        return 1000.0 * (wall - start_wall)
+
+    result = account_emissions(one_kw, start_wall, start_wall + 3600.0, fallback, periods)
+    return result, periods, logged, start_wall
+
+
+def test_a_wall_clock_step_does_not_move_live_periods(httpserver, gb):
+    steady, steady_periods, _, _ = run_with_wall_clock(httpserver, gb, stepped=False)
+    httpserver.clear()
+    stepped, periods, logged, start_wall = run_with_wall_clock(httpserver, gb, stepped=True)
+    # each value covers its 5 minutes: 1 kW * 300 s = 1/12 kWh at that value
+    exact = sum(VALUES) / 12
+    assert steady.emissions_g == pytest.approx(exact, rel=1e-9)
+    assert stepped.emissions_g == pytest.approx(steady.emissions_g, rel=0.01)
+    assert stepped.emissions_g == pytest.approx(exact, rel=1e-9)
+    assert [p.gco2_per_kwh for p in periods] == VALUES
+    assert [p.start_t for p in periods] == [k * STEP_S for k in range(12)]
+    assert [p.start_wall for p in periods] == [start_wall + k * STEP_S for k in range(12)]
+    # the wall clock read at arrival is kept, as a label only
+    assert [p.received_wall - p.start_wall for p in periods] == [
+        wall_step_s(k, True) for k in range(12)]
+    assert [(p.start_t, p.end_t) for p in periods] == [
+        (q.start_t, q.end_t) for q in steady_periods]
+    # what the run log holds (each period as it starts, open) accounts the same when rebuilt
+    rebuilt = [IntensityPeriod.from_dict(json.loads(json.dumps(d))) for d in logged]
+    assert all(p.end_wall is None for p in rebuilt)
+    again = account_emissions(lambda w: 1000.0 * (w - start_wall), start_wall,
+                              start_wall + 3600.0, gb, rebuilt)
+    assert again.emissions_g == pytest.approx(stepped.emissions_g, rel=1e-9)
+
+
+def test_a_tracked_run_rebuilt_from_its_log_accounts_live_periods_the_same(
+        httpserver, fake_h100, tmp_path):
+    from tracker import track
+    from tracker.rebuild import rebuild_summary
+
+    def answer(request):
+        value = 100 if len(httpserver.log) == 0 else 300
+        payload = {"data": [{"from": "x", "to": "y",
+                             "intensity": {"forecast": value, "actual": value}}]}
+        return Response(json.dumps(payload), content_type="application/json")
+
+    httpserver.expect_request("/intensity").respond_with_handler(answer)
+    with track("rebuilt", region="GB", live_intensity="uk",
+               intensity_base_url=httpserver.url_for(""), intensity_refresh_s=0.3,
+               output_dir=tmp_path, cpu=False, ram=False, rate_hz=50) as run:
+        wait_for(lambda: len(run._live.periods()) == 2 and run._live.periods()[0].end_t > 0)
+        time.sleep(0.3)
+    live = run.summary
+    records = [json.loads(line) for line in (run.run_dir / "samples.jsonl").read_text()
+               .splitlines() if '"intensity"' in line]
+    assert [r["intensity"]["gco2_per_kwh"] for r in records] == [100.0, 300.0]
+    assert all(r["intensity"]["start_t"] is not None for r in records)
+    rebuilt = rebuild_summary(run.run_dir)
+    assert live.gco2_per_kwh not in (100.0, 300.0)   # both values count
+    assert rebuilt.emissions_kg == pytest.approx(live.emissions_kg, rel=1e-6)
+
+
+def test_old_logs_with_wall_times_only_still_account(gb):
+    """Records written before start_t existed: their wall times are used as they are."""
+    old = [{"start_wall": 1000.0, "end_wall": None, "gco2_per_kwh": 100.0, "provider": "uk",
+            "zone": "GB", "fallback": False, "note": ""},
+           {"start_wall": 4600.0, "end_wall": None, "gco2_per_kwh": 300.0, "provider": "uk",
+            "zone": "GB", "fallback": False, "note": ""}]
+    periods = [IntensityPeriod.from_dict(d) for d in old]
+    assert periods[0].start_t is None and periods[0].received_wall is None
+    result = account_emissions(lambda w: 1000.0 * (w - 1000.0), 1000.0, 8200.0, gb, periods)
+    assert result.emissions_g == pytest.approx(1 * 100 + 1 * 300)
 
 
 def test_electricitymaps_sends_token_header_and_zone(httpserver, gb):
@@ -391,3 +502,6 @@ def test_bad_settings(gb):
 def test_intensity_period_round_trip():
     p = IntensityPeriod(1.5, None, 120.0, "uk", "GB", True, "why")
     assert IntensityPeriod.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    q = IntensityPeriod(1.5, 9.5, 120.0, "uk", "GB", False, "", start_t=0.5, end_t=8.5,
+                        received_wall=3601.5)
+    assert IntensityPeriod.from_dict(json.loads(json.dumps(q.to_dict()))) == q

@@ -10,8 +10,7 @@ import pytest
 from tracker.errors import ConfigError
 from tracker.replay import replay
 
-TRACE = Path(__file__).parents[2] / "shared/data/h100_gpt_train.json"
-needs_trace = pytest.mark.skipif(not TRACE.exists(), reason=f"{TRACE} is not here")
+TRACE = Path(__file__).parent / "data" / "h100_gpt_train.json"   # scripts/build_test_data.py
 
 
 def write_trace(path: Path, rows: list[list[float]], *, columns=None, events=()) -> Path:
@@ -31,7 +30,6 @@ def steady_250w_trace(tmp_path) -> Path:
                        events=[(2.0, "epoch_start:0"), (7.0, "epoch_end:0")])
 
 
-@needs_trace
 def test_counter_mode_on_the_recorded_h100_trace():
     result = replay(TRACE, mode="counter")
 
@@ -43,7 +41,6 @@ def test_counter_mode_on_the_recorded_h100_trace():
     assert all(abs(e["error_pct"]) <= 0.5 for e in result.epochs)
 
 
-@needs_trace
 @pytest.mark.parametrize("mode", ["sampled", "sampled-instant"])
 def test_sampled_mode_on_the_recorded_h100_trace(mode):
     """Over 40 tick phases this trace gives +0.24..+0.87 % fused (its 1 s average reads high

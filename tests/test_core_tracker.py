@@ -1,7 +1,8 @@
 """track() end to end on fake GPUs: energies, windows, failures, run files, configuration errors.
 
 CPU and RAM are switched off (cpu=False, ram=False) unless a test is about them, so every joule
-in these runs comes from a fake GPU whose true power is known.
+in these runs comes from a fake GPU whose true power is known. Tests about what the samples say
+run on the hand-driven clock (`manual_clock`, tests/manual_time.py): exact on a loaded machine.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def gpu_records(run_dir, name="gpu0") -> list[tuple[float, dict]]:
 
 
 # -- energies ------------------------------------------------------------------------------------
-def test_one_second_at_300w_measured_by_the_counter(fake_h100, tmp_path):
+def test_one_second_at_300w_measured_by_the_counter(clocked_h100, manual_clock, tmp_path):
     with track("h100", output_dir=tmp_path, region="DE", pue=1.2, **FAST) as run:
-        time.sleep(1.0)
+        manual_clock.sleep(1.0)
     summary = run.summary
 
     gpu = summary.components["gpu"]
@@ -53,9 +54,11 @@ def test_one_second_at_300w_measured_by_the_counter(fake_h100, tmp_path):
     assert summary.status == "finished"
     assert gpu.method == "counter"
     assert gpu.status == "ok"
-    assert device.details["uuid"] == fake_h100.uuid
-    assert gpu.energy_j == pytest.approx(300.0 * summary.duration_s, rel=0.01)
-    assert device.mean_power_w == pytest.approx(300.0, rel=0.005)
+    assert device.details["uuid"] == clocked_h100.uuid
+    assert summary.duration_s == pytest.approx(1.0, abs=1e-6)
+    # the counter is kept to the mJ in the log: 300 J to 1e-5
+    assert gpu.energy_j == pytest.approx(300.0, rel=1e-5)
+    assert device.mean_power_w == pytest.approx(300.0, rel=1e-5)
     assert device.peak_power_w == 300.0
     assert summary.energy_j == gpu.energy_j
     assert summary.facility_energy_j == pytest.approx(1.2 * gpu.energy_j, rel=1e-12)
@@ -66,40 +69,46 @@ def test_one_second_at_300w_measured_by_the_counter(fake_h100, tmp_path):
     assert summary.grid["region_code"] == "DE"
 
 
-def test_energy_covers_the_whole_reported_duration(fake_h100, tmp_path):
+def test_energy_covers_the_whole_reported_duration(clocked_h100, manual_clock, tmp_path):
     with track("h100", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.5)
+        manual_clock.sleep(0.5)
     summary = run.summary
 
-    # 2e-3 of 0.5 s is 1 ms: loose enough for a loaded CI machine, tight enough to catch a
+    # On the hand-driven clock the run is 0.5 s exactly: 1e-4 of it is 50 us, far below a
     # gap between t=0 and the first reading (5-20 ms when it was there).
-    assert summary.components["gpu"].mean_power_w == pytest.approx(300.0, rel=2e-3)
+    assert summary.duration_s == pytest.approx(0.5, abs=1e-6)
+    assert summary.components["gpu"].mean_power_w == pytest.approx(300.0, rel=1e-4)
 
 
-def test_gpu_without_counter_is_sampled(fake_old_gpu, tmp_path):
+def test_gpu_without_counter_is_sampled(fake_nvml, manual_clock, tmp_path):
+    fake_nvml(FakeGPU(name="Tesla P100-SXM2-16GB", uuid=UUIDS[1], profile=Constant(300.0),
+                      has_counter=False, has_instant=False, power_limit_w=300.0,
+                      clock=manual_clock))
     with track("p100", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.6)
+        manual_clock.sleep(0.6)
     summary = run.summary
 
     gpu = summary.components["gpu"]
     assert gpu.method == "sampled"
     assert summary.devices[0].details["power_source"] == "nvmlDeviceGetPowerUsage"
-    assert gpu.energy_j == pytest.approx(300.0 * summary.duration_s, rel=0.05)
+    # a constant power integrated from t=0 to the end: the trapezoid rule is exact
+    assert summary.duration_s == pytest.approx(0.6, abs=1e-6)
+    assert gpu.energy_j == pytest.approx(300.0 * 0.6, rel=1e-6)
     assert summary.devices[0].mean_power_w == pytest.approx(300.0, rel=1e-6)
 
 
-def test_two_gpus_are_summed_and_named(fake_nvml, tmp_path):
-    nvml = fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0)),
-                     FakeGPU(uuid=UUIDS[1], profile=Constant(100.0)))
+def test_two_gpus_are_summed_and_named(fake_nvml, manual_clock, tmp_path):
+    nvml = fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), clock=manual_clock),
+                     FakeGPU(uuid=UUIDS[1], profile=Constant(100.0), clock=manual_clock))
 
     with track("pair", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.5)
+        manual_clock.sleep(0.5)
     summary = run.summary
 
     gpu0, gpu1 = summary.devices
     assert (gpu0.name, gpu1.name) == ("gpu0", "gpu1")
-    assert gpu0.mean_power_w == pytest.approx(300.0, rel=0.005)
-    assert gpu1.mean_power_w == pytest.approx(100.0, rel=0.005)
+    assert gpu0.mean_power_w == pytest.approx(300.0, rel=1e-4)
+    assert gpu1.mean_power_w == pytest.approx(100.0, rel=1e-4)
     assert summary.components["gpu"].energy_j == pytest.approx(gpu0.energy_j + gpu1.energy_j)
     assert summary.components["gpu"].devices == ("gpu0", "gpu1")
     # NVML is initialised once for both GPUs and shut down once at stop, not once per GPU
@@ -118,36 +127,39 @@ def test_cuda_visible_devices_limits_what_the_run_measures(fake_nvml, tmp_path, 
 
 
 # -- windows -------------------------------------------------------------------------------------
-def test_nested_windows(fake_h100, tmp_path):
+def test_nested_windows(clocked_h100, manual_clock, tmp_path):
     with track("windows", output_dir=tmp_path, **FAST) as run, run.window("train") as train:
-        time.sleep(0.2)
+        manual_clock.sleep(0.2)
         with run.window("eval", kind="eval", split="val"):
-            time.sleep(0.3)
-        time.sleep(0.1)
+            manual_clock.sleep(0.3)
+        manual_clock.sleep(0.1)
     summary = run.summary
 
     outer, inner = summary.windows
     assert (outer.name, outer.kind, outer.parent) == ("train", "phase", None)
     assert (inner.name, inner.kind, inner.parent) == ("eval", "eval", train.id)
     assert inner.attrs == {"split": "val"}
-    assert inner.duration_s == pytest.approx(0.3, abs=0.05)
-    assert inner.energy_j == pytest.approx(300.0 * inner.duration_s, rel=0.01)
-    assert outer.energy_j == pytest.approx(300.0 * outer.duration_s, rel=0.01)
+    assert inner.duration_s == pytest.approx(0.3, abs=1e-6)
+    assert outer.duration_s == pytest.approx(0.6, abs=1e-6)
+    assert inner.energy_j == pytest.approx(300.0 * 0.3, rel=1e-4)
+    assert outer.energy_j == pytest.approx(300.0 * 0.6, rel=1e-4)
     assert inner.energy_j < outer.energy_j
     assert inner.start_s >= outer.start_s and inner.end_s <= outer.end_s
     saved = json.loads((run.run_dir / "windows.json").read_text())
     assert [w["name"] for w in saved["windows"]] == ["train", "eval"]
 
 
-def test_window_left_open_is_closed_at_stop(fake_h100, tmp_path):
+def test_window_left_open_is_closed_at_stop(clocked_h100, manual_clock, tmp_path):
     run = track("open", output_dir=tmp_path, **FAST).start()
+    manual_clock.sleep(0.1)
     run.begin_window("never closed")
-    time.sleep(0.2)
+    manual_clock.sleep(0.2)
     summary = run.stop()
 
     (w,) = summary.windows
     assert w.end_s == pytest.approx(summary.duration_s)
-    assert w.energy_j == pytest.approx(300.0 * w.duration_s, rel=0.01)
+    assert w.duration_s == pytest.approx(0.2, abs=1e-6)
+    assert w.energy_j == pytest.approx(300.0 * 0.2, rel=1e-4)
 
 
 # -- failures ------------------------------------------------------------------------------------
@@ -165,13 +177,13 @@ def test_exception_in_tracked_code_writes_failed_summary_and_reraises(fake_h100,
     assert row["status"] == "failed"
 
 
-def test_gpu_lost_mid_run_is_degraded_and_keeps_its_energy(fake_nvml, tmp_path):
-    gpu = FakeGPU(fail_after_s=0.4)
+def test_gpu_lost_mid_run_is_degraded_and_keeps_its_energy(fake_nvml, manual_clock, tmp_path):
+    gpu = FakeGPU(fail_after_s=0.41, clock=manual_clock)   # between two ticks
     fake_nvml(gpu)
 
     with track("lost", output_dir=tmp_path, **FAST) as run:
         for _ in range(50):    # the training loop never sees the NVML error
-            time.sleep(0.02)
+            manual_clock.sleep(0.02)
     summary = run.summary
 
     (device,) = summary.devices
@@ -183,27 +195,29 @@ def test_gpu_lost_mid_run_is_degraded_and_keeps_its_energy(fake_nvml, tmp_path):
     records = gpu_records(run.run_dir)
     first_t, last_t = records[0][0], records[-1][0]
     lost_t = gpu.lost_at() - json.loads((run.run_dir / "run.json").read_text())["start_monotonic"]
-    assert last_t <= lost_t < last_t + 0.05
-    assert device.energy_j == pytest.approx(300.0 * (last_t - first_t), rel=0.01)
+    # read on every tick (50 Hz) until it was lost: the last reading is the tick before
+    assert last_t < lost_t <= last_t + 1.0 / FAST["rate_hz"] + 1e-6
+    assert device.energy_j == pytest.approx(300.0 * (last_t - first_t), rel=1e-4)
     assert summary.energy_j == device.energy_j
 
 
-def test_run_duration_is_the_whole_run_when_the_gpu_is_lost(fake_nvml, tmp_path):
-    fake_nvml(FakeGPU(fail_after_s=0.3))
+def test_run_duration_is_the_whole_run_when_the_gpu_is_lost(fake_nvml, manual_clock, tmp_path):
+    fake_nvml(FakeGPU(fail_after_s=0.31, clock=manual_clock))
 
-    started = time.monotonic()
     with track("lost", output_dir=tmp_path, **FAST) as run:
-        time.sleep(1.0)
-    elapsed = time.monotonic() - started
+        manual_clock.sleep(1.0)
 
-    assert run.summary.duration_s == pytest.approx(elapsed, abs=0.1)
+    # the run ends at its final tick (1 s), not at the lost GPU's last reading (0.3 s)
+    assert gpu_records(run.run_dir)[-1][0] < 0.31
+    assert run.summary.duration_s == pytest.approx(1.0, abs=1e-6)
 
 
-def test_gpu_that_drops_out_after_reads_is_degraded_not_fatal(fake_nvml, tmp_path):
-    fake_nvml(FakeGPU(fail_after_reads=30))
+def test_gpu_that_drops_out_after_reads_is_degraded_not_fatal(fake_nvml, manual_clock,
+                                                               tmp_path):
+    fake_nvml(FakeGPU(fail_after_reads=30, clock=manual_clock))
 
     with track("flaky", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.8)
+        manual_clock.sleep(0.8)   # 40 ticks, 1-3 reads each: the 31st read comes in the run
 
     (device,) = run.summary.devices
     assert device.status == "degraded"
@@ -246,15 +260,15 @@ def test_stop_from_two_threads_at_once_stops_once(fake_nvml, tmp_path):
     assert len(read_rows(tmp_path / "emissions.csv")) == 1
 
 
-def test_summary_while_running_is_a_live_snapshot(fake_h100, tmp_path):
+def test_summary_while_running_is_a_live_snapshot(clocked_h100, manual_clock, tmp_path):
     with track("live", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.4)
+        manual_clock.sleep(0.4)
         live = run.summary
         assert live.status == "running"
         assert live.ended_utc is None
-        assert live.components["gpu"].energy_j == pytest.approx(
-            300.0 * live.duration_s, rel=0.1)
-        time.sleep(0.2)
+        assert live.duration_s == pytest.approx(0.4, abs=1e-6)
+        assert live.components["gpu"].energy_j == pytest.approx(300.0 * 0.4, rel=1e-4)
+        manual_clock.sleep(0.2)
     final = run.summary
 
     assert final.status == "finished"
@@ -263,17 +277,17 @@ def test_summary_while_running_is_a_live_snapshot(fake_h100, tmp_path):
 
 
 # -- run files -----------------------------------------------------------------------------------
-def test_run_directory_files(fake_nvml, tmp_path):
-    fake_nvml(2)
+def test_run_directory_files(fake_nvml, manual_clock, tmp_path):
+    fake_nvml(*(FakeGPU(uuid=u, clock=manual_clock) for u in UUIDS[:2]))
 
     with track("files", output_dir=tmp_path, region="DE", **FAST) as run:
-        time.sleep(0.3)
+        manual_clock.sleep(0.3)
     summary = run.summary
 
     assert run.run_dir.parent == tmp_path
     lines = (run.run_dir / "samples.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) >= 10
+    assert len(records) >= 15       # 0.3 s at 50 Hz, every tick logged
     assert all("t" in r for r in records)
     assert [r["t"] for r in records] == sorted(r["t"] for r in records)
     readings = [r["d"]["gpu0"] for r in records if "d" in r]

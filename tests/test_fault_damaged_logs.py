@@ -4,6 +4,8 @@ one-line error for a file it cannot use; never a traceback (issue: fault campaig
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
 import shutil
 import time
@@ -152,8 +154,11 @@ def test_a_report_on_a_full_disk_still_prints(good_run, tmp_path, capsys, monkey
     from tracker.cli import main
     run = copy(good_run, tmp_path)
     m = json.loads((run / "run.json").read_text())
-    m["host"]["hostname"] = "another-host"          # so it reads as ended, and is saved
-    (run / "run.json").write_text(json.dumps(m))
+    m["host"]["hostname"] = "another-host"          # so it reads as ended, and is saved:
+    (run / "run.json").write_text(json.dumps(m))    # another host, its heartbeat long silent
+    old = time.time() - 3600
+    for f in run.iterdir():
+        os.utime(f, (old, old))
 
     def full(*_a, **_k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -221,3 +226,188 @@ def test_the_follower_keeps_the_lines_after_a_damaged_one(tmp_path, fake_nvml):
     sensor.close()
     assert follower.callback_errors == []
     assert dev.curve.energy_between(0.5, 1.5) == pytest.approx(100.0)
+
+
+# -- forged sizes, nesting, non-finite numbers, wrong types (issue 18) ----------------------------
+WRONG = [None, [], {}, "x", 1e300, -1, True]
+
+
+def _fields(obj, depth=2, prefix=()):
+    """Paths of the fields of a JSON object, to `depth` levels (list items: the first)."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj[:1]) \
+        if isinstance(obj, list) else ()
+    for k, v in items:
+        yield (*prefix, k)
+        if depth > 1:
+            yield from _fields(v, depth - 1, (*prefix, k))
+
+
+def _set(obj, path, value):
+    cur = obj
+    for k in path[:-1]:
+        cur = cur[k]
+    cur[path[-1]] = value
+
+
+@pytest.fixture(scope="module")
+def finished_run(good_run, tmp_path_factory):
+    """good_run with its summary: a finished run."""
+    from tracker.rebuild import rebuild_summary
+    dst = tmp_path_factory.mktemp("finished") / good_run.name
+    shutil.copytree(good_run, dst)
+    (dst / "summary.json").write_text(json.dumps(
+        rebuild_summary(dst, status="finished").to_dict()))
+    return dst
+
+
+@pytest.mark.parametrize("name", ["summary.json", "run.json"])
+def test_wrong_types_in_every_field_are_never_an_internal_error(finished_run, tmp_path, capsys,
+                                                                name):
+    """Every field of summary.json / run.json (two levels deep) set to values of the wrong
+    type: `report` and `report --json` exit 0 (a damaged summary rebuilt from the logs) or 2
+    with a one-line error, never 1; a report never prints nan."""
+    from tracker.cli import main
+    good = json.loads((finished_run / name).read_text())
+    rnd = random.Random(name)
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    codes = []
+    for path in _fields(good):
+        for value in rnd.sample(WRONG, 3):
+            data = json.loads(json.dumps(good))
+            _set(data, path, value)
+            (run / name).write_text(json.dumps(data))
+            (run / ("run.json" if name == "summary.json" else "summary.json")).write_text(
+                (finished_run / ("run.json" if name == "summary.json" else "summary.json"))
+                .read_text())
+            for args in (["report", str(run)], ["report", str(run), "--json"]):
+                rc = main(args)
+                out, err = capsys.readouterr()
+                assert rc in (0, 2) and err.count("\n") <= 2, (path, value, rc, err)
+                assert "nan J" not in out, (path, value)
+                codes.append(rc)
+    assert codes.count(0) > len(codes) // 2, codes
+
+
+def test_deep_nesting_and_non_finite_numbers_in_every_file(good_run, tmp_path):
+    """100k nested brackets, NaN, Infinity and 1e308 in each file: a rebuild skips the line
+    or the file and says so (or a one-line error for run.json); never RecursionError."""
+    cases = {
+        "samples.jsonl": [b"[" * 100_000, b'{"t": ' + b"[" * 100_000, b'{"t": 1e308}',
+                          b'{"t": NaN, "d": {}}', b'{"t": 0.5, "d": {"gpu0": {"w": 1e308}}}'],
+        "marks-1.jsonl": [b'{"t": 0.0, "joined": ' + b"{" * 100_000, b'{"t": Infinity}'],
+        "summary.json": [b"[" * 100_000, b'{"status": "finished", "energy_j": NaN}',
+                         b'{"status": "finished", "duration_s": 1e308}'],
+        "run.json": [b"[" * 100_000, b'{"run_id": "x", "start_wall": 1e308, "grid": {}}',
+                     b'{"run_id": "x", "start_wall": NaN, "grid": {}}'],
+    }
+    ref = rebuild_summary(copy(good_run, tmp_path / "ref"))
+    for name, forged in cases.items():
+        for i, data in enumerate(forged):
+            run = copy(good_run, tmp_path / f"{name}-{i}")
+            if name.endswith(".jsonl"):
+                with open(run / name, "ab") as f:
+                    f.write(data + b"\n")
+            else:
+                (run / name).write_bytes(data)
+            try:
+                s = rebuild_summary(run)
+            except ConfigError as e:
+                assert name == "run.json" and "\n" not in str(e)
+                continue
+            assert s.energy_j == pytest.approx(ref.energy_j), (name, i)
+            if name == "samples.jsonl":
+                assert any("unreadable line" in n for n in s.notes), s.notes
+
+
+def test_forged_sizes_are_read_in_bounded_memory(good_run, tmp_path):
+    """Sparse 2 GiB files (a hole: no disk used) in place of each log: read in chunks, the
+    over-long piece skipped and counted; the small JSON files refused above their cap."""
+    import tracemalloc
+    ref = rebuild_summary(copy(good_run, tmp_path / "ref"))
+    for name in ("samples.jsonl", "steps.bin", "run.json"):
+        run = copy(good_run, tmp_path / name)
+        if name == "samples.jsonl":
+            with open(run / name, "ab") as f:
+                f.write(b'{"t": 1.0, "d": "')
+        os.truncate(run / name, (run / name).stat().st_size + (2 << 30))
+        tracemalloc.start()
+        try:
+            s = rebuild_summary(run)
+        except ConfigError as e:
+            assert name == "run.json" and "no readable run.json" in str(e)
+            continue
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 200 << 20, (name, peak)
+        assert s.energy_j == pytest.approx(ref.energy_j), name
+        note = "samples.jsonl skipped" if name == "samples.jsonl" else "steps.bin is damaged"
+        assert any(note in n for n in s.notes), (name, s.notes)
+
+
+@pytest.fixture(scope="module")
+def good_job(tmp_path_factory):
+    """A finished two-rank job (both ranks in this process, one node)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+    import fake_nvml
+    root = tmp_path_factory.mktemp("jobs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "pynvml", fake_nvml.FakeNVML([fake_nvml.FakeGPU()]))
+        mp.setenv("ENERGY_TRACKER_LOCK_DIR", str(root / "locks"))
+        for var in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"):
+            mp.delenv(var, raising=False)
+        mp.setenv("ENERGY_TRACKER_JOB", "fuzzjob")
+        mp.setenv("ENERGY_TRACKER_NODE", "node-a")
+        mp.setenv("WORLD_SIZE", "1")
+        mp.setenv("RANK", "0")
+        mp.setenv("LOCAL_RANK", "0")
+        mp.setenv("LOCAL_WORLD_SIZE", "1")
+        with track("fuzzjob", output_dir=root / "out", **FAST) as run:
+            for _ in run.steps(range(10)):
+                time.sleep(0.01)
+            with run.window("eval", kind="eval"):
+                time.sleep(0.05)
+    return run.run_dir.parent.parent
+
+
+def test_merge_of_damaged_job_directories_is_a_summary_or_a_one_line_error(good_job, tmp_path):
+    from tracker.job.merge import merge
+    rnd = random.Random(18)
+    targets = ["job.json", "node-a/rank0/summary.json", "node-a/rank0/run.json",
+               "node-a/rank0/samples.jsonl", "node-a/rank0/steps.bin", "summary.json"]
+    outcomes = {"summary": 0, "error": 0}
+    for case in range(60):
+        job = tmp_path / f"j{case}"
+        shutil.copytree(good_job, job)
+        target = job / rnd.choice(targets)
+        if not target.exists():
+            continue
+        how = rnd.choice(["deep", "nan", "type", "sparse", "flip"])
+        data = bytearray(target.read_bytes())
+        if how == "deep":
+            data = bytearray(b"[" * 100_000)
+        elif how == "nan":
+            data = bytearray(bytes(data).replace(b": 0", b": NaN").replace(b": 1", b": 1e308"))
+        elif how == "type":
+            obj = json.loads(data) if target.suffix == ".json" else None
+            if isinstance(obj, dict):
+                key = rnd.choice(sorted(obj))
+                obj[key] = rnd.choice(WRONG)
+                data = bytearray(json.dumps(obj).encode())
+        elif how == "flip" and data:
+            for _ in range(8):
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        target.write_bytes(bytes(data))
+        if how == "sparse":
+            os.truncate(target, len(data) + (2 << 30))
+        try:
+            s = merge([job])
+            assert s.energy_j is None or math.isfinite(s.energy_j)
+            s.format()
+            outcomes["summary"] += 1
+        except ConfigError as e:
+            assert "\n" not in str(e)
+            outcomes["error"] += 1
+    assert outcomes["summary"] > 20 and outcomes["error"] > 2, outcomes

@@ -106,3 +106,14 @@ def test_sigterm_is_recorded_by_the_process_itself(tmp_path):
     assert got["sample_loss"] <= 1.0 / RATE_HZ + 0.1     # its last reading is at the signal
     row = (tmp_path / "emissions.csv").read_text().splitlines()
     assert len(row) == 2 and "terminated" in row[1]
+
+
+def test_sigkill_right_after_start_keeps_what_was_measured(tmp_path):
+    # A rank that dies while the job comes up: its first seconds are flushed at every tick,
+    # so the rebuilt run keeps its energy up to the last tick, not just the start reading.
+    got = one_trial(tmp_path, 0.17, signal.SIGKILL)
+    s = rebuild_summary(got["run"])
+    assert s.status == "killed"
+    assert got["sample_loss"] <= 1.0 / RATE_HZ + 0.1, got      # one tick (+ scheduling slack)
+    assert s.duration_s > 0 and s.energy_j > 0
+    assert s.energy_j == pytest.approx(WATTS * s.duration_s, rel=1e-3, abs=0.5)

@@ -75,19 +75,25 @@ def test_a_huge_exception_message_is_cut(fake_h100, tmp_path):
 
 
 # -- lost devices ---------------------------------------------------------------------------------
-def test_a_lost_gpu_is_reported_from_its_first_failed_read(fake_nvml, tmp_path):
-    gpu = FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), fail_after_s=0.5)
+def test_a_lost_gpu_is_reported_from_its_first_failed_read(fake_nvml, manual_clock, tmp_path):
+    gpu = FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), fail_after_s=0.51, clock=manual_clock)
     fake_nvml(gpu)
     with track("lost", output_dir=tmp_path, **FAST) as run:
-        time.sleep(1.5)
+        manual_clock.sleep(1.5)
     (device,) = run.summary.devices
     note = next(e for e in device.errors if "stopped answering" in e)
     start = json.loads((run.run_dir / "run.json").read_text())["start_monotonic"]
     lost_t = gpu.lost_at() - start
+    # the ticks (hand-driven, 50 Hz) around the loss: the last good read and the first failed
+    lines = (run.run_dir / "samples.jsonl").read_text().splitlines()
+    ticks = [json.loads(ln)["t"] for ln in lines]
+    last_good_t = max(t for t in ticks if t < lost_t)
+    first_failed_t = min(t for t in ticks if t >= lost_t)
     said = float(note.split("stopped answering at t=")[1].split(" s")[0])
-    assert said == pytest.approx(lost_t, abs=0.05)          # not the 20th failure (~0.4 s later)
+    assert said == pytest.approx(first_failed_t, abs=0.005)   # .2f; not the 20th failure (+0.4 s)
     last_good = float(note.split("last good read at t=")[1].split(" s")[0])
-    assert last_good <= lost_t < last_good + 0.05
+    assert last_good == pytest.approx(last_good_t, abs=0.005)
+    assert first_failed_t - last_good_t <= 1.0 / FAST["rate_hz"] + 1e-6
 
 
 # -- run directories ------------------------------------------------------------------------------
@@ -107,16 +113,16 @@ def test_two_runs_started_in_the_same_second_get_two_directories(fake_h100, tmp_
     assert len({r.run_dir for r in runs}) == 3
 
 
-def test_the_output_directory_deleted_mid_run(fake_h100, tmp_path):
+def test_the_output_directory_deleted_mid_run(clocked_h100, manual_clock, tmp_path):
     root = tmp_path / "runs"
     with track("deleted", output_dir=root, **FAST) as run:
-        time.sleep(0.4)
+        manual_clock.sleep(0.4)
         shutil.rmtree(root)
-        time.sleep(1.5)
+        manual_clock.sleep(1.5)
     s = json.loads((run.run_dir / "summary.json").read_text())
     assert s["status"] == "finished"
-    assert s["duration_s"] > 1.8                    # the whole run, from memory
-    assert s["energy_j"] == pytest.approx(300.0 * s["duration_s"], rel=0.02)
+    assert s["duration_s"] == pytest.approx(1.9, abs=1e-6)   # the whole run, from memory
+    assert s["energy_j"] == pytest.approx(300.0 * 1.9, rel=1e-4)
     assert sum("recreated" in n for n in s["notes"]) == 1
     assert (run.run_dir / "run.json").exists()
     assert len(rows(root / "emissions.csv")) == 1   # the row is always attempted

@@ -2,7 +2,7 @@
 the job is found from the variables they set, one job directory, each device once.
 
 `.ci/run` installs Open MPI and a single-host SLURM (slurmctld + slurmd + munge) and starts
-them; without them these tests are skipped with the reason printed."""
+them; without them these tests are skipped with the reason printed, and fail under CI=true."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from services import require_service
 from test_job_torchrun import assert_each_device_once, csv_rows, job_env, only_job_dir
 
 HERE = Path(__file__).parent
@@ -53,15 +54,9 @@ def _check(tmp_path: Path, summary_launcher: str) -> dict:
     return s
 
 
-def skip_unless_up(reason: str) -> None:
-    """Skip, saying why (printed too, so a plain `pytest -q` run shows it)."""
-    if reason:
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
-
-
 def test_srun_two_tasks(tmp_path):
-    skip_unless_up(_slurm_up())
+    reason = _slurm_up()
+    require_service("SLURM", not reason, reason)
     env = job_env(tmp_path)
     p = subprocess.run(["srun", "-N1", "-n2", "--oversubscribe", sys.executable, str(SCRIPT)],
                        env=env, capture_output=True, text=True, timeout=120)
@@ -71,7 +66,8 @@ def test_srun_two_tasks(tmp_path):
 
 
 def test_mpirun_two_ranks(tmp_path):
-    skip_unless_up(_mpi_up())
+    reason = _mpi_up()
+    require_service("Open MPI", not reason, reason)
     env = job_env(tmp_path)
     cmd = ["mpirun", "--oversubscribe", "-np", "2"]
     if os.geteuid() == 0:

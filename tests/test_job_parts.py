@@ -65,8 +65,8 @@ def test_two_trackers_in_one_process_share_nothing(fake_nvml, job_env, tmp_path)
     time.sleep(0.3)
     b.stop()
     a.stop()
-    assert [d.details["uuid"] for d in a.summary.devices] == [UUIDS[0]]
-    assert [d.details["uuid"] for d in b.summary.devices] == [UUIDS[1]]
+    assert [d.details["uuid"] for d in a.own_summary.devices] == [UUIDS[0]]
+    assert [d.details["uuid"] for d in b.own_summary.devices] == [UUIDS[1]]
     s = json.loads((a._job.job_dir / "summary.json").read_text())
     assert sorted(d["mean_power_w"] for d in s["devices"]) == pytest.approx([200.0, 300.0],
                                                                               rel=0.01)
@@ -109,8 +109,8 @@ def test_unusable_lock_dir_falls_back_to_local_ranks(fake_nvml, job_env, tmp_pat
     job_env(1)
     with track("fallback", job="unit", output_dir=tmp_path, job_timeout_s=0, **FAST) as run:
         time.sleep(0.1)
-    assert [d.details["uuid"] for d in run.summary.devices] == [UUIDS[1]]   # LOCAL_RANK 1
-    assert any("device claims unavailable" in n for n in run.summary.notes)
+    assert [d.details["uuid"] for d in run.own_summary.devices] == [UUIDS[1]]   # LOCAL_RANK 1
+    assert any("device claims unavailable" in n for n in run.own_summary.notes)
 
 
 # -- directory ------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_a_device_measured_twice_at_once_is_counted_once(fake_nvml, job_env, tmp
     a.stop()
     s = merge([a._job.job_dir])
     assert len(s.devices) == 1
-    assert s.energy_j == pytest.approx(a.summary.energy_j, rel=1e-9)
+    assert s.energy_j == pytest.approx(a.own_summary.energy_j, rel=1e-9)
     assert any("counted once" in n for n in s.notes)
 
 

@@ -8,6 +8,7 @@ import random
 import time
 
 import pytest
+from conftest import condensed, wait_for
 
 from tracker import track
 from tracker.curve import EnergyCurve
@@ -200,7 +201,7 @@ def test_segments_snapshots_and_a_rebuild_equal_to_the_live_run(fake_h100, tmp_p
             with run.window("eval", kind="eval"):
                 time.sleep(0.15)
     live = run.summary
-    time.sleep(0.5)                                   # the last condensing thread
+    wait_for(lambda: condensed(run.run_dir), "the last condensing thread")
     names = sorted(p.name for p in run.run_dir.iterdir())
     assert "snapshot.json" in names and any(n.startswith("timeline.") for n in names)
     assert not any(n.startswith("samples.") and n != "samples.jsonl" for n in names)

@@ -13,7 +13,7 @@ from tracker.replay import Trace, TraceNVML
 from tracker.sampler import Sampling
 from tracker.sensors.nvidia import NvidiaGPU
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "h100_gpt_train.json"
+TRACE = Path(__file__).resolve().parent / "data" / "h100_gpt_train.json"  # build_test_data.py
 
 
 def linear_energy(watts: float, setup_j: float = 0.0):
@@ -85,7 +85,6 @@ def replay_curve(path: Path, rate_hz: float = 10.0):
     return sampling.devices[0].curve, edges
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason="shared trace data not present")
 def test_projection_from_first_epoch_of_h100_trace():
     curve, edges = replay_curve(TRACE)
     p = Projector(3, unit="epoch")

@@ -1,7 +1,7 @@
 """The Prometheus endpoint scraped by a real Prometheus server (Debian's `prometheus`, on
 loopback): the stored series carry job/node/rank labels, and the PromQL from the README gives the
 run's energy and power. Skipped, with the reason printed, where the binary is missing
-(scripts/ci_services.sh installs it)."""
+(scripts/ci_services.sh installs it); under CI=true that is a failure."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from services import require_service
 
 from tracker import track
 
@@ -29,10 +30,9 @@ def free_port() -> int:
 def prometheus(tmp_path):
     """A Prometheus scraping 127.0.0.1:<port> every second; yields (port, query function)."""
     binary = shutil.which("prometheus")
-    if binary is None:
-        reason = "no `prometheus` binary (apt-get install prometheus; scripts/ci_services.sh)"
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+    require_service("Prometheus", binary is not None,
+                    "no `prometheus` binary (apt-get install prometheus; scripts/ci_services.sh)")
+    assert binary is not None
     pytest.importorskip("prometheus_client")
     target, web = free_port(), free_port()
     config = tmp_path / "prometheus.yml"

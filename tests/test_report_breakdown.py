@@ -21,7 +21,7 @@ from tracker.report.breakdown import PARTS, partition, subtract, union
 from tracker.summary import Window
 
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)
-TRACE = Path(__file__).parents[2] / "shared/data/h100_gpt_train.json"
+TRACE = Path(__file__).parent / "data" / "h100_gpt_train.json"   # scripts/build_test_data.py
 
 
 def total_of(parts: dict) -> float:
@@ -52,25 +52,36 @@ def test_partition_precedence_covers_the_run_once():
 
 
 # -- runs -----------------------------------------------------------------------------------------
-def test_breakdown_of_a_run_with_steps_eval_and_checkpoint(fake_h100, tmp_path):
+def test_breakdown_of_a_run_with_steps_eval_and_checkpoint(clocked_h100, manual_clock,
+                                                           tmp_path):
+    sleep = manual_clock.sleep      # run time by hand: exact however loaded the machine is
+
+    def loader():                   # 10 ms per batch, outside the steps
+        for i in range(5):
+            sleep(0.01)
+            yield i
+
     with track("parts", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.3)                                   # start-up
-        for _ in run.steps(range(5)):
-            time.sleep(0.05)
+        sleep(0.3)                                        # start-up
+        for _ in run.steps(loader()):
+            sleep(0.05)
         with run.window("eval", kind="eval"):
-            time.sleep(0.2)
+            sleep(0.2)
         with run.window("save", kind="checkpoint"):
-            time.sleep(0.1)
-        time.sleep(0.1)
+            sleep(0.1)
+        sleep(0.1)
     s = run.summary
     assert set(s.breakdown) == {"steps", "between_steps", "eval", "checkpoint",
                                 "before_first_step", "after_last_step"}
     assert total_of(s.breakdown) == pytest.approx(s.energy_j, abs=1e-9)
     assert sum(p["share"] for p in s.breakdown.values()) == pytest.approx(1.0, abs=1e-12)
-    # constant 300 W: each part is 300 W x its time
+    # constant 300 W: each part is 300 W x its time, and each time is what the run slept
     for p in s.breakdown.values():
-        assert p["energy_j"] == pytest.approx(300.0 * p["seconds"], rel=0.02, abs=0.5)
-    assert s.breakdown["before_first_step"]["seconds"] == pytest.approx(0.3, abs=0.05)
+        assert p["energy_j"] == pytest.approx(300.0 * p["seconds"], rel=1e-4, abs=1e-3)
+    seconds = {k: p["seconds"] for k, p in s.breakdown.items()}
+    assert seconds == pytest.approx({"before_first_step": 0.31, "steps": 0.25,
+                                     "between_steps": 0.04, "eval": 0.2, "checkpoint": 0.1,
+                                     "after_last_step": 0.1}, abs=1e-6)
     assert s.breakdown["steps"]["method"].startswith("interpolated")
     assert s.breakdown["eval"]["method"] == "counter"
     on_disk = json.loads((run.run_dir / "summary.json").read_text())
@@ -78,12 +89,12 @@ def test_breakdown_of_a_run_with_steps_eval_and_checkpoint(fake_h100, tmp_path):
 
 
 @pytest.mark.parametrize("steps", [0, 1])
-def test_breakdown_without_steps_or_with_one(fake_h100, tmp_path, steps):
+def test_breakdown_without_steps_or_with_one(clocked_h100, manual_clock, tmp_path, steps):
     with track("few", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.1)
+        manual_clock.sleep(0.1)
         for _ in run.steps(range(steps)):
-            time.sleep(0.1)
-        time.sleep(0.1)
+            manual_clock.sleep(0.1)
+        manual_clock.sleep(0.1)
     s = run.summary
     assert total_of(s.breakdown) == pytest.approx(s.energy_j, abs=1e-9)
     assert set(s.breakdown) == ({"other"} if steps == 0 else
@@ -115,7 +126,6 @@ def test_breakdown_of_a_killed_run_is_rebuilt(tmp_path):
     assert s.breakdown and total_of(s.breakdown) == pytest.approx(s.energy_j, abs=1e-9)
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason=f"{TRACE} is not here")
 def test_breakdown_of_the_recorded_h100_trace():
     from tracker.replay import replay
     r = replay(TRACE, mode="counter")
@@ -125,26 +135,27 @@ def test_breakdown_of_the_recorded_h100_trace():
 
 
 # -- idle energy ----------------------------------------------------------------------------------
-def test_idle_energy_of_a_gpu_with_a_known_pattern(fake_nvml, tmp_path):
-    gpu = FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), busy=((0.0, 0.5), (1.5, 99.0)))
+def test_idle_energy_of_a_gpu_with_a_known_pattern(fake_nvml, manual_clock, tmp_path):
+    gpu = FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), busy=((0.0, 0.5), (1.5, 99.0)),
+                  clock=manual_clock)
     fake_nvml(gpu)
     with track("idle", output_dir=tmp_path, **FAST) as run:
-        time.sleep(2.2)
+        manual_clock.sleep(2.2)
     idle = run.summary.idle["gpu0"]
     # idle from 0.5 s to 1.5 s after the GPU was created: 1 s at 300 W
     assert idle["energy_j"] == pytest.approx(300.0, rel=0.01)
     assert idle["seconds"] == pytest.approx(1.0, rel=0.01)
-    busy = FakeGPU(uuid=UUIDS[1], profile=Constant(300.0))
+    busy = FakeGPU(uuid=UUIDS[1], profile=Constant(300.0), clock=manual_clock)
     fake_nvml(busy)
     with track("busy", output_dir=tmp_path, **FAST) as run2:
-        time.sleep(0.5)
+        manual_clock.sleep(0.5)
     assert run2.summary.idle["gpu0"]["energy_j"] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_no_idle_energy_without_utilisation(fake_nvml, tmp_path):
-    fake_nvml(FakeGPU(uuid=UUIDS[0], has_utilization=False))
+def test_no_idle_energy_without_utilisation(fake_nvml, manual_clock, tmp_path):
+    fake_nvml(FakeGPU(uuid=UUIDS[0], has_utilization=False, clock=manual_clock))
     with track("no-util", output_dir=tmp_path, **FAST) as run:
-        time.sleep(0.2)
+        manual_clock.sleep(0.2)
     assert run.summary.idle == {}
 
 
@@ -153,20 +164,22 @@ def kinds(summary) -> set[str]:
     return {f["kind"] for f in summary.advice}
 
 
-def test_findings_on_a_run_built_to_stall(fake_nvml, tmp_path):
+def test_findings_on_a_run_built_to_stall(fake_nvml, manual_clock, tmp_path):
     # the GPU only works inside steps; the loop waits 3x longer between steps than in them
-    t0 = time.monotonic()
+    # (on the hand-driven clock the steps fall exactly on the GPU's busy periods)
+    sleep = manual_clock.sleep
     busy = tuple((0.75 + 0.2 * k, 0.75 + 0.2 * k + 0.05) for k in range(20))
-    fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), busy=busy, born=t0))
+    fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Constant(300.0), busy=busy, clock=manual_clock))
+
     def loader():            # the data loader: 0.15 s per batch, outside the step windows
         for i in range(20):
-            time.sleep(0.15)
+            sleep(0.15)
             yield i
 
     with track("stall", output_dir=tmp_path, region="DE", **FAST) as run:
-        time.sleep(0.6 - (time.monotonic() - t0))             # start-up
+        sleep(0.6)                                            # start-up
         for _ in run.steps(loader()):
-            time.sleep(0.05)
+            sleep(0.05)
     found = kinds(run.summary)
     assert {"between_steps", "startup", "gpu_idle", "cleaner_grid"} <= found
     gap = next(f for f in run.summary.advice if f["kind"] == "between_steps")
@@ -175,10 +188,10 @@ def test_findings_on_a_run_built_to_stall(fake_nvml, tmp_path):
     assert "%" in gap["finding"] and "kWh" in gap["finding"]
 
 
-def test_no_findings_on_a_clean_run(fake_h100, tmp_path):
+def test_no_findings_on_a_clean_run(clocked_h100, manual_clock, tmp_path):
     with track("clean", output_dir=tmp_path, region="SE", **FAST) as run:
         for _ in run.steps(range(30)):
-            time.sleep(0.03)
+            manual_clock.sleep(0.03)
     assert run.summary.advice == ()      # no stalls, busy GPU, already a clean grid
 
 

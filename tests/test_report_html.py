@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UUIDS, Constant, FakeGPU
+from conftest import UUIDS, Constant, FakeGPU, condensed, wait_for
+from services import require_service
 
 from tracker import ConfigError, track
 from tracker.report import html as report_html
@@ -47,14 +48,15 @@ def small_run(tmp_path: Path, sensors: list) -> Path:
 
 # -- the browser ----------------------------------------------------------------------------------
 def _playwright() -> Any:
-    """Playwright's sync API and a Chromium to drive, or a skip that says what is missing."""
+    """Playwright's sync API and a Chromium to drive, or a skip that says what is missing (a
+    failure under CI=true: see tests/services.py)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (it is in the `test` extra: pip install "
-                    "playwright); the browser test needs it")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
+        require_service("Playwright", False, "the playwright package is not installed (it is "
+                        "in the `test` extra: pip install playwright)")
+    require_service("Chromium", os.access(CHROMIUM, os.X_OK),
+                    f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
                     "scripts/ci_services.sh installs it in CI)")
     return sync_playwright
 
@@ -74,7 +76,8 @@ def open_offline(html_file: Path, screenshot: Path) -> dict[str, Any]:
                       "--disable-component-update", "--no-first-run", "--disable-sync",
                       "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND"])
         except Exception as e:   # a browser that cannot start here is an environment problem
-            pytest.skip(f"Chromium at {CHROMIUM} did not start under Playwright: {e}")
+            require_service("Chromium", False,
+                            f"Chromium at {CHROMIUM} did not start under Playwright: {e}")
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 2000},
                                           offline=True)
@@ -443,19 +446,20 @@ def test_cli_appends_the_terminal_view_only_on_a_tty(tmp_path, fake_gpu, monkeyp
         assert ("power  " in stream.getvalue()) is expect
 
 
-def test_a_checkpointed_run_draws_its_whole_timeline(fake_nvml, tmp_path, monkeypatch):
+def test_a_checkpointed_run_draws_its_whole_timeline(fake_nvml, manual_clock, tmp_path,
+                                                     monkeypatch):
     """A long run's early hours live in condensed timeline.<k>.jsonl.gz files (its raw log is
     rotated at each checkpoint): the report reads them, so the timeline has no hole."""
     from conftest import Step
 
     import tracker.snapshot as snapshot
     monkeypatch.setattr(snapshot, "SEGMENT_S", 0.5)
-    fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Step(100.0, 400.0, at_s=1.0)))
+    fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Step(100.0, 400.0, at_s=1.0), clock=manual_clock))
     with track("long", output_dir=tmp_path, **FAST) as run:
-        time.sleep(2.6)
-    time.sleep(0.5)                              # the last condensing thread
+        manual_clock.sleep(2.6)      # run time by hand: checkpoints at 0.5, 1.0, ... 2.5 s
+    wait_for(lambda: condensed(run.run_dir), "the last condensing thread")
     names = [p.name for p in run.run_dir.iterdir()]
-    assert sum(n.startswith("timeline.") for n in names) >= 3, names
+    assert sum(n.startswith("timeline.") for n in names) == 5, names
     data = collect(run.run_dir)
     power = data.devices["gpu0"].power
     early = [v for b, v in power.items() if data.grid.mid(b) < 0.8]

@@ -136,12 +136,12 @@ def test_state_round_trip_continues_identically():
 
 
 # -- a live run without a counter -----------------------------------------------------------------
-def test_a_live_run_without_a_counter_fuses_both_readings(fake_nvml, tmp_path):
+def test_a_live_run_without_a_counter_fuses_both_readings(fake_nvml, manual_clock, tmp_path):
     """A GPU without the energy counter but with both power fields: the run is `sampled`
     from the fused readings, logs both ("w" and "a"), is exact on a power step, and its
-    rebuild from the log gives the live numbers."""
+    rebuild from the log gives the live numbers. (On the hand-driven clock: a loaded machine
+    would delay reads past the power step and add its own error.)"""
     import json
-    import time
 
     from conftest import UUIDS, FakeGPU, Step
 
@@ -149,11 +149,12 @@ def test_a_live_run_without_a_counter_fuses_both_readings(fake_nvml, tmp_path):
     from tracker.rebuild import rebuild_summary
 
     gpu = FakeGPU(uuid=UUIDS[0], has_counter=False, has_average_field=True,
-                  profile=Step(150.0, 450.0, at_s=1.0))
+                  profile=Step(150.0, 450.0, at_s=6.0), clock=manual_clock,
+                  born=manual_clock() - 5.0)   # on for 5 s: a full 1 s average at t=0
     fake_nvml(gpu)
     with track("fused", output_dir=tmp_path, cpu=False, ram=False, rate_hz=20) as run:
         w = run.begin_window("phase", kind="phase")
-        time.sleep(2.5)
+        manual_clock.sleep(2.5)
         run.end_window(w)
     s = run.summary
     (dev,) = s.devices

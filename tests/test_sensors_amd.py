@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Constant, FakeAmdGPU
 from fake_amdsmi import AMD_UUIDS, SERIALS
+from fake_amdsmi import gpus as amd_gpus
 
 from tracker import ConfigError, track
 from tracker.errors import SensorFailed
@@ -234,14 +235,15 @@ def test_without_enumeration_info_indices_follow_amdsmi(fake_amdsmi):
 
 
 # -- runs -----------------------------------------------------------------------------------------
-def test_a_tracked_run_counts_the_accumulator_exactly(fake_amdsmi, tmp_path):
-    fake = fake_amdsmi(2)
+def test_a_tracked_run_counts_the_accumulator_exactly(fake_amdsmi, manual_clock, tmp_path):
+    fake = fake_amdsmi(*amd_gpus(2, clock=manual_clock))   # run time by hand: exact edges
     run = track("amd-run", output_dir=tmp_path, **FAST)   # discovery: one probe read each
-    since = time.monotonic()                                # the run's reads come after
+    manual_clock.advance(0.001)
+    since = manual_clock()                                  # the run's reads come after
     with run:
         with run.window("work"):
-            time.sleep(0.4)
-        time.sleep(0.1)
+            manual_clock.sleep(0.4)
+        manual_clock.sleep(0.1)
     s = run.summary
     assert [d.name for d in s.devices] == ["gpu0", "gpu1"]
     for dev, g in zip(s.devices, fake.gpus):
@@ -253,7 +255,9 @@ def test_a_tracked_run_counts_the_accumulator_exactly(fake_amdsmi, tmp_path):
                                                              for g in fake.gpus), abs=2e-3)
     assert s.energy_j == pytest.approx(s.components["gpu"].energy_j, abs=1e-9)
     (w,) = s.windows
-    assert w.by_component_j["gpu"] == pytest.approx(2 * 500.0 * w.duration_s, rel=0.02)
+    assert w.duration_s == pytest.approx(0.4, abs=1e-6)
+    # 15.3 uJ ticks: the accumulator's own resolution, far below 1e-4 of 400 J
+    assert w.by_component_j["gpu"] == pytest.approx(2 * 500.0 * 0.4, rel=1e-4)
     manifest = json.loads((run.run_dir / "run.json").read_text())
     assert [d["details"]["uuid"] for d in manifest["devices"]] == list(AMD_UUIDS[:2])
     assert fake.initialised == 0   # amdsmi shut down at stop
@@ -282,8 +286,8 @@ def test_a_job_claims_a_partitioned_gpu_once(fake_amdsmi, tmp_path, monkeypatch)
     time.sleep(0.3)
     b.stop()
     a.stop()
-    assert [d.details["uuid"] for d in a.summary.devices] == [AMD_UUIDS[0]]
-    assert b.summary.devices == ()
+    assert [d.details["uuid"] for d in a.own_summary.devices] == [AMD_UUIDS[0]]
+    assert b.own_summary.devices == ()
     job = merge([a._job.job_dir])
     (dev,) = job.devices
     # b's discovery probed the counter too: a's reads are the first and last after `since`

@@ -311,11 +311,11 @@ def test_a_job_counts_the_node_meter_once(hwmon_tree, fake_nvml, tmp_path, monke
     assert {d.details.get("uuid") for d in job.devices if d.component == "gpu"} == set(UUIDS[:2])
     assert job.energy_j == pytest.approx(meters[0].energy_j, rel=1e-9)
     assert job.energy_j < sum(d.energy_j for d in job.devices)
-    holder = a if any(d.component == NODE for d in a.summary.devices) else b
+    holder = a if any(d.component == NODE for d in a.own_summary.devices) else b
     other = b if holder is a else a
-    assert other.summary.energy_j == 0.0       # only parts of the meter measured there
+    assert other.own_summary.energy_j == 0.0       # only parts of the meter measured there
     assert any("included in the whole-node meter that another process" in n
-               for n in other.summary.notes)
+               for n in other.own_summary.notes)
     saved = json.loads((Path(a._job.job_dir) / "summary.json").read_text())
     assert saved["energy_j"] == pytest.approx(job.energy_j, rel=1e-9)
     # the HTML report's energy per node: the meter, not meter + parts

@@ -17,6 +17,7 @@ import functools
 import itertools
 import logging
 import math
+import operator
 import os
 import sys
 import threading
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from . import __version__, signals
 from .config import DEFAULT_RATE_HZ, TrackerConfig
@@ -51,96 +52,29 @@ SKELETON_S = 300.0
 COMPACT_EVERY_S = 60.0
 
 
-def track(name: str = "run", **config: Any) -> Tracker:
+def track(name: str = "run", **options: Any) -> Tracker:
     """Create a Tracker (see `Tracker` for the options). Start it with `with` or `.start()`."""
-    from .config import check_option_names
-    check_option_names(config)   # a misspelt option: ConfigError with the closest names
-    return Tracker(name, **config)
+    return Tracker(name, **options)
 
 
 class Tracker:
     """Measures one run: GPU, CPU and RAM energy, grid emissions, named windows, run logs.
 
+    `Tracker(name="run", **options)`: `name` is the run name (used in the log directory name
+    and emissions.csv `project_name`); the options are declared once in
+    `tracker.config.TrackerConfig` (docs/options.md lists them, with their environment
+    variables and `energy-tracker run` flags). An option given here wins over its
+    ENERGY_TRACKER_* variable, which wins over the default; a misspelt option is a
+    ConfigError naming the closest ones.
+
     Args:
-        name: run name (used in the log directory name and emissions.csv `project_name`).
-        region: grid region code or name ("DE", "US-CA", "gcp:europe-west4"); None = world
-            average, named as such in the summary; "auto" = cloud instance metadata (opt-in).
-        gco2_per_kwh: override the grid factor (gCO2e/kWh).
-        mix: custom energy mix, e.g. {"wind": 0.7, "grid": 0.3} (lifecycle factors).
-        live_intensity: opt-in live provider, e.g. "uk", "electricitymaps:DE",
-            "energidataservice:DK1"; falls back to the annual factor on any failure.
-        pue: power usage effectiveness (>= 1.0); facility energy = IT energy x PUE.
-        rate_hz: power sampling rate (default 10 Hz).
-        counter_interval_s: seconds between scheduled energy-counter reads (default 1 s;
-            counters are also read at every window edge and at stop).
-        gpus: GPUs to measure (NVML/HIP indices or UUIDs); default the *_VISIBLE_DEVICES
-            variables (CUDA_, HIP_, ROCR_), or all.
-        cpu, ram: measure CPU / RAM (default True). cpu_tdp_w: CPU TDP (W) for the model.
-        node: use a whole-node power meter (hwmon: ACPI power meter, Grace Hopper module)
-            when the machine has one (default True); it is then the IT total, and GPU, CPU
-            and RAM are reported as parts of it.
-        powercap_root, hwmon_root: where to look for RAPL and hwmon meters (default
-            /sys/class/powercap; ENERGY_TRACKER_HWMON_ROOT, else /sys/class/hwmon).
-        output_dir: root of run directories (default ./energy-runs); run_dir: exact directory.
-        summary_every_s: how often summary.json is rewritten while running (default 10 s).
-        emissions_csv: True (default): append a row to <output_dir>/emissions.csv at stop
-            (CodeCarbon's columns first); False: no row; a path ending in .csv (absolute, or
-            relative to the current directory): append to that file instead.
-        grid_year: the region's grid factor in that year (countries and aggregates: 1990-2025,
-            Ember via Our World in Data) instead of the newest; the summary names the year.
-        log_to: log energy to experiment trackers: "mlflow", "wandb", "tensorboard", a list
-            of them, "auto" (an MLflow and/or W&B run the program already has), or exporter
-            objects (see tracker/exporters). Each tool is an optional extra.
-        log_every_steps: with log_to, also log every N steps (default 50; None: epoch ends
-            only), at most once per log_min_interval_s (default 10 s).
-        job: distributed jobs (torchrun, SLURM, MPI, torch.distributed) are found from the
-            launcher's environment (default None = detect); a string names the job yourself
-            (also env ENERGY_TRACKER_JOB); False = every process is a run of its own.
-        job_timeout_s: how long a stopping process of a job waits for the others before
-            leaving the job summary to whoever stops last (default 10 s).
-        prometheus_port: serve Prometheus metrics on 127.0.0.1:PORT while running (needs the
-            `prometheus` extra).
-        price_per_kwh, currency: electricity price of the facility energy (e.g. 0.21, "EUR"):
-            the summary, each window, the job report and the CSV get its cost. No price given,
-            no cost shown.
-        report_html: write report.html (an offline page of charts; needs the `report` extra)
-            next to summary.json when the run or the job ends. Default None: on, unless
-            ENERGY_TRACKER_REPORT_HTML=0. Skipped for terminated and interrupted runs.
+        name: run name.
     """
 
-    def __init__(self, name: str = "run", *, region: Optional[str] = None,
-                 gco2_per_kwh: Optional[float] = None, mix: Optional[dict[str, float]] = None,
-                 live_intensity: Optional[str] = None, intensity_refresh_s: float = 900.0,
-                 intensity_token: Optional[str] = None, intensity_base_url: Optional[str] = None,
-                 pue: Optional[float] = None, rate_hz: float = DEFAULT_RATE_HZ,
-                 counter_interval_s: float = 1.0, gpus: Optional[Sequence[Union[int, str]]] = None,
-                 cpu: bool = True, ram: bool = True, cpu_tdp_w: Optional[float] = None,
-                 output_dir: Union[str, os.PathLike[str], None] = None,
-                 run_dir: Union[str, os.PathLike[str], None] = None, summary_every_s: float = 10.0,
-                 emissions_csv: Union[bool, str, os.PathLike[str]] = True,
-                 sensors: Optional[Sequence[Sensor]] = None,
-                 prometheus_port: Optional[int] = None, job: Union[str, bool, None] = None,
-                 job_timeout_s: float = 10.0, price_per_kwh: Optional[float] = None,
-                 grid_year: Optional[int] = None, log_to: Any = None,
-                 log_every_steps: Optional[int] = 50, log_min_interval_s: float = 10.0,
-                 currency: Optional[str] = None, report_html: Optional[bool] = None,
-                 powercap_root: Union[str, os.PathLike[str]] = "/sys/class/powercap",
-                 hwmon_root: Union[str, os.PathLike[str], None] = None, node: bool = True):
+    def __init__(self, name: str = "run", **options: Any):
         from .config import TrackerConfig
 
-        config = TrackerConfig.from_options(
-            name, region=region, gco2_per_kwh=gco2_per_kwh, mix=mix,
-            live_intensity=live_intensity, intensity_refresh_s=intensity_refresh_s,
-            intensity_token=intensity_token, intensity_base_url=intensity_base_url, pue=pue,
-            rate_hz=rate_hz, counter_interval_s=counter_interval_s, gpus=gpus, cpu=cpu, ram=ram,
-            cpu_tdp_w=cpu_tdp_w, output_dir=output_dir, run_dir=run_dir,
-            summary_every_s=summary_every_s, emissions_csv=emissions_csv, sensors=sensors,
-            prometheus_port=prometheus_port, job=job, job_timeout_s=job_timeout_s,
-            price_per_kwh=price_per_kwh, grid_year=grid_year, log_to=log_to,
-            log_every_steps=log_every_steps, log_min_interval_s=log_min_interval_s,
-            currency=currency, report_html=report_html, powercap_root=powercap_root,
-            hwmon_root=hwmon_root, node=node)
-        self._setup(config)
+        self._setup(TrackerConfig.from_options(name, **options))
 
     @classmethod
     def from_config(cls, config: TrackerConfig) -> Tracker:
@@ -157,6 +91,9 @@ class Tracker:
 
         self.config = config
         self.name = config.name
+        # "user": the name was given; "command": `energy-tracker run` took the command's file
+        # name, and a tracked script's own name replaces it (follow.joined_options)
+        self.name_source = "user"
         self.pue = config.pue_value
         self.pue_source = config.pue_source
         self.rate_hz = config.rate_hz
@@ -205,13 +142,18 @@ class Tracker:
         self.run_dir: Optional[Path] = None
         self.devices: list[DeviceState] = []
         self.notes: list[str] = [self.region_note] if self.region_note else []
+        options_note = config.options_note()   # which options were given, and where
+        if options_note:
+            self.notes.append(options_note)
         self._ledger: Any = None                # ledger.Ledger: closed steps, settled
         self._lock = threading.Lock()           # the run's state (new, running, ...)
         self._stop_lock = threading.Lock()
         self._stopping_thread: Optional[int] = None
         self._pid: Optional[int] = None        # the process that started the run
         self._state = "new"
-        self._final: Optional[Summary] = None
+        self._final: Optional[Summary] = None      # what stop() returned (a job's: the job)
+        # this process's own part, as its run directory holds it (in a job, a part of the job)
+        self.own_summary: Optional[Summary] = None
         self._log: Optional[RunLog] = None
         self._sampler: Optional[Sampler] = None
         self._last_summary_write = 0.0
@@ -290,13 +232,14 @@ class Tracker:
         self._sampler = Sampler(sampling, clock=lambda: self.clock(),
                                 after_tick=self._after_tick)
         # t=0 is the first reading: the sampler's first tick runs synchronously in start().
-        origin = time.monotonic()
+        from . import sampler as clock_source  # the system's clock, or a test's by hand
+        origin = clock_source.monotonic_s()
         self._origin = origin
         self.clock = monotonic_clock(origin)
         self._sampler.start()
         self._log.write_manifest(self._manifest(origin))
         if self._live is not None:
-            self._live.start(start_wall=self.start_wall)
+            self._live.start(start_wall=self.start_wall, run_clock=lambda: self.clock())
         self._write_summary(self.clock(), status="running")
         if self.prometheus_port is not None:
             from .prometheus import serve
@@ -373,11 +316,27 @@ class Tracker:
         self.clock = monotonic_clock(self._origin)
         self.factor = grid_factor(manifest)
         self.pue, self.pue_source = manifest["pue"], manifest.get("pue_source", "user")
+        asked = self._asked_of_the_run(manifest.get("config"))
+        own_name, self.name = self.name, str(manifest.get("name") or self.name)
+        # the same rule the run applies at its stop (follow.joined_options): one story
+        from .follow import joined_options
+        got = joined_options([asked], own=manifest.get("config") or {},
+                             own_pue_given=self.pue_source == "user",
+                             own_name_given=manifest.get("name_source", "user") == "user")
+        if got.factor is not None:
+            self.factor = got.factor
+        if got.pue is not None:
+            self.pue, self.pue_source = got.pue, "user (from the tracked script)"
+        if got.name is not None:
+            self.name = got.name
         self._live = None
         self.emissions_csv = False
         self.notes.append(f"joined run {self.run_id} tracked by `energy-tracker run` "
-                          f"(pid {manifest['host'].get('pid')}): its sensors, grid factor and "
-                          "PUE apply; this process only adds windows")
+                          f"(pid {manifest['host'].get('pid')}): its sensors apply, and its "
+                          "options where given on its command line; this process adds windows"
+                          + (f" (this script named it {own_name!r})"
+                             if self.name != own_name else ""))
+        self.notes.extend(got.notes)
         self.devices = [DeviceState(RecordedSensor(SensorInfo(**d)))
                         for d in manifest.get("devices", [])]
         self._book.ids = itertools.count(os.getpid() * 1_000_000)  # unique among joined processes
@@ -389,9 +348,6 @@ class Tracker:
             from .job.identity import detect
             found = detect(job=self.job_option if isinstance(self.job_option, str) else None)
             identity = found.to_dict() if found is not None else None
-        asked = {k: self._config.get(k) for k in ("region", "gco2_per_kwh", "mix")}
-        if self.pue_source == "user":
-            asked["pue"] = self._config.get("pue")
         self._log.append(joined_record(identity, asked))
         follower = LogFollower(run_dir, self.devices, clock=self.clock,
                                after_tick=self._after_tick)
@@ -399,6 +355,20 @@ class Tracker:
         follower.start()
         atexit.register(self._stop_at_exit)
         return self
+
+    def _asked_of_the_run(self, run_config: Optional[dict[str, Any]] = None
+                          ) -> dict[str, Any]:
+        """What this script's own options ask of a run it joins (before the run's apply):
+        its arguments and its own environment, not the environment it inherited from the
+        process that tracks the run (that is the run's: config.own_options)."""
+        own = self.config.own_options(run_config)
+        asked: dict[str, Any] = {k: self._config.get(k) if k in own else None
+                                 for k in ("region", "gco2_per_kwh", "mix")}
+        if self.config.pue is not None and "pue" in own:
+            asked["pue"] = self.config.pue
+        if self.name != "run":          # track()'s default name asks for nothing
+            asked["name"] = self.name
+        return asked
 
     def stop(self, status: str = "finished") -> Summary:
         """Stop sampling, write summary.json and the emissions.csv row. Idempotent, thread-safe.
@@ -460,15 +430,32 @@ class Tracker:
             self._log.close()
         else:
             summary = self._write_final_files(summary, t_end)
-        self._final = summary
+        self._final = self.own_summary = summary
         with self._lock:
             self._state = "stopped"
         atexit.unregister(self._stop_at_exit)
         if self._job is not None:
             self._end_job()
+            # every rank tells the job's story, not its own part of it (job/view.py)
+            from .job.view import job_summary
+            job = job_summary(self._job, own_end_wall=self.start_wall + t_end,
+                              wait_s=self.job_timeout_s)
+            if job is not None:
+                self._final = summary = job
         if self._exporters is not None:   # after the files: summary.json is attached
             self._exporters.stop(self, summary)
+        if self._prints_end_block():
+            from .end_block import print_end_block
+            print_end_block(summary)
         return summary
+
+    def _prints_end_block(self) -> bool:
+        """One short block on stderr per run (end_block.py): not with quiet; not from a
+        script joined to `energy-tracker run` (the command prints it); in a job, only from
+        the process that ended the job (it prints the job)."""
+        if self.config.quiet or self.joined:
+            return False
+        return self._job is None or bool(getattr(self._job, "ended", False))
 
     def _end_job(self) -> None:
         """After this process's own files: end the job if it is the last to stop (bounded)."""
@@ -492,7 +479,7 @@ class Tracker:
         import dataclasses
 
         from .report import auto
-        from .runlog import append_emissions_row
+        from .runlog import upsert_emissions_row
         from .summary_build import emissions_row
 
         assert self._log is not None and self.run_dir is not None
@@ -524,7 +511,7 @@ class Tracker:
             if isinstance(self.emissions_csv, Path):   # emissions_csv="x.csv": that file
                 root = self.emissions_csv
             attempt("the emissions.csv row",
-                    lambda: append_emissions_row(root, emissions_row(summary,
+                    lambda: upsert_emissions_row(root, emissions_row(summary,
                                                                      self._manifest_cache)))
         if html:
             data = summary.to_dict()
@@ -580,33 +567,83 @@ class Tracker:
     def begin_window(self, name: str, kind: str = "phase", *, anchor: Optional[bool] = None,
                      parent: Optional[Window] = None, **attrs: Any) -> Window:
         """Open a window now. `anchor` (default: True except for steps) asks the sampler for an
-        immediate counter read so the edge is exact; steps are interpolated instead."""
+        immediate counter read so the edge is exact; steps are interpolated instead.
+
+        `attrs` are kept with the window (summary.json, windows.json). Two have a meaning:
+        `samples=` and `tokens=` (ints) on a `kind="step"` window are its sample and token
+        counts, summed into the run's J/sample and J/token; they may also be given (or
+        corrected) to `end_window(w, samples=..., tokens=...)`. For a loop, `step()` and
+        `steps()` do this with less work per step."""
         return self._book.begin(name, kind, anchor=anchor, parent=parent, **attrs)
 
     def end_window(self, w: Window, *, anchor: Optional[bool] = None, **attrs: Any) -> None:
+        """Close `w` now; `attrs` are added to its own (e.g. `samples=`/`tokens=` of a step)."""
         self._book.end(w, anchor=anchor, **attrs)
 
     def _request_anchor(self) -> None:
         if self._sampler is not None:
             self._sampler.request_anchor()
 
-    def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterator[Any]:
-        """Iterate epochs, each in an "epoch" window."""
+    def epochs(self, iterable: Iterable[Any], total: Optional[int] = None) -> Iterable[Any]:
+        """Iterate epochs, each in an "epoch" window named "epoch <i>" (i from 0 each pass).
+
+        Like `steps`, it returns the iterable itself for everything but iteration: `len()`
+        and attributes are the iterable's. `total` is accepted for compatibility (unused)."""
+        from .windowbook import Steps
+
+        return Steps(iterable, self._epoch_pass)
+
+    def _epoch_pass(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for i, item in enumerate(iterable):
             with self.window(f"epoch {i}", kind="epoch", index=i):
                 yield item
 
-    def steps(self, iterable: Iterable[Any], *, samples: Optional[Callable[[Any], int]] = None,
-              tokens: Optional[Callable[[Any], int]] = None,
-              synchronize: Optional[Callable[[], None]] = None) -> Iterator[Any]:
-        """Iterate training steps, each in a "step" window (interpolated on E(t), see README).
+    def steps(self, iterable: Iterable[Any], *, samples: Any = None, tokens: Any = None,
+              synchronize: Optional[Callable[[], None]] = None) -> Any:
+        """Iterate training steps, each item in a "step" window (interpolated on E(t), see
+        README). Returns a thin wrapper that is still `iterable` for the code it is passed to:
 
-        `samples`/`tokens`: functions of the batch giving its sample/token count (J/sample,
-        J/token). `synchronize`: called at each step edge (e.g. torch.cuda.synchronize), so a
-        step's GPU work lands in its own window; off by default because it costs speed.
+            train(args, model, device, run.steps(train_loader), optimizer, epoch)
+
+        `len()`, truthiness and attributes (`.dataset`, `.batch_size`,
+        `.sampler.set_epoch(e)`) are the loader's; each `for` over it is a new pass, so one
+        wrapper serves every epoch; `next()`/`.close()` drive a pass of its own.
+
+        `samples`/`tokens`: the batch's sample/token count for J/sample and J/token: an int
+        (the same for every batch) or a function of the batch (e.g.
+        `samples=lambda b: len(b[0])`); a function that raises counts 0 and is logged, the
+        loop goes on. `synchronize`: called at each step edge (e.g. torch.cuda.synchronize),
+        so a step's GPU work lands in its own window; off by default because it costs speed.
+        For a loop that is not an iterable, use `step()`.
         """
-        return self._book.iter_steps(iterable, samples=samples, tokens=tokens,
-                                     synchronize=synchronize)
+        from .windowbook import Steps, check_counter
+
+        check_counter("samples", samples)
+        check_counter("tokens", tokens)
+        if not hasattr(iterable, "__iter__") and not hasattr(iterable, "__getitem__"):
+            raise ConfigError(f"steps() takes an iterable (a DataLoader, a range, a list...), "
+                              f"got {iterable!r} ({type(iterable).__name__})")
+        return Steps(iterable, functools.partial(self._book.iter_steps, samples=samples,
+                                                 tokens=tokens, synchronize=synchronize))
+
+    # `run.step(samples=0, tokens=0, *, index=None, synchronize=None)`: the window book's
+    # context factory, reached through C code only (property(attrgetter)), so that a step
+    # costs the training thread what a step of `steps()` costs (scripts/bench_steps.py)
+    step = property(operator.attrgetter("_book.step"), doc="""One training step as a context
+        manager, for loops that are not iterables:
+
+            while True:                      # nanoGPT
+                with run.step(samples=batch_size, tokens=batch_size * block_size):
+                    ...forward, backward, optimizer step...
+
+        `run.step(samples=0, tokens=0, *, index=None, synchronize=None)`. `samples`/`tokens`
+        (ints >= 0) are the step's counts for J/sample and J/token; they can also be set
+        inside the block (`with run.step() as s: ...; s.tokens = n`). `index`: the step's
+        number (default: 0, 1, 2... across the run). `synchronize` as for `steps()`. Inside
+        another window (an epoch) the step is its child. On a stopped tracker the block runs
+        untracked; an exception in it closes the step and propagates untouched. A count that
+        is not an int >= 0 is a ConfigError at the call. Costs the training thread about what
+        a step of `steps()` costs (scripts/bench_steps.py).""")
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -688,17 +725,25 @@ class Tracker:
 
         import psutil
 
+        from .liveness import owner_identity
+        from .redact import redact_argv
         from .summary import utc_iso
+        argv, redacted = redact_argv(sys.argv)
         self._manifest_cache = {
             "schema": 1,
-            "run_id": self.run_id, "name": self.name,
+            "run_id": self.run_id, "name": self.name, "name_source": self.name_source,
             "started_utc": utc_iso(self.start_wall), "start_wall": self.start_wall,
             "start_monotonic": origin,
             "host": {"hostname": socket.gethostname(), "os": platform.platform(),
                      "python": platform.python_version(), "cpu_model": _cpu_model(),
                      "cpu_count": os.cpu_count(),
                      "ram_total_gb": round(psutil.virtual_memory().total / 1e9, 3),
-                     "pid": os.getpid(), "argv": sys.argv},
+                     "pid": os.getpid(), "argv": argv,
+                     # values after secret-looking flags and token-shaped values are removed
+                     # (run.json is shared): how many
+                     "argv_redacted": redacted,
+                     # so that a reader can prove this process gone (liveness.py)
+                     **owner_identity()},
             "devices": [d.sensor.info.to_dict() for d in self.devices],
             "grid": self.factor.to_dict(),
             "pue": self.pue, "pue_source": self.pue_source,
@@ -746,11 +791,14 @@ class Tracker:
         """The tracked script's own region/PUE apply when `energy-tracker run` was given none."""
         from .follow import joined_options
 
-        got = joined_options(configs, own=self._config, own_pue_given=self.pue_source == "user")
+        got = joined_options(configs, own=self._config, own_pue_given=self.pue_source == "user",
+                             own_name_given=self.name_source == "user")
         if got.factor is not None:
             self.factor = got.factor
         if got.pue is not None:
             self.pue, self.pue_source = got.pue, "user (from the tracked script)"
+        if got.name is not None:
+            self.name = got.name
         self.notes.extend(got.notes)
 
     def _adopt_job(self, identity: dict[str, Any], ranks: list[int]) -> None:
@@ -779,12 +827,16 @@ class Tracker:
                           "this run; it is this node's part of the job")
         self._log.write_manifest(self._manifest(self._manifest_cache["start_monotonic"]))
 
-    def _drain_marks(self) -> None:
-        """Move pending window marks to the log (sampler thread). Closed steps go in one record
-        per tick: a JSON line per step edge would cost the training thread GIL time."""
+    def _drain_marks(self, ticks: Sequence[dict[str, Any]] = ()) -> None:
+        """Move pending window marks to the log (sampler thread), in time order with the tick
+        records of `ticks`. Closed steps go in one record per round: a JSON line per step edge
+        would cost the training thread GIL time."""
         log_ = self._log
-        for rec in self._book.take_marks():
-            if log_ is not None:
+        marks = list(self._book.take_marks())
+        if log_ is not None:
+            # stable: a mark and a tick at one time keep the mark first, as when each tick
+            # drained the marks made before it
+            for rec in sorted(marks + list(ticks), key=_record_t) if marks else ticks:
                 log_.append(rec)
         batch = self._book.take_steps()
         if batch is not None:
@@ -796,12 +848,30 @@ class Tracker:
                 rows = [(next(self._book.ids), *r[1:]) for r in batch.rows()]   # unique ids
                 log_.append({"t": rows[-1][3], "steps": rows})
 
+    # Tick records waiting for the sampler thread's next round of bookkeeping (_after_tick).
+    _pending_ticks: Optional[list[dict[str, Any]]] = None
+    _last_round_t = -math.inf
+
     def _after_tick(self, record: dict[str, Any], t: float) -> None:
-        """Runs on the sampler thread: log the readings and marks, refresh summary.json."""
+        """Runs on the sampler thread after each tick: keeps its record, and every
+        runlog.FLUSH_EVERY_S (every tick in the run's first EAGER_FLUSH_S, and at the final
+        tick) logs the records and marks, settles steps, flushes, refreshes summary.json.
+        Between rounds nothing is on disk that a round would not have flushed anyway, so a
+        SIGKILL loses what it lost before (<= FLUSH_EVERY_S), while the 10 Hz ticks in
+        between cost a list append (a tick on a cold cache costs ~0.1-0.3 ms a round)."""
+        from .runlog import EAGER_FLUSH_S, FLUSH_EVERY_S
         assert self._log is not None
-        self._drain_marks()
+        pending = self._pending_ticks
+        if pending is None:
+            pending = self._pending_ticks = []
         # Every tick is logged, readings or not: the last line tells how far a killed run got.
-        self._log.append(record if record["d"] else {"t": record["t"]})
+        pending.append(record if record["d"] else {"t": record["t"]})
+        if (t - self._last_round_t < FLUSH_EVERY_S and t >= EAGER_FLUSH_S
+                and "final" not in record):
+            return
+        self._last_round_t = t
+        self._pending_ticks = []
+        self._drain_marks(pending)
         if self._ledger is not None:
             self._ledger.advance(frontier(self.devices))
             if t - self._last_compact >= COMPACT_EVERY_S:
@@ -954,6 +1024,10 @@ def _describe(exc_type: Any, exc: Any, limit: int = 500) -> str:
     return f"{getattr(exc_type, '__name__', 'Exception')}: {text}"
 
 
+def _record_t(rec: dict[str, Any]) -> float:
+    return float(rec["t"])
+
+
 def frontier(devices: Sequence[DeviceState]) -> float:
     """Run time up to which every device's energy curve is final (see ledger.py)."""
     from .ledger import STALE_ANCHOR_S
@@ -1016,3 +1090,19 @@ def _version(dist: str) -> Optional[str]:
 
 
 __all__ = ["ENV_RUN_DIR", "Tracker", "track"]
+
+
+def _declare_options() -> None:
+    """`Tracker(...)` and `track()` take `**options`, checked by TrackerConfig; the typed
+    signature and the docstring that inspect, IDEs and jsonargparse read are derived from the
+    one declaration of the options (config.TrackerConfig)."""
+    from .config import options_docstring, signature_with_options
+
+    init: Any = Tracker.__init__
+    init.__signature__ = signature_with_options(Tracker.__init__)
+    tracked: Any = track
+    tracked.__signature__ = signature_with_options(track)
+    Tracker.__doc__ = (Tracker.__doc__ or "").rstrip() + "\n" + options_docstring() + "\n    "
+
+
+_declare_options()

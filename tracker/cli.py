@@ -53,29 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="track a command: energy-tracker run [opts] -- CMD ...")
     r.add_argument("--name", default=None, help="run name (default: the command's name)")
-    r.add_argument("--region", default=None, help="grid region, e.g. DE, US-CA, aws:us-east-1")
-    r.add_argument("--gco2-per-kwh", type=float, default=None, help="override the grid factor")
-    r.add_argument("--live-intensity", default=None,
-                   help="opt-in live provider: uk, uk:REGIONID, electricitymaps:ZONE, "
-                        "energidataservice:DK1")
-    r.add_argument("--pue", type=float, default=None, help="power usage effectiveness (>= 1)")
-    r.add_argument("--rate", type=float, default=10.0, help="sampling rate, Hz (default 10)")
-    r.add_argument("--output-dir", default=None, help="root of run dirs (default ./energy-runs)")
-    r.add_argument("--cpu-tdp", type=float, default=None, help="CPU TDP in W for the CPU model")
     r.add_argument("--no-status", action="store_true", help="no live status line")
-    r.add_argument("--prometheus-port", type=int, default=None,
-                   help="serve Prometheus metrics on 127.0.0.1:PORT while running")
-    r.add_argument("--grid-year", type=int, default=None, metavar="YEAR",
-                   help="the region's grid factor for that year (default: the newest)")
-    r.add_argument("--log-to", action="append", default=None,
-                   choices=["mlflow", "wandb", "tensorboard", "auto"],
-                   help="also log energy/CO2e to this tracker's active run (repeatable)")
-    r.add_argument("--emissions-csv", default=None, metavar="FILE.csv",
-                   help="CodeCarbon-compatible emissions.csv to append the run's row to "
-                        "(default: <output-dir>/emissions.csv)")
-    r.add_argument("--job", default=None,
-                   help="job id for a multi-node job launched on each node (default: from the "
-                        "launcher, e.g. torchrun's or SLURM's ids)")
+    _add_option_flags(r)   # the tracker's options, from their one declaration (config.py)
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command to run")
     r.set_defaults(func=cmd_run)
 
@@ -132,6 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_replay)
 
+    c = sub.add_parser("card", help="a run's or job's numbers for a model card or a paper")
+    c.add_argument("path", help="run directory or job directory")
+    c.add_argument("--format", choices=["md", "latex", "text", "json"], default=None,
+                   help="a statement for a paper or report (default without --update: the "
+                        "model card's YAML metadata)")
+    c.add_argument("--update", default=None, metavar="README.md",
+                   help="write co2_eq_emissions into this model card's front matter (only "
+                        "this file is written; the rest of it is kept byte for byte)")
+    c.add_argument("--training-type", default="training",
+                   help="pre-training, fine-tuning, training, inference or evaluation")
+    c.add_argument("--wue", type=float, default=None, metavar="L_PER_KWH",
+                   help="on-site water usage effectiveness (L/kWh) for a water estimate")
+    c.add_argument("--no-embodied", action="store_true", help="leave out embodied emissions")
+    c.add_argument("--lifetime-years", type=float, default=None,
+                   help="hardware lifetime for the embodied estimate (default 6)")
+    c.add_argument("--utilisation", type=float, default=None,
+                   help="hardware utilisation over its lifetime, 0-1 (default 0.85)")
+    c.set_defaults(func=cmd_card)
+
     g = sub.add_parser("regions", help="list or search grid regions and their factors")
     g.add_argument("query", nargs="?", default=None)
     g.add_argument("--json", action="store_true")
@@ -142,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- run ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from .api import ENV_RUN_DIR, Tracker
+    from .config import TrackerConfig
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -151,21 +150,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     script = next((Path(c).stem for c in cmd[1:] if c.endswith(".py")), None)
     from .job.identity import ENV_JOB
 
-    tracker = Tracker(args.name or script or Path(cmd[0]).name, region=args.region,
-                      gco2_per_kwh=args.gco2_per_kwh, live_intensity=args.live_intensity,
-                      pue=args.pue, rate_hz=args.rate, output_dir=args.output_dir,
-                      cpu_tdp_w=args.cpu_tdp, prometheus_port=args.prometheus_port,
-                      grid_year=args.grid_year, log_to=args.log_to,
-                      emissions_csv=args.emissions_csv or True)
+    options, sources = _option_values(args)
+    job = options.pop("job", None)   # --job names the job of the command's processes
+    tracker = Tracker.from_config(TrackerConfig.from_options(
+        args.name or script or Path(cmd[0]).name, sources=sources, **options))
+    if not args.name:   # a tracked script's own track("name") replaces the file name
+        tracker.name_source = "command"
     tracker.start()
     env = dict(os.environ)
     env[ENV_RUN_DIR] = str(tracker.run_dir)
-    if args.job:
-        env[ENV_JOB] = args.job
+    if job:
+        env[ENV_JOB] = job
     try:
         child = subprocess.Popen(cmd, env=env)
     except OSError as e:
         tracker.notes.append(f"the command could not be started: {e}")
+        import dataclasses
+        tracker.config = dataclasses.replace(tracker.config, quiet=True)   # the error is the line
         tracker.stop("failed")
         raise _usage(f"cannot run {cmd[0]!r}: {e.strerror or e}") from None
 
@@ -195,9 +196,52 @@ def cmd_run(args: argparse.Namespace) -> int:
               else "terminated" if rc in (-signal.SIGTERM, 143) else "failed")
     if rc != 0:
         tracker.notes.append(f"the command exited with status {rc}")
-    summary = tracker.stop(status)
-    print(summary.format(), file=sys.stderr)
+    # stop() prints the run's short block on stderr (unless --quiet / ENERGY_TRACKER_QUIET):
+    # the one block of the command (a script joined to this run prints none); the whole
+    # summary is `energy-tracker report RUN_DIR`
+    tracker.stop(status)
     return rc if rc >= 0 else 128 - rc
+
+
+def _add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every option declared with one (config.TrackerConfig): bools as
+    --x/--no-x, --log-to repeatable, the rest read from text like the option's environment
+    variable. A flag not given leaves the option to its variable, then to its default."""
+    from .config import OPTIONS
+
+    for opt in OPTIONS.values():
+        if opt.cli is None:
+            continue
+        helptext = opt.cli_help or opt.help
+        if opt.env:
+            helptext += f" [env {opt.env}]"
+        helptext = helptext.replace("%", "%%")
+        kw: dict[str, Any] = {"dest": opt.name, "default": argparse.SUPPRESS,
+                              "help": helptext}
+        if opt.text_kind == "bool":
+            parser.add_argument(opt.cli, action=argparse.BooleanOptionalAction, **kw)
+        elif opt.name == "log_to":
+            parser.add_argument(opt.cli, action="append",
+                                choices=["mlflow", "wandb", "tensorboard", "auto"], **kw)
+        else:
+            parser.add_argument(opt.cli, metavar=opt.metavar, **kw)
+
+
+def _option_values(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options given on the command line, read like their environment variables, and
+    where each came from ("command line --flag")."""
+    from .config import OPTIONS
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS.values():
+        if opt.cli is None or not hasattr(args, opt.name):
+            continue
+        given = getattr(args, opt.name)
+        values[opt.name] = (opt.from_text(given, opt.cli) if isinstance(given, str)
+                            else given)
+        sources[opt.name] = f"command line {opt.cli}"
+    return values, sources
 
 
 def _status_line(tracker: Any, done: threading.Event) -> None:
@@ -253,33 +297,49 @@ def cmd_report(args: argparse.Namespace) -> int:
                 print(extra)
     if args.html is not None:
         from .report.html import write_html
-        out = write_html(paths[0], Path(args.html) if args.html else None)
+        target = Path(args.html) if args.html else None
+        if target is None and data.get("status") == "running":
+            # a live run is written by its owner only: the page goes to the current directory
+            target = Path.cwd() / f"{paths[0].name}-report.html"
+        out = write_html(paths[0], target)
         # with --json, stdout stays one JSON object
         print(f"report: {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _run_report(path: Path, *, rebuild: bool) -> tuple[dict[str, Any], str]:
-    """A run's summary: the saved one, or rebuilt from samples.jsonl (killed or running)."""
-    from .rebuild import rebuild_summary
-    from .runlog import MANIFEST, SUMMARY, append_emissions_row, read_json, write_json_atomic
-    from .summary import Summary
-    from .summary_build import emissions_row
+    """A run's summary: the saved one, or rebuilt from samples.jsonl (killed or running).
 
-    old = read_json(path / SUMMARY)
+    A reader writes nothing, with one exception: a run whose owner is provably gone without
+    a final summary is ended once, as "killed" (finalize.py)."""
+    from .finalize import finalize_killed_run
+    from .rebuild import rebuild_summary
+    from .runlog import MANIFEST, SUMMARY, read_json
+    from .summary import Summary, read_summary
+
+    old = read_summary(path / SUMMARY, complete=True)   # damaged (types, NaN): rebuilt
     if not (rebuild or old is None or old.get("status") == "running"):
         return old, Summary.from_dict(old).format()
     summary = rebuild_summary(path)
-    if summary.status != "running":
+    if summary.status == "killed":
+        manifest = read_json(path / MANIFEST) or {}
         try:   # saving is a bonus: a full or read-only disk still gets its report printed
-            write_json_atomic(path / SUMMARY, summary.to_dict())
-            manifest = read_json(path / MANIFEST) or {}
-            if (old is None or old.get("status") == "running") and not manifest.get("job"):
-                append_emissions_row(path.parent, emissions_row(summary, manifest))
+            finalize_killed_run(path, summary, manifest, _csv_root(path, manifest))
         except OSError as e:
             print(f"energy-tracker: note: the rebuilt summary was not saved in {path}: "
                   f"{e.strerror or e}", file=sys.stderr)
     return summary.to_dict(), summary.format()
+
+
+def _csv_root(run_dir: Path, manifest: dict[str, Any]) -> Optional[Path]:
+    """Where the run's owner would have put its emissions row (None: it writes none)."""
+    cfg = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    target = cfg.get("emissions_csv", True) if isinstance(cfg, dict) else True
+    if target is False:
+        return None
+    if isinstance(target, str) and target.endswith(".csv"):
+        return Path(target)
+    return run_dir.parent
 
 
 def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[str, Any], str]:
@@ -287,10 +347,10 @@ def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[
     (and, for one complete job directory, written with the job's emissions row)."""
     from .job.member import end_job
     from .job.merge import merge
-    from .runlog import SUMMARY, read_json
-    from .summary import Summary
+    from .runlog import SUMMARY
+    from .summary import Summary, read_summary
 
-    old = read_json(parts[0] / SUMMARY) if len(parts) == 1 else None
+    old = read_summary(parts[0] / SUMMARY, complete=True) if len(parts) == 1 else None
     if old is not None and old.get("status") != "running" and not rebuild:
         return old, Summary.from_dict(old).format()
     summary = merge(parts)
@@ -358,9 +418,10 @@ def _format_compare(rows: list[dict[str, Any]], kwh: float,
 
 def _table_row(entry: Path, is_job: bool) -> dict[str, Any]:
     from .rebuild import rebuild_summary
-    from .runlog import SUMMARY, read_json
+    from .runlog import SUMMARY
+    from .summary import read_summary
 
-    s = read_json(entry / SUMMARY)
+    s = read_summary(entry / SUMMARY, complete=True)
     if s is None or s.get("status") == "running":
         if is_job:
             from .job.merge import merge
@@ -475,6 +536,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(json.dumps(result.to_dict(), indent=2) if args.json
           else format_result(result, args.trace))
     return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    """Model-card metadata or a statement (tracker/publish); reads the run, writes only the
+    --update file."""
+    from .publish.cli import card_command
+    return card_command(args)
 
 
 def cmd_regions(args: argparse.Namespace) -> int:

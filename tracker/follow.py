@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from .runlog import SAMPLES, parse_record
 from .sampler import DeviceState, apply_reading
+from .untrusted import LineReader, number, open_regular
 
 
 class LogFollower:
@@ -63,6 +64,21 @@ class LogFollower:
         self.poll()
         return not self._thread.is_alive()
 
+    def _apply(self, rec: dict[str, Any], reading_of: Callable[[Any], dict[str, float]]
+               ) -> None:
+        t = float(rec["t"])
+        d = rec.get("d", {})
+        for name, got in (d.items() if isinstance(d, dict) else ()):
+            dev = self._devices.get(name)
+            if dev is not None:
+                try:
+                    reading = reading_of(got)
+                except ValueError:
+                    continue
+                apply_reading(dev, t, reading, final=False)
+        if "intensity" in rec and self._on_intensity is not None:
+            self._on_intensity(rec["intensity"])
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.poll()
@@ -70,25 +86,21 @@ class LogFollower:
     def poll(self) -> None:
         """Apply every complete line appended since the last poll."""
 
+        from .rebuild import _reading
         with self._lock:
             try:
-                with open(self._path, "rb") as f:
+                with open_regular(self._path) as f:
                     f.seek(self._offset)
-                    chunk = f.read()
-                end = chunk.rfind(b"\n")
-                if end >= 0:
-                    self._offset += end + 1
-                    for line in chunk[: end + 1].splitlines():
-                        rec = parse_record(line)
-                        if rec is None:   # a damaged line: the lines after it still count
-                            continue
-                        t = float(rec["t"])
-                        for name, got in rec.get("d", {}).items():
-                            dev = self._devices.get(name)
-                            if dev is not None:
-                                apply_reading(dev, t, got, final=False)
-                        if "intensity" in rec and self._on_intensity is not None:
-                            self._on_intensity(rec["intensity"])
+                    # streamed in chunks, each line bounded: the parent's file is not ours
+                    reader = LineReader(f)
+                    try:
+                        for line in reader:
+                            rec = parse_record(line)
+                            if rec is None:   # a damaged line: the lines after it still count
+                                continue
+                            self._apply(rec, _reading)
+                    finally:   # what was read is never read (and applied) twice
+                        self._offset += reader.consumed
                 self._after_tick({"t": self._clock(), "d": {}}, self._clock())
             except Exception as e:  # the parent's file is the parent's business: never raise
                 msg = f"{type(e).__name__}: {e}"
@@ -138,14 +150,26 @@ def read_joined(run_dir: Path) -> list[JoinedProcess]:
                 if "joined" in rec:
                     j = rec["joined"] or {}
                     ident = j.get("identity")
-                    proc.identity = ident if isinstance(ident, dict) else None
-                    proc.config = dict(j.get("config") or {})
+                    proc.identity = _identity(ident) if isinstance(ident, dict) else None
+                    config = j.get("config") or {}
+                    proc.config = dict(config) if isinstance(config, dict) else {}
                 else:
                     apply_window_record(proc.windows, rec)
             except (TypeError, ValueError, KeyError, AttributeError):
                 continue   # a damaged line of another process's marks: that line only
         out.append(proc)
     return sorted(out, key=lambda p: p.rank_key)
+
+
+def _identity(ident: dict[str, Any]) -> dict[str, Any]:
+    """A joined process's identity as its marks file says, with rank and restart dropped when
+    they are not plausible integers (they order the processes)."""
+    out = dict(ident)
+    for k in ("rank", "restart"):
+        if out.get(k) is not None and not (out[k].__class__ is int and number(out[k], 1 << 30)
+                                           and out[k] >= 0):
+            out[k] = None
+    return out
 
 
 def joined_windows(processes: list[JoinedProcess]) -> list[Any]:
@@ -172,17 +196,27 @@ class JoinedOptions:
 
     factor: Any = None
     pue: Optional[float] = None
+    name: Optional[str] = None
     notes: list[str] = field(default_factory=list)
 
 
 def joined_options(configs: list[dict[str, Any]], *, own: dict[str, Any],
-                   own_pue_given: bool) -> JoinedOptions:
-    """The scripts' own `region=`/`gco2_per_kwh=`/`mix=`/`pue=` when the wrapping run was given
-    none (and they agree); otherwise the run's own apply, and a note says the script's differ."""
+                   own_pue_given: bool, own_name_given: bool = True) -> JoinedOptions:
+    """The one precedence rule for options given both to `energy-tracker run` and to the
+    tracked script's `track()`/callback: an option given on the command line applies; one
+    the command line left at its default is the script's (when the joined scripts agree).
+    That covers the grid (`region=`/`gco2_per_kwh=`/`mix=`), `pue=` and the run's name.
+    Both sides apply this same function: the script when it joins, the run at its stop, so
+    the two summaries tell one story."""
     from .carbon import resolve_factor
     from .errors import ConfigError
 
     out = JoinedOptions()
+    names = {str(n) for c in configs if (n := c.get("name"))}
+    if names and not own_name_given and len(names) == 1:
+        out.name = names.pop()
+        out.notes.append(f"run name {out.name!r} from the tracked script (`energy-tracker "
+                         "run` was given no --name)")
     asking = [c for c in configs if any(c.get(k) is not None for k in GRID_OPTIONS)]
     distinct = {tuple(repr(c.get(k)) for k in GRID_OPTIONS) for c in asking}
     if asking:
@@ -201,7 +235,7 @@ def joined_options(configs: list[dict[str, Any]], *, own: dict[str, Any],
             out.notes.append("the tracked script asked for other grid options "
                              f"({c.get('region') or c.get('gco2_per_kwh') or c.get('mix')}) than "
                              "`energy-tracker run`'s, which apply")
-    pues = {float(p) for c in configs if (p := c.get("pue")) is not None}
+    pues = {float(p) for c in configs if number(p := c.get("pue"), 100.0)}
     if pues and not own_pue_given and len(pues) == 1:
         out.pue = pues.pop()
     return out

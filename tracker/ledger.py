@@ -50,6 +50,7 @@ SIZE_FROM_STEPS = 64         # the group size is chosen from the first steps' me
 STALE_ANCHOR_S = 30.0
 SETTLE_CHUNK = 1 << 16       # steps settled at once (numpy temporaries ~0.5 MB a column)
 _U32 = 0xFFFFFFFF
+_I64 = 1 << 63
 
 Row = tuple[int, int, float, float, int, int, int]   # id, parent, t0, t1, index, samples, tokens
 
@@ -187,35 +188,72 @@ def _u32(col: array[int]) -> Any:
         return array("I", (x & _U32 for x in col))
 
 
-def read_step_columns(path: Path) -> Iterator[dict[str, array[Any]]]:
+# A block is one settled batch: at most SETTLE_CHUNK steps as written (below); a head claiming
+# more than this (or more than the file holds) is damaged.
+MAX_BLOCK_STEPS = 16 * SETTLE_CHUNK
+
+
+class StepFileDamage:
+    """Where reading a steps.bin stopped short: what was skipped, as a note (None: nothing)."""
+
+    def __init__(self) -> None:
+        self.at: Optional[int] = None      # byte offset of the first unreadable block
+        self.skipped_bytes = 0
+        self.why = ""
+
+    def note(self) -> Optional[str]:
+        if self.at is None:
+            return None
+        return (f"steps.bin is damaged at byte {self.at:,} ({self.why}): the "
+                f"{self.skipped_bytes:,} bytes after it were skipped")
+
+
+def read_step_columns(path: Path, damage: Optional[StepFileDamage] = None
+                      ) -> Iterator[dict[str, array[Any]]]:
     """The blocks of a steps.bin (or of a run directory's) as column arrays (t_start, t_end,
     energy_j, index, samples, tokens, parent); energy_j is NaN for steps a killed run had not
-    settled."""
+    settled. Read a block at a time; a block whose head is not one (bad magic, more than
+    MAX_BLOCK_STEPS, or more than the file holds: cut by a crash, or forged) ends the reading
+    and is recorded in `damage`."""
+    from .untrusted import open_regular
+
     path = Path(path)
     if path.is_dir():
         path = path / STEPS_FILE
-    with open(path, "rb") as f:
-        data = f.read()
-    off = 0
-    while off + BLOCK_HEAD.size <= len(data):
-        magic, n = BLOCK_HEAD.unpack_from(data, off)
-        end = off + BLOCK_HEAD.size + n * STEP_BYTES
-        if magic != MAGIC or end > len(data):
-            return   # damaged, or cut by a crash: what follows is gone
-        off += BLOCK_HEAD.size
-        cols = {}
-        for name, code in COLUMNS:
-            col = array(code)
-            col.frombytes(data[off:off + n * col.itemsize])
-            off += n * col.itemsize
-            cols[name] = col
-        yield cols
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        off = 0
+        while off + BLOCK_HEAD.size <= size:
+            head = f.read(BLOCK_HEAD.size)
+            if len(head) < BLOCK_HEAD.size:
+                return
+            magic, n = BLOCK_HEAD.unpack(head)
+            end = off + BLOCK_HEAD.size + n * STEP_BYTES
+            why = ("not a block head" if magic != MAGIC else
+                   f"a block of {n:,} steps, more than {MAX_BLOCK_STEPS:,}"
+                   if n > MAX_BLOCK_STEPS else
+                   f"a block of {n:,} steps, more than the file holds" if end > size else "")
+            if why:
+                if damage is not None:
+                    damage.at, damage.skipped_bytes, damage.why = off, size - off, why
+                return
+            data = f.read(n * STEP_BYTES)
+            if len(data) < n * STEP_BYTES:   # the file shrank while being read
+                return
+            off, at = end, 0
+            cols = {}
+            for name, code in COLUMNS:
+                col = array(code)
+                col.frombytes(data[at:at + n * col.itemsize])
+                at += n * col.itemsize
+                cols[name] = col
+            yield cols
 
 
-def read_steps(path: Path) -> Iterator[dict[str, Any]]:
+def read_steps(path: Path, damage: Optional[StepFileDamage] = None) -> Iterator[dict[str, Any]]:
     """Rows of a steps.bin (or of a run directory's) as dicts (t_start, t_end, duration_s,
     energy_j, index, samples, tokens, parent)."""
-    for c in read_step_columns(path):
+    for c in read_step_columns(path, damage):
         for i in range(len(c["t_start"])):
             t0, t1, parent = c["t_start"][i], c["t_end"][i], c["parent"][i]
             yield {"t_start": t0, "t_end": t1, "duration_s": t1 - t0,
@@ -393,6 +431,12 @@ class Ledger:
             break
         self._settle_utilisation(frontier)
 
+    def settle_pending(self) -> None:
+        """Settle every pending step now, with the curves as they are (a rebuild that replayed
+        every reading and holds more steps than it should keep waiting)."""
+        while self._pending:
+            self._settle(self._pending.popleft())
+
     def finish(self) -> None:
         """The run ended: its final readings made every curve final."""
         while self._pending:
@@ -546,6 +590,9 @@ class Ledger:
                         for b in self._pending]}
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot's state(); ValueError (and nothing changed) when it is not
+        one: a snapshot.json is read back from disk, so its types are checked here."""
+        _check_state(state)
         for k in self._SCALARS:
             setattr(self, k, state[k])
         f = state.get("frontier")
@@ -691,5 +738,57 @@ def _clip_union(spans: Sequence[tuple[float, Optional[float]]], lo: float, hi: f
         (s, e if e is not None else end) for s, e in spans) if b > lo and a < hi]
 
 
-__all__ = ["COLUMNS", "MAX_STEP_GROUPS", "STEPS_FILE", "Batch", "Ledger", "StepFile",
-           "StepGroups", "StepQueue", "read_step_columns", "read_steps"]
+__all__ = ["COLUMNS", "MAX_BLOCK_STEPS", "MAX_STEP_GROUPS", "STEPS_FILE", "Batch", "Ledger",
+           "StepFile", "StepFileDamage", "StepGroups", "StepQueue", "read_step_columns",
+           "read_steps"]
+
+
+def _check_state(state: Any) -> None:
+    """Ledger.state() as read back from snapshot.json, or ValueError saying what is wrong."""
+    from .untrusted import number, run_seconds
+
+    def nums(xs: Any, n: Optional[int] = None) -> bool:
+        return isinstance(xs, list) and (n is None or len(xs) == n) and all(
+            number(x) for x in xs)
+
+    if not isinstance(state, dict):
+        raise ValueError("the ledger state is not an object")
+    for k in Ledger._SCALARS:
+        v = state.get(k)
+        if k in ("first_start", "last_end"):
+            ok = v is None or run_seconds(v)
+        elif k in ("count", "samples", "tokens"):
+            ok = v.__class__ is int and v >= 0
+        else:
+            ok = number(v)
+        if not ok:
+            raise ValueError(f"the ledger's {k} is {v!r:.40}, not a usable number")
+    if not (state.get("frontier") is None or run_seconds(state.get("frontier"))):
+        raise ValueError("the ledger's frontier is not a run time")
+    for k in ("overlap_j", "overlap_s"):
+        v = state.get(k)
+        if not (isinstance(v, dict) and set(v) == {"eval", "checkpoint"}
+                and all(number(x) for x in v.values())):
+            raise ValueError(f"the ledger's {k} is not {{eval, checkpoint}} numbers")
+    idle = state.get("idle")
+    if not (isinstance(idle, dict) and all(nums(v, 3) for v in idle.values())):
+        raise ValueError("the ledger's idle is not device -> 3 numbers")
+    g = state.get("groups")
+    if not (isinstance(g, dict) and (g.get("size") is None or (
+            g["size"].__class__ is int and g["size"] > 0))
+            and g.get("count").__class__ is int and isinstance(g.get("early"), list)
+            and isinstance(g.get("groups"), list)
+            and len(g["early"]) <= SIZE_FROM_STEPS and len(g["groups"]) <= 2 * MAX_STEP_GROUPS
+            and all(nums(r, 6) for r in g["early"]) and all(nums(r, 8) for r in g["groups"])):
+        raise ValueError("the ledger's step groups are not groups")
+    pending = state.get("pending")
+    if not isinstance(pending, list):
+        raise ValueError("the ledger's pending steps are not a list")
+    for cols in pending:
+        if not (isinstance(cols, dict) and all(nums(cols.get(c)) for c in Batch.__slots__)
+                and len({len(cols[c]) for c in Batch.__slots__}) == 1):
+            raise ValueError("the ledger's pending steps are not columns of one length")
+        if not all(run_seconds(x) for c in ("t0", "t1") for x in cols[c]) or not all(
+                x.__class__ is int and -_I64 <= x < _I64 for c in Batch.__slots__
+                if c not in ("t0", "t1") for x in cols[c]):
+            raise ValueError("the ledger's pending steps are not steps")

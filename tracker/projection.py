@@ -157,6 +157,10 @@ class LogMetrics:
 
     def __init__(self, run: Any):
         self.run = run
+        # Rows count from the training's start: a script that joined a run started earlier
+        # (`energy-tracker run` around it) logs the same quantities as one that started its
+        # own; the run's total so far is beside it, as run_energy_kwh.
+        self._since = float(run.clock()) if getattr(run, "joined", False) else 0.0
         self._last_t: Optional[float] = None
         self._last_e = 0.0
         self._samples = 0
@@ -182,10 +186,11 @@ class LogMetrics:
         t = measured_until(self.run)
         starts = [d.curve.start for d in self.run.devices if not d.curve.empty]
         if self._last_t is None:    # E(t) is 0 until the first reading, not measured as 0 W
-            self._last_t = max(starts) if starts else 0.0
+            self._last_t = max([*starts, self._since]) if starts else self._since
         measured = bool(starts) and t > max(starts)
-        energy = self.run.energy_j(0.0, t)
-        emissions = self.run.emissions_kg(0.0, t)
+        run_energy = self.run.energy_j(0.0, t)
+        energy = self.run.energy_j(self._since, t) if self._since else run_energy
+        emissions = self.run.emissions_kg(self._since, t)
         d_e, d_t = energy - self._last_e, t - self._last_t
         samples, tokens = self._samples, self._tokens
         if d_t > 0:
@@ -196,12 +201,13 @@ class LogMetrics:
         proj_c = projection.projected_emissions_kg if projection is not None else None
         if reduce is not None:
             job = self._job_row(reduce, energy, emissions, measured, d_t > 0, proj_e, proj_c,
-                                contribute)
+                                contribute, run_energy)
             if job is not None:
                 return job
         if not measured:
             return {}
-        out = {"energy_kwh": energy / J_PER_KWH, "emissions_kg": emissions}
+        out = {"energy_kwh": energy / J_PER_KWH, "emissions_kg": emissions,
+               "run_energy_kwh": run_energy / J_PER_KWH}
         if d_t > 0:   # no reading since the previous row: rates wait for the next one
             out["power_w"] = d_e / d_t
             if samples:
@@ -216,7 +222,8 @@ class LogMetrics:
 
     def _job_row(self, reduce: Callable[[list[float]], Optional[list[float]]], energy: float,
                  emissions: float, measured: bool, fresh: bool, proj_e: Optional[float],
-                 proj_c: Optional[float], contribute: bool) -> Optional[dict[str, float]]:
+                 proj_c: Optional[float], contribute: bool,
+                 run_energy: float) -> Optional[dict[str, float]]:
         """Job-wide row: energies summed over processes; power = the sum of each process's
         latest mean power; J/sample = job power / job throughput (each process's samples per
         second since the previous row, summed). None when there is no process group."""
@@ -233,13 +240,16 @@ class LogMetrics:
                       k * (1.0 if self._power_w is not None else 0.0), thr_s, thr_t,
                       k * (proj_e or 0.0), k * (proj_c or 0.0), k,
                       k * (1.0 if proj_e is not None else 0.0),
-                      k * (1.0 if measured else 0.0), k * (1.0 if fresh else 0.0)])
+                      k * (1.0 if measured else 0.0), k * (1.0 if fresh else 0.0),
+                      k * run_energy])
         if got is None:
             return None
-        (e_sum, c_sum, p_sum, p_n, thr_s, thr_t, pe_sum, pc_sum, n, pe_n, m_n, f_n) = got
+        (e_sum, c_sum, p_sum, p_n, thr_s, thr_t, pe_sum, pc_sum, n, pe_n, m_n, f_n,
+         run_sum) = got
         if m_n < n or n == 0:    # some process has measured nothing yet: unknown, not zero
             return {}
-        out = {"energy_kwh": e_sum / J_PER_KWH, "emissions_kg": c_sum}
+        out = {"energy_kwh": e_sum / J_PER_KWH, "emissions_kg": c_sum,
+               "run_energy_kwh": run_sum / J_PER_KWH}
         if p_n == n and f_n > 0:
             out["power_w"] = p_sum
             if thr_s > 0:

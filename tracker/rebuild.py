@@ -7,14 +7,15 @@ EnergyCurve gives the numbers the live tracker had at its last flushed sample.
 
 from __future__ import annotations
 
-import os
-import socket
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
 from . import snapshot
 from .errors import ConfigError
+from .ledger import STEPS_FILE
+from .liveness import owner_state
 from .runlog import (
     MANIFEST,
     SAMPLES,
@@ -27,6 +28,9 @@ from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
 from .summary import Summary, Window
 from .summary_build import build_summary
+from .untrusted import MAX_READING_ABS, MAX_RUN_S, number, run_seconds, wall_seconds
+
+_I64 = float(1 << 63)
 
 
 class RecordedSensor(Sensor):
@@ -41,24 +45,14 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
     """(manifest, devices with rebuilt curves, windows, intensity periods, last sample time,
     ledger). `with_ledger`: replay closed steps through a ledger exactly as the live sampler
     did (settled after each tick; call its finish() once the curves are complete); without
-    it, steps are returned as windows."""
-    from .api import frontier, it_energy_at
-    from .carbon import IntensityPeriod
-    from .ledger import STEPS_FILE, Ledger, read_steps
-    from .summary_build import marked_spans
+    it, steps are returned as windows. Every file is read as untrusted input (untrusted.py):
+    a damaged piece is skipped and said so in the manifest's notes, never raised."""
+    from .api import frontier
 
     manifest = checked_manifest(read_json(run_dir / MANIFEST), run_dir)
-    devices: dict[str, DeviceState] = {}
-    for d in manifest.get("devices") or ():
-        info = _sensor_info(d)
-        if info is not None:
-            devices[info.name] = DeviceState(RecordedSensor(info))
+    notes: list[str] = manifest["notes"]
+    devices, ledger, windows = _fresh(manifest, with_ledger)
     devs = list(devices.values())
-    windows: dict[int, Window] = {}
-    ledger = None
-    if with_ledger:
-        ledger = Ledger(lambda ts: it_energy_at(devs, ts), devs,
-                        marked=lambda: marked_spans(list(windows.values())))
     periods: list[Any] = []
     t_last = 0.0
     skipped = Skipped()
@@ -68,23 +62,18 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
     if snap is not None:
         try:
             after, t_last, skip_rows = _restore(snap, devices, windows, periods, ledger)
-        except (KeyError, TypeError, ValueError) as e:
-            manifest.setdefault("notes", []).append(f"snapshot.json not usable ({e}); "
-                                                    "replayed what raw logs are left")
-            snap, after, skip_rows = None, -1, 0
-    if ledger is not None and (run_dir / STEPS_FILE).exists():
-        # Every closed step is in steps.bin (its energy too once settled: recomputed here).
-        try:
-            ledger.add_steps([(i, -1 if r["parent"] is None else r["parent"], r["t_start"],
-                               r["t_end"], r["index"], r["samples"], r["tokens"])
-                              for i, r in enumerate(read_steps(run_dir / STEPS_FILE))
-                              if i >= skip_rows and r["t_end"] >= r["t_start"]])
-        except (OSError, ValueError) as e:
-            manifest.setdefault("notes", []).append(f"steps.bin unreadable ({e})")
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                OverflowError) as e:
+            notes.append(f"snapshot.json not usable ({str(e)[:120]}); replayed what raw logs "
+                         "are left")
+            snap, after, skip_rows, t_last = None, -1, 0, 0.0
+            periods.clear()
+            devices, ledger, windows = _fresh(manifest, with_ledger)
+            devs = list(devices.values())
+    steps = _StepFeed(run_dir / STEPS_FILE, skip_rows) if ledger is not None else None
     if snap is None and snapshot.timelines(run_dir) and not snapshot.segments(run_dir):
-        manifest.setdefault("notes", []).append(
-            "no usable snapshot: the condensed timeline segments are not replayed, so the "
-            "energy before the oldest raw log is missing")
+        notes.append("no usable snapshot: the condensed timeline segments are not replayed, so "
+                     "the energy before the oldest raw log is missing")
     for rec in snapshot.records_after(run_dir, after, skipped):
         tick = False
         try:
@@ -98,7 +87,7 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
                 else:
                     apply_window_record(windows, {"t": t, "steps": rows})
             elif "intensity" in rec:
-                periods.append(IntensityPeriod.from_dict(rec["intensity"]))
+                periods.append(intensity_period(rec["intensity"]))
             else:   # a sampler tick, with or without readings
                 readings = rec.get("d", {})
                 if not isinstance(readings, dict):
@@ -109,71 +98,242 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
                     apply_reading(devices[name], t, got, final=bool(rec.get("final")))
                 tick = True
             t_last = max(t_last, t)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             skipped.lines += 1   # one damaged record costs that record, not the run
             continue
         if tick and ledger is not None:   # as the live sampler does after every tick
-            ledger.advance(frontier(devs))
+            f = frontier(devs)
+            if steps is not None:
+                steps.feed(ledger, f)
+            ledger.advance(f)
+    if steps is not None:
+        steps.feed_rest(ledger)
+        if steps.note:
+            notes.append(steps.note)
     from .follow import joined_windows, read_joined
     if skipped.lines:
-        manifest.setdefault("notes", []).append(skipped.note(SAMPLES))
+        notes.append(skipped.note(SAMPLES))   # type: ignore[arg-type]
     return (manifest, devs, list(windows.values()) + joined_windows(read_joined(run_dir)),
             periods, t_last, ledger)
+
+
+def _fresh(manifest: dict[str, Any], with_ledger: bool
+           ) -> tuple[dict[str, DeviceState], Any, dict[int, Window]]:
+    """The run's devices (from run.json, with empty curves), a ledger over them, no windows."""
+    from .api import it_energy_at
+    from .ledger import Ledger
+    from .summary_build import marked_spans
+
+    devices: dict[str, DeviceState] = {}
+    for d in manifest.get("devices") or ():
+        info = _sensor_info(d)
+        if info is not None:
+            devices[info.name] = DeviceState(RecordedSensor(info))
+    devs = list(devices.values())
+    windows: dict[int, Window] = {}
+    ledger = None
+    if with_ledger:
+        ledger = Ledger(lambda ts: it_energy_at(devs, ts), devs,
+                        marked=lambda: marked_spans(list(windows.values())))
+    return devices, ledger, windows
+
+
+class _StepFeed:
+    """steps.bin fed to a rebuild's ledger a block at a time, as the replay's frontier
+    reaches each block (as the live run fed them), so a rebuild holds the steps near the
+    frontier, not every step of the run. Rows with implausible times are skipped."""
+
+    HOLD_STEPS = 1 << 20      # after the last tick: settle early rather than hold more
+
+    def __init__(self, path: Path, skip_rows: int):
+        from .ledger import StepFileDamage
+        self.damage = StepFileDamage()
+        self._skip = skip_rows
+        self._blocks = self._read(path)
+        self._next: Optional[list[tuple[Any, ...]]] = None
+        self._error: Optional[str] = None
+        self.bad = 0
+        self._advance()
+
+    def _read(self, path: Path) -> Iterator[list[tuple[Any, ...]]]:
+        from .ledger import read_step_columns
+        if not path.exists():
+            return
+        seen = 0
+        for c in read_step_columns(path, self.damage):
+            n = len(c["t_start"])
+            first = max(0, self._skip - seen)
+            seen += n
+            rows = []
+            for i in range(first, n):
+                t0, t1 = c["t_start"][i], c["t_end"][i]
+                if not (run_seconds(t0) and run_seconds(t1) and t1 >= t0):
+                    self.bad += 1
+                    continue
+                rows.append((seen - n + i, c["parent"][i], t0, t1, c["index"][i],
+                             c["samples"][i], c["tokens"][i]))
+            if rows:
+                yield rows
+
+    def _advance(self) -> None:
+        try:
+            self._next = next(self._blocks, None)
+        except (OSError, ValueError) as e:
+            self._next, self._error = None, f"steps.bin unreadable ({e})"
+
+    def feed(self, ledger: Any, frontier: float) -> None:
+        """Add every block with a step that ends by `frontier`."""
+        while self._next is not None and self._next[0][3] <= frontier:
+            ledger.add_steps(self._next)
+            self._advance()
+
+    def feed_rest(self, ledger: Any) -> None:
+        while self._next is not None:
+            ledger.add_steps(self._next)
+            if ledger.pending > self.HOLD_STEPS:
+                ledger.settle_pending()
+            self._advance()
+
+    @property
+    def note(self) -> Optional[str]:
+        parts = [p for p in (self._error, self.damage.note(),
+                             f"{self.bad:,} steps of steps.bin with implausible times skipped"
+                             if self.bad else None) if p]
+        return "; ".join(parts) or None
 
 
 def _restore(snap: dict[str, Any], devices: dict[str, DeviceState],
              windows: dict[int, Window], periods: list[Any], ledger: Any
              ) -> tuple[int, float, int]:
     """Put a snapshot's state into the rebuild; returns (its raw segment, its time, the
-    steps.bin rows it already holds)."""
-    from .carbon import IntensityPeriod
+    steps.bin rows it already holds). Everything is checked before anything is changed;
+    ValueError (or KeyError, TypeError) says what is not usable."""
+    from .ledger import _check_state
 
     for name, state in snap["devices"].items():
         if name in devices:
+            snapshot._check_device_state(state)
+    wins = [_snapshot_window(w) for w in snap.get("windows", [])]
+    got_periods = [intensity_period(p) for p in snap.get("periods", [])]
+    if ledger is not None and snap.get("ledger") is not None:
+        _check_state(snap["ledger"])
+    for name, state in snap["devices"].items():
+        if name in devices:
             snapshot.restore_device(devices[name], state)
-    for w in snap.get("windows", []):
-        windows[int(w["id"])] = Window(id=int(w["id"]), name=str(w["name"]),
-                                       kind=str(w["kind"]), parent=w.get("parent"),
-                                       t_start=float(w["t_start"]), t_end=w.get("t_end"),
-                                       attrs=dict(w.get("attrs") or {}))
-    periods.extend(IntensityPeriod.from_dict(p) for p in snap.get("periods", []))
+    for w in wins:
+        windows[w.id] = w
+    periods.extend(got_periods)
     rows = 0
     if ledger is not None and snap.get("ledger") is not None:
         ledger.restore(snap["ledger"])
         rows = ledger.count + ledger.pending
-    return int(snap["segment"]), float(snap.get("t_last") or snap["t"]), rows
+    t = snap.get("t_last") or snap["t"]
+    if not run_seconds(t):
+        raise ValueError("its time is not a run time")
+    return int(snap["segment"]), float(t), rows
+
+
+def _snapshot_window(w: Any) -> Window:
+    if not isinstance(w, dict):
+        raise ValueError("a window is not an object")
+    wid, parent, t0, t1 = w.get("id"), w.get("parent"), w.get("t_start"), w.get("t_end")
+    if wid.__class__ is not int or not (parent is None or parent.__class__ is int) or not \
+            run_seconds(t0) or not (t1 is None or run_seconds(t1)):
+        raise ValueError("a window's id, parent or times are not usable")
+    attrs = w.get("attrs") or {}
+    return Window(id=wid, name=str(w.get("name")), kind=str(w.get("kind")), parent=parent,
+                  t_start=float(t0), t_end=None if t1 is None else float(t1),
+                  attrs=dict(attrs) if isinstance(attrs, dict) else {})
+
+
+def intensity_period(d: Any) -> Any:
+    """A live-intensity period of a log or snapshot, checked (plausible wall clocks, a finite
+    intensity), or ValueError."""
+    from .carbon import IntensityPeriod
+    if not isinstance(d, dict):
+        raise ValueError("an intensity period is not an object")
+    end, value = d.get("end_wall"), d.get("gco2_per_kwh")
+    if not (wall_seconds(d.get("start_wall")) and (end is None or wall_seconds(end))
+            and number(value, MAX_GCO2_PER_KWH) and value >= 0):
+        raise ValueError("an intensity period without plausible times and intensity")
+    return IntensityPeriod.from_dict(d)
+
+
+MAX_GCO2_PER_KWH = 1e5     # the dirtiest grids are ~1 000
+MAX_PUE = 100.0
 
 
 def checked_manifest(manifest: Any, run_dir: Path) -> dict[str, Any]:
-    """run.json, usable for a rebuild, or a one-line ConfigError saying what is wrong."""
+    """run.json, usable for a rebuild, or a one-line ConfigError saying what is wrong. Fields
+    a rebuild only reads on the side (config, host, job, name) are replaced by empty ones
+    when they have the wrong type."""
     if manifest is None:
         raise ConfigError(f"{run_dir} is not a run directory (no readable {MANIFEST})")
     if not isinstance(manifest, dict):
         raise ConfigError(f"{run_dir / MANIFEST} is damaged: not a JSON object")
     for key, kind in (("run_id", str), ("start_wall", (int, float)), ("grid", dict)):
-        if not isinstance(manifest.get(key), kind):
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise ConfigError(f"{run_dir / MANIFEST} is damaged: no usable {key!r}")
+    if not wall_seconds(manifest["start_wall"]):
+        raise ConfigError(f"{run_dir / MANIFEST} is damaged: no usable 'start_wall' (a wall "
+                          f"clock in seconds since 1970 is accepted, not "
+                          f"{manifest['start_wall']!r:.40})")
     try:
-        grid_factor(manifest)
+        _check_grid(grid_factor(manifest))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{run_dir / MANIFEST} is damaged: its grid factor is not usable "
-                          f"({e})") from None
-    pue = manifest.get("pue")
-    if isinstance(pue, bool) or not isinstance(pue, (int, float)) or not pue >= 1.0:
-        manifest["pue"] = 1.0
-        manifest.setdefault("notes", []).append(f"run.json has no usable PUE ({pue!r}): 1.0 "
-                                                "used")
-    if not isinstance(manifest.get("devices", []), list):
-        manifest["devices"] = []
+                          f"({str(e)[:120]})") from None
     if not isinstance(manifest.get("notes", []), list):
         manifest["notes"] = []
+    manifest.setdefault("notes", [])
+    manifest["notes"] = [n for n in manifest["notes"] if isinstance(n, str)]
+    pue = manifest.get("pue")
+    if not number(pue, MAX_PUE) or not pue >= 1.0:
+        manifest["pue"] = 1.0
+        manifest["notes"].append(f"run.json has no usable PUE ({pue!r:.40}): 1.0 used")
+    if not isinstance(manifest.get("devices", []), list):
+        manifest["devices"] = []
+    for key in ("config", "host"):
+        if not isinstance(manifest.get(key), dict):
+            manifest[key] = {}
+    if manifest.get("job") is not None and not isinstance(manifest["job"], dict):
+        manifest["job"] = None
+    cfg = manifest["config"]
+    if not isinstance(cfg.get("sampling"), dict):
+        cfg["sampling"] = None
+    job = manifest.get("job")
+    if job is not None:
+        job["claims"] = [c for c in job.get("claims") or () if isinstance(c, dict)] \
+            if isinstance(job.get("claims"), list) else []
+    host = manifest.get("host") or {}
+    if host.get("pid") is not None and not (host["pid"].__class__ is int
+                                            and 0 < host["pid"] < 1 << 31):
+        host["pid"] = None
+    if not isinstance(manifest.get("pue_source", ""), str):
+        manifest["pue_source"] = "user"
+    if not isinstance(manifest.get("name", ""), str):
+        manifest["name"] = run_dir.name
     manifest.setdefault("name", run_dir.name)
     return manifest
 
 
+def _check_grid(g: Any) -> None:
+    if not number(g.gco2_per_kwh, MAX_GCO2_PER_KWH) or g.gco2_per_kwh < 0:
+        raise ValueError(f"gco2_per_kwh {g.gco2_per_kwh!r:.40} is not an intensity")
+    for k in ("region_code", "region_name", "source", "licence", "definition", "kind", "note"):
+        if not isinstance(getattr(g, k), str):
+            raise ValueError(f"{k} is not text")
+    if not (g.year is None or g.year.__class__ is int):
+        raise ValueError("year is not a year")
+    if not isinstance(g.is_default, bool):
+        raise ValueError("is_default is not true/false")
+
+
 def _sensor_info(d: Any) -> Optional[SensorInfo]:
     """A device of run.json (unknown keys ignored), or None if it is not one."""
-    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+    if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in (
+            "name", "component", "method", "description")) or not isinstance(
+            d.get("details", {}), dict):
         return None
     known = {f.name for f in fields(SensorInfo)}
     try:
@@ -182,11 +342,18 @@ def _sensor_info(d: Any) -> Optional[SensorInfo]:
         return None
 
 
-def _number(x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x in (
-            float("inf"), float("-inf")):
-        raise ValueError(f"not a number: {x!r}")
+def _number(x: Any, limit: float = MAX_READING_ABS) -> float:
+    """A reading's value: a finite number of plausible size (a forged 1e308 would overflow
+    the energy sums), or ValueError."""
+    if not number(x, limit):
+        raise ValueError(f"not a plausible number: {x!r:.40}")
     return float(x)
+
+
+def _int(x: Any) -> int:
+    if not number(x, _I64):
+        raise ValueError(f"not a plausible integer: {x!r:.40}")
+    return int(x)
 
 
 def _reading(got: Any) -> dict[str, float]:
@@ -199,8 +366,8 @@ def _step_row(r: Any) -> tuple[Any, ...]:
     if not isinstance(r, (list, tuple)) or len(r) != len(STEP_COLUMNS):
         raise ValueError("a step row of the wrong shape")
     wid, parent, t0, t1, index, samples, tokens = r
-    return (int(wid), int(parent), _number(t0), _number(t1), int(index), int(samples),
-            int(tokens))
+    return (_int(wid), _int(parent), _number(t0, MAX_RUN_S), _number(t1, MAX_RUN_S),
+            _int(index), _int(samples), _int(tokens))
 
 
 def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None:
@@ -208,7 +375,7 @@ def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None
     if "mark" in rec:
         apply_mark(windows, rec["mark"], float(rec["t"]))
     for row in rec.get("steps", ()):
-        s = dict(zip(STEP_COLUMNS, row))
+        s = dict(zip(STEP_COLUMNS, _step_row(row)))
         attrs = {k: s[k] for k in ("index", "samples", "tokens") if s[k] not in (0, -1)}
         if s["index"] == 0:
             attrs["index"] = 0
@@ -254,8 +421,9 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
     old = read_json(run_dir / SUMMARY) or {}
     if status is None:
         recorded = old.get("status")
-        status = str(recorded) if recorded not in (None, "running") else (
-            "running" if is_alive(manifest) else "killed")
+        status = recorded if isinstance(recorded, str) and 0 < len(recorded) <= 40 and \
+            recorded != "running" else (
+            "running" if owner_state(Path(run_dir), manifest).alive else "killed")
     t_end = max([d.curve.end or 0.0 for d in devices] + [t_last])
     extended = []
     for d in devices:
@@ -295,19 +463,15 @@ def _price(manifest: dict[str, Any]) -> Any:
     cfg = manifest.get("config") or {}
     if cfg.get("price_per_kwh") is None or not cfg.get("currency"):
         return None
-    return Price(float(cfg["price_per_kwh"]), str(cfg["currency"]))
+    if not number(cfg["price_per_kwh"], 1e6) or not isinstance(cfg["currency"], str):
+        manifest["notes"].append("run.json's price_per_kwh/currency are not usable: no cost")
+        return None
+    return Price(float(cfg["price_per_kwh"]), cfg["currency"])
 
 
-def is_alive(manifest: dict[str, Any]) -> bool:
-    """Is the process that wrote this run still running (same host only)?"""
-    host = manifest.get("host", {})
-    pid = host.get("pid")
-    if not pid or host.get("hostname") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def is_alive(manifest: dict[str, Any], run_dir: Optional[Path] = None) -> bool:
+    """Is the process that wrote this run still running? (liveness.owner_state: the pid on
+    this host, the heartbeat from another.)"""
+    return owner_state(Path(run_dir) if run_dir is not None else Path("/nonexistent"),
+                       manifest).alive
     return True

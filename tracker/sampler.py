@@ -24,8 +24,24 @@ log = logging.getLogger("tracker")
 # A device that fails this many reads in a row is considered lost and no longer read, so a
 # dead GPU does not cost a failing NVML call (and a log line) on every tick.
 MAX_CONSECUTIVE_FAILURES = 20
-# Tolerance on "is a read due": ticks jitter by a few ms and must not skip a 1 Hz read.
-_DUE_SLACK = 0.8
+# When a read is due: each device keeps its reads on a grid (`next_*_t`, one cadence apart from
+# its first read) and a tick within half a sampling interval of a grid point takes the read.
+# A tick that jitters by a few ms neither skips a 1 Hz read nor takes it a tick early, and a
+# late tick does not shift the reads after it: a 1 Hz model is read exactly once a second
+# on the 10 Hz ticks (a fraction of the cadence as slack read it every 8th tick: 1.25 Hz).
+DUE_SLACK_TICKS = 0.5
+# The sampler thread wakes as often as its fastest device needs and no more: 10 Hz with a GPU,
+# once a second when only 1 Hz models and counters are measured (each wake costs ~0.1 ms of
+# CPU on a cold cache, whatever it does), never less often: the log's last line tells how far
+# a killed run got, and a SIGTERM is noticed within a tick. Window edges wake it at once.
+MAX_TICK_S = 1.0
+# Where run time comes from, looked up on every read: the system-wide monotonic clock (shared
+# by processes). Tests drive time by hand instead of sleeping against the thread (a loaded
+# machine stretches real sleeps): they swap in a clock they advance themselves and set
+# `hand_ticked` to a list, where start() then puts each sampler instead of starting its
+# thread; the test takes the ticks (Sampler.tick_now). Nothing in the library sets either.
+monotonic_s: Callable[[], float] = time.monotonic
+hand_ticked: Optional[list[Sampler]] = None
 
 
 @dataclass
@@ -43,6 +59,10 @@ class DeviceState:
     last_good_t: Optional[float] = None          # run time of its last successful read
     failing_since: Optional[float] = None
     last_util_t: float = -math.inf
+    # the read grids (see DUE_SLACK_TICKS): run time of each kind's next scheduled read
+    next_power_t: float = -math.inf
+    next_counter_t: float = -math.inf
+    next_util_t: float = -math.inf
     util_t: array[float] = field(default_factory=lambda: array("d"))     # utilisation readings:
     util_pct: array[float] = field(default_factory=lambda: array("d"))   # time (s), busy share (%)
     # Instant + averaged power fused into one sampled curve (tracker/fusion.py), for sensors
@@ -92,57 +112,99 @@ class Sampling:
     def __init__(self, sensors: list[Sensor], *, interval_s: float):
         self.devices = [DeviceState(s) for s in sensors]
         self.interval_s = interval_s
+        self._tick_interval_s: Optional[float] = None
 
     def add(self, sensor: Sensor) -> None:
         """Measure one more device from the next tick on (a late claim in a job)."""
         self.devices.append(DeviceState(sensor))
+        self._tick_interval_s = None
+
+    def tick_interval_s(self) -> float:
+        """Seconds between scheduled ticks: the shortest cadence a device needs (power at
+        the sampling rate or the sensor's own slower one, counters and utilisation at theirs),
+        within [interval_s, MAX_TICK_S]. Only 1 Hz models: one tick a second."""
+        if self._tick_interval_s is None:
+            need = [MAX_TICK_S]
+            for dev in self.devices:
+                s = dev.sensor
+                if s.has_power:
+                    need.append(max(self.interval_s, s.power_interval_s))
+                if s.has_counter:
+                    need.append(s.counter_interval_s)
+                if s.has_utilization:
+                    need.append(s.utilization_interval_s)
+            self._tick_interval_s = max(self.interval_s, min(need))
+        return self._tick_interval_s
 
     def tick(self, t: float, *, anchor: bool = False, final: bool = False) -> dict[str, Any]:
         """Read what is due at time t (s). `anchor`: also read every counter (a window edge);
         `final`: read everything (stop). Returns {"t": t, "d": {name: {"w"|"c"|"j": ...}}}."""
         t = round(t, 6)
+        slack = DUE_SLACK_TICKS * self.interval_s
+        edge = anchor or final
         readings: dict[str, dict[str, float]] = {}
         for dev in self.devices:
             if dev.lost_at is not None:
                 continue
-            sensor, got = dev.sensor, {}
+            sensor = dev.sensor
+            got: dict[str, float] = {}
             try:
-                if sensor.has_counter and (anchor or final or t - dev.last_counter_t
-                                           >= sensor.counter_interval_s * _DUE_SLACK):
+                if sensor.has_counter and (edge or t >= dev.next_counter_t - slack):
                     c = sensor.read_energy_j()
                     if c is not None:
                         got["c"] = round(c, 3)
                         dev.last_counter_t = t
+                        every = sensor.counter_interval_s
+                        # an edge read re-bases the schedule: the next read is a cadence later
+                        dev.next_counter_t = _next_due(dev.next_counter_t, every, t, slack) \
+                            if not edge else t + every
                         if anchor:   # a window edge: anchored even when unchanged ("x")
                             got["x"] = 1
                 # Power too at window edges: the 1 Hz models would otherwise leave a short run
                 # or window with one reading, i.e. nothing measured (never report that as 0).
-                power_every = max(self.interval_s, sensor.power_interval_s)
-                if sensor.has_power and (final or anchor or t - dev.last_power_t
-                                         >= power_every * _DUE_SLACK):
+                if sensor.has_power and (edge or t >= dev.next_power_t - slack):
                     w = sensor.read_power_w()
                     if w is not None and math.isfinite(w):
                         got["w"] = round(w, 3)
                         dev.last_power_t = t
+                        if t >= dev.next_power_t - slack:   # a scheduled read: the grid moves on
+                            dev.next_power_t = _next_due(
+                                dev.next_power_t, max(self.interval_s, sensor.power_interval_s),
+                                t, slack)
                     if dev.fusion is not None:
                         a = sensor.read_power_average_w()  # type: ignore[attr-defined]
                         if a is not None and math.isfinite(a):
                             got["a"] = round(a, 3)
-                if sensor.has_utilization and (final or t - dev.last_util_t
-                                               >= sensor.utilization_interval_s * _DUE_SLACK):
+                if sensor.has_utilization and (final or t >= dev.next_util_t - slack):
                     u = sensor.read_utilization_pct()
                     if u is not None and math.isfinite(u):
                         got["u"] = round(u, 2)
                         dev.last_util_t = t
+                        dev.next_util_t = _next_due(dev.next_util_t,
+                                                    sensor.utilization_interval_s, t, slack)
                 if got:
-                    dev.ok(t)
+                    if dev.consecutive_failures:
+                        dev.ok(t)
+                    else:
+                        dev.last_good_t = t
             except Exception as e:  # the one place sensor errors are caught
                 dev.fail(t, str(e) or type(e).__name__)
             if got:
-                apply_reading(dev, t, got, final=final)
-                got["j"] = round(dev.curve.total_j, 3)
+                curve = dev.curve
+                if dev.fusion is None and len(got) == 1 and "w" in got:
+                    curve.add_power(t, got["w"])   # the 10 Hz case: apply_reading's first step
+                else:
+                    apply_reading(dev, t, got, final=final)
+                got["j"] = round(curve.total_j, 3)
                 readings[sensor.name] = got
         return {"t": t, "d": readings, "final": True} if final else {"t": t, "d": readings}
+
+
+def _next_due(due: float, every_s: float, t: float, slack_s: float) -> float:
+    """The grid point after `due` (a read taken at t): one cadence on, or a cadence after t
+    when t is already past that point (the first read; a tick that came very late)."""
+    nxt = due + every_s
+    return nxt if nxt - slack_s > t else t + every_s
 
 
 def apply_reading(dev: DeviceState, t: float, got: dict[str, float], *, final: bool) -> None:
@@ -195,7 +257,19 @@ class Sampler:
 
     def start(self) -> None:
         self._tick(anchor=True)   # first readings (and counter origins) before returning
+        if hand_ticked is not None:
+            hand_ticked.append(self)
+            return
         self._thread.start()
+
+    def tick_now(self) -> None:
+        """One tick at the clock's time now, as the thread takes them (with the window-edge
+        counter read a request_anchor() asked for); nothing once stopped. For hand-ticked
+        samplers (see `hand_ticked`)."""
+        if self._stopped:
+            return
+        anchor, self._anchor_wanted = self._anchor_wanted, False
+        self._tick(anchor=anchor)
 
     def request_anchor(self) -> None:
         """Ask for a counter read as soon as possible (a window edge). Never blocks."""
@@ -220,9 +294,10 @@ class Sampler:
             return not self._thread.is_alive()
 
     def _run(self) -> None:
-        interval = self.sampling.interval_s
+        interval = self.sampling.tick_interval_s()
         next_t = self._clock() + interval
         while not self._stopping:
+            interval = self.sampling.tick_interval_s()   # a late claim may make it shorter
             woke = self._wake.wait(max(0.0, next_t - self._clock()))
             if self._stopping:
                 break
@@ -260,4 +335,4 @@ class Sampler:
 
 def monotonic_clock(origin: float) -> Callable[[], float]:
     """Seconds since `origin` on the system-wide monotonic clock (shared by processes)."""
-    return lambda: time.monotonic() - origin
+    return lambda: monotonic_s() - origin

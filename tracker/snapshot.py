@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .runlog import SAMPLES, Skipped, parse_record, read_json, read_samples, write_json_atomic
+from .untrusted import (
+    MAX_READING_ABS,
+    MAX_RUN_S,
+    MAX_SNAPSHOT_BYTES,
+    number,
+    read_gzip_lines,
+    run_seconds,
+)
 
 SNAPSHOT = "snapshot.json"
 SCHEMA = 1
@@ -57,9 +65,12 @@ def device_state(d: Any) -> dict[str, Any]:
 
 
 def restore_device(d: Any, state: dict[str, Any]) -> None:
+    """Put a device's snapshot state back; ValueError when it is not one (wrong types, times
+    or energies out of range) and then nothing is changed."""
     from array import array
 
     from .curve import EnergyCurve
+    _check_device_state(state)
     d.curve = EnergyCurve.from_state(state["curve"])
     for k in _DEVICE_FIELDS:
         v = state.get(k)
@@ -93,8 +104,20 @@ def write(run_dir: Path, snapshot: dict[str, Any]) -> None:
 
 
 def read(run_dir: Path) -> Optional[dict[str, Any]]:
-    snap = read_json(Path(run_dir) / SNAPSHOT)
+    """The run's snapshot.json, or None when it is missing or unusable: larger than
+    MAX_SNAPSHOT_BYTES, damaged (untrusted.read_json_file), another schema, or its times and
+    segment not plausible (each device's state is checked when it is restored)."""
+    snap = read_json(Path(run_dir) / SNAPSHOT, MAX_SNAPSHOT_BYTES)
     if snap is None or snap.get("schema") != SCHEMA or not isinstance(snap.get("devices"), dict):
+        return None
+    seg, t, t_last = snap.get("segment"), snap.get("t"), snap.get("t_last")
+    if seg.__class__ is not int or not 0 <= seg < 1 << 31 or not run_seconds(t) or not (
+            t_last is None or run_seconds(t_last)):
+        return None
+    for key in ("windows", "periods"):
+        if not isinstance(snap.get(key, []), list):
+            return None
+    if not (snap.get("ledger") is None or isinstance(snap.get("ledger"), dict)):
         return None
     return snap
 
@@ -176,7 +199,35 @@ def condense(raw: Path, out: Path) -> None:
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return number(x, MAX_READING_ABS)
+
+
+def _numbers(xs: Any, limit: float) -> bool:
+    return isinstance(xs, list) and all(number(x, limit) for x in xs)
+
+
+def _check_device_state(state: Any) -> None:
+    """A device state of snapshot.json as device_state() writes it, or ValueError."""
+    if not isinstance(state, dict) or not isinstance(state.get("curve"), dict):
+        raise ValueError("a device state is not an object with a curve")
+    for k in _DEVICE_FIELDS:
+        v = state.get(k)
+        if k == "errors":
+            if not (v is None or (isinstance(v, list) and all(isinstance(e, str) for e in v))):
+                raise ValueError("a device's errors are not a list of text")
+        elif not (v is None or run_seconds(v)):
+            raise ValueError(f"a device's {k} is not a plausible number")
+    for k in ("util_t", "util_pct"):
+        if not _numbers(state.get(k, []), MAX_RUN_S):
+            raise ValueError(f"a device's {k} is not a list of numbers")
+    if not (state.get("fusion") is None or isinstance(state.get("fusion"), dict)):
+        raise ValueError("a device's fusion state is not an object")
+    curve = state["curve"]
+    if not (_numbers(curve.get("t"), MAX_RUN_S) and _numbers(curve.get("e"), MAX_READING_ABS)):
+        raise ValueError("a device's curve is not two lists of plausible numbers")
+    for k, v in curve.items():
+        if k not in ("t", "e") and not (v is None or number(v, MAX_READING_ABS)):
+            raise ValueError(f"a device's curve {k} is not a plausible number")
 
 
 def timelines(run_dir: Path) -> list[tuple[int, Path]]:
@@ -188,16 +239,23 @@ def timelines(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def read_timeline(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a timeline.<k>.jsonl.gz (a damaged tail is skipped)."""
+def read_timeline(path: Path, skipped: Optional[Skipped] = None) -> Iterator[dict[str, Any]]:
+    """Records of a timeline.<k>.jsonl.gz, decompressed a chunk at a time: at most
+    untrusted.MAX_GZIP_TEXT_BYTES of text (a gzip bomb is cut there, and counted as one
+    damaged line) and MAX_LINE_BYTES a line. A damaged tail is skipped; damaged lines are
+    counted in `skipped`."""
     try:
-        with gzip.open(path, "rt") as f:
-            for line in f:
-                rec = parse_record(line)
-                if rec is not None:
-                    yield rec
-    except (OSError, EOFError):
+        reader = read_gzip_lines(path)
+    except OSError:
         return
+    for line in reader:
+        rec = parse_record(line)
+        if rec is not None:
+            yield rec
+        elif skipped is not None:
+            skipped.lines += 1
+    if skipped is not None:
+        skipped.lines += reader.damaged
 
 
 __all__ = ["SEGMENT_S", "SNAPSHOT", "capture", "condense", "read", "read_timeline",

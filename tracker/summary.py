@@ -196,7 +196,14 @@ class Summary:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Summary:
-        """A saved summary.json read back (a report needs no replay of the samples)."""
+        """A saved summary.json read back (a report needs no replay of the samples). Its types
+        are checked first (check_summary): a damaged one is a one-line ConfigError."""
+        try:
+            check_summary(d, complete=True)
+        except ValueError as e:
+            from .errors import ConfigError
+            raise ConfigError(f"summary.json is damaged ({e}); `energy-tracker report "
+                              "--rebuild` rebuilds it from the logs") from None
         return cls(**_known(
             cls, d,
             devices=tuple(DeviceEnergy.from_dict(x) for x in d.get("devices") or ()),
@@ -437,4 +444,201 @@ def _one_method(methods: set[str]) -> str:
 
 
 def utc_iso(wall: float) -> str:
-    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="seconds")
+    """ISO 8601 UTC of a wall clock; "n/a" for one no calendar can show (a forged run.json's)."""
+    try:
+        return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return "n/a"
+
+
+# -- reading a saved summary.json back (untrusted input) ------------------------------------------
+# What each field of a summary must be where it is used (format(), the HTML report, a job's
+# merge): "num" a finite number of plausible size (the reader already refused NaN, Infinity
+# and |x| > untrusted.MAX_JSON_ABS), "int", "str", "bool", "dict", "list", "any"; a trailing
+# "?" allows None. ("list", spec) / ("map", spec): a list / an object whose values each match
+# spec; a dict: an object whose keys, when present, match (a key ending in "!" must be there;
+# other keys are not checked). A missing key is what readers already handle (`.get`).
+_Spec = Any
+_DEVICE: dict[str, _Spec] = {
+    "name!": "str", "component!": "str", "method!": "str", "description!": "str?",
+    "energy_j!": "num?", "mean_power_w!": "num?", "peak_power_w!": "num?", "status!": "str",
+    "errors": ("list?", "str"), "details": "dict?", "node": "str?", "start_s": "num?",
+    "end_s": "num?", "uncertainty_j": "num?", "energy_kwh": "num?"}
+_COMPONENT: dict[str, _Spec] = {
+    "component!": "str", "energy_j!": "num?", "mean_power_w!": "num?",
+    "peak_power_w!": "num?", "method!": "str", "devices!": ("list?", "str"), "status!": "str",
+    "energy_kwh": "num?"}
+_WINDOW: dict[str, _Spec] = {
+    "id!": "int", "name!": "str", "kind!": "str", "parent!": "int?", "start_s!": "num",
+    "end_s!": "num?", "duration_s!": "num?", "energy_j!": "num?",
+    "by_component_j!": ("map?", "num"), "emissions_g!": "num?",
+    "attrs!": {"edge_spread_s": ("map?", "num")},
+    "method_by_component": ("map?", "str"), "cost": "num?", "uncertainty_j": "num?"}
+_GROUP: dict[str, _Spec] = {k: "num?" for k in (
+    "first_step", "last_step", "steps", "start_s", "end_s", "energy_j", "samples", "tokens",
+    "j_per_step", "j_per_sample", "j_per_token", "uncertainty_j")}
+_STEPS: dict[str, _Spec] = {
+    "?": True, "count": "int?", "energy_j_in_steps": "num?", "group_size": "int?",
+    "groups": ("list?", _GROUP), "j_per_sample": "num?", "j_per_token": "num?",
+    "samples": "num?", "tokens": "num?"}
+_PART: dict[str, _Spec] = {"energy_j!": "num", "share": "num?", "seconds": "num?",
+                           "method": "str?"}
+_IDLE: dict[str, _Spec] = {"energy_j": "num?", "seconds": "num?", "covered_s": "num?",
+                           "share_of_device": "num?", "time_share": "num?", "method!": "str"}
+_GRID: dict[str, _Spec] = {"?": True, "gco2_per_kwh": "num?", "region_code": "str?",
+                           "region_name": "str?", "source": "str?", "year": "int?"}
+_NODE: dict[str, _Spec] = {
+    "node!": "str", "ranks": ("list?", "int"), "devices": "list?", "energy_j": "num?",
+    "emissions_kg": "num?", "gco2_per_kwh": "num?", "members": ("list?", "dict")}
+_JOB: dict[str, _Spec] = {
+    "?": True, "job_id!": "str", "world_size!": "int?", "nodes!": ("list", _NODE),
+    "started_wall": "num?",
+    "attempts": ("list?", {"ranks": ("list?", "int"), "energy_j": "num?"}),
+    "missing": ("list?", {"what": "str?", "reason": "str?"}),
+    "gpu_energy_spread": ("map?", {"min_j": "num?", "median_j": "num?", "max_j": "num?"})}
+_SUMMARY: dict[str, _Spec] = {
+    "run_id": "str", "name": "str", "status": "str", "started_utc": "str",
+    "ended_utc": "str?", "duration_s": "num", "energy_j": "num?", "energy_kwh": "num?",
+    "pue": "num", "pue_source": "str", "facility_energy_j": "num?",
+    "facility_energy_kwh": "num?", "emissions_kg": "num?", "emissions_rate_kg_per_s": "num?",
+    "gco2_per_kwh": "num?", "grid": _GRID, "carbon": {"?": True, "grids": ("list?", {
+        "grid": _GRID, "nodes": ("list?", "str")})},
+    "components": ("map?", _COMPONENT), "devices": ("list?", _DEVICE),
+    "windows": ("list?", _WINDOW), "steps": _STEPS, "notes": ("list?", "str"),
+    "degraded": ("list?", "str"), "run_dir": "str?", "sampling": "dict?",
+    "job": _JOB, "breakdown": ("map?", _PART), "idle": ("map?", _IDLE),
+    "advice": ("list?", {"finding!": "str", "numbers": "dict?"}),
+    "cost": {"?": True, "amount": "num?", "currency": "str?", "price_per_kwh": "num?",
+             "basis": "str?", "cost": "num?"},
+    "report_html": "str?", "energy_uncertainty_j": "num?"}
+# Summaries report at most this long a run (s).
+_MAX_SUMMARY_S = 10 * 365.25 * 86400.0
+
+
+def _check(v: Any, spec: _Spec, where: str) -> None:
+    """Raise ValueError naming the first field of `v` that does not match `spec`."""
+    from .untrusted import number
+    if isinstance(spec, dict):
+        if v is None and spec.get("?"):
+            return
+        if not isinstance(v, dict):
+            raise ValueError(f"{where} is {_kind(v)}, not an object")
+        for k, sub in spec.items():
+            if k == "?":
+                continue
+            key = k.rstrip("!")
+            if key in v:
+                _check(v[key], sub, f"{where}.{key}")
+            elif k.endswith("!"):
+                raise ValueError(f"{where} has no {key!r}")
+        return
+    if isinstance(spec, tuple):
+        outer, item = spec
+        if v is None and outer.endswith("?"):
+            return
+        if outer.startswith("list"):
+            if not isinstance(v, list):
+                raise ValueError(f"{where} is {_kind(v)}, not a list")
+            for i, x in enumerate(v):
+                _check(x, item, f"{where}[{i}]")
+        else:
+            if not isinstance(v, dict):
+                raise ValueError(f"{where} is {_kind(v)}, not an object")
+            for k, x in v.items():
+                _check(x, item, f"{where}.{k}")
+        return
+    if v is None and spec.endswith("?"):
+        return
+    kind = spec.rstrip("?")
+    ok = (kind == "any" or (kind == "num" and number(v))
+          or (kind == "int" and v.__class__ is int and number(v, float(1 << 53)))
+          or (kind == "str" and isinstance(v, str)) or (kind == "bool" and isinstance(v, bool))
+          or (kind == "dict" and isinstance(v, dict)) or (kind == "list" and isinstance(v, list)))
+    if not ok:
+        raise ValueError(f"{where} is {_kind(v)}, not {'a number' if kind == 'num' else kind}")
+
+
+def _kind(v: Any) -> str:
+    return "null" if v is None else f"{type(v).__name__} {str(v)[:30]!r}"
+
+
+def check_summary(d: Any, *, complete: bool = False) -> None:
+    """A summary.json's contents as this version writes them, or ValueError saying which field
+    is not (its type, or a time out of any plausible range). `complete`: every field
+    Summary.from_dict needs must be there too (the HTML report reads what is there)."""
+    _check(d, _SUMMARY, "summary")
+    if complete:
+        from dataclasses import MISSING, fields
+        for f in fields(Summary):
+            if f.default is MISSING and f.default_factory is MISSING and f.name not in d:
+                raise ValueError(f"summary has no {f.name!r}")
+    if "duration_s" in d and not 0 <= d["duration_s"] <= _MAX_SUMMARY_S:
+        raise ValueError(f"summary.duration_s {d['duration_s']!r} is not a run's duration")
+    for key in ("energy_j", "facility_energy_j", "emissions_kg", "pue"):
+        if d.get(key) is not None and d[key] < 0:
+            raise ValueError(f"summary.{key} {d[key]!r} is negative")
+    for w in d.get("windows") or ():
+        if not -_MAX_SUMMARY_S <= w["start_s"] <= _MAX_SUMMARY_S:
+            raise ValueError(f"window {w['id']}'s start_s is not a run time")
+        spread = (w.get("attrs") or {}).get("edge_spread_s")
+        if isinstance(spread, dict) and not spread:
+            raise ValueError(f"window {w['id']}'s edge_spread_s is empty")
+    if complete:
+        _check_printable(d)
+
+
+def _check_printable(d: dict[str, Any]) -> None:
+    """What Summary.format() prints of each part when that part is there."""
+    from .untrusted import number
+    st = d.get("steps") or {}
+    if (st.get("groups") or st.get("energy_j_in_steps") is not None) and not (
+            st.get("count").__class__ is int and number(st.get("energy_j_in_steps"))):
+        raise ValueError("summary.steps has groups but no count and energy_j_in_steps")
+    if d.get("energy_j") is not None and not number(d.get("facility_energy_j")):
+        raise ValueError("summary.energy_j without a facility_energy_j")
+    if d.get("emissions_kg") is not None and not number(d.get("gco2_per_kwh")):
+        raise ValueError("summary.emissions_kg without a gco2_per_kwh")
+    for name, v in (d.get("idle") or {}).items():
+        if v.get("time_share") is not None and not number(v.get("energy_j")):
+            raise ValueError(f"summary.idle.{name} has a time_share but no energy_j")
+    cost = d.get("cost")
+    if cost is not None and cost.get("amount") is not None and not (
+            isinstance(cost.get("currency"), str) and number(cost.get("price_per_kwh"))
+            and isinstance(cost.get("basis"), str)):
+        raise ValueError("summary.cost has an amount but no currency, price or basis")
+
+
+def read_summary(path: Any, *, complete: bool = False) -> Optional[dict[str, Any]]:
+    """A saved summary.json, or None when it is missing or damaged: unreadable, larger than
+    untrusted.MAX_JSON_BYTES, NaN/Infinity or huge numbers, or fields of the wrong type
+    (check_summary; `complete`: every field there, as Summary.from_dict and a job's merge
+    need). A caller then rebuilds it from the logs, as for a killed run."""
+    from pathlib import Path
+
+    from .runlog import read_json
+    d = read_json(Path(path))
+    if d is None:
+        return None
+    try:
+        check_summary(d, complete=complete)
+    except ValueError:
+        return None
+    return d
+
+
+def summary_damage(path: Any) -> Optional[str]:
+    """Why an existing summary.json cannot be used (None: it can, or there is none)."""
+    from pathlib import Path
+
+    from .untrusted import read_json_file
+    try:
+        d = read_json_file(Path(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return str(e)[:200]
+    try:
+        check_summary(d, complete=True)
+    except ValueError as e:
+        return str(e)[:200]
+    return None

@@ -267,7 +267,15 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     defaults = {"experiment_id": CODECARBON_EXPERIMENT_ID, "water_consumed": 0.0,
                 "cpu_utilization_percent": 0.0, "gpu_utilization_percent": 0.0,
                 "ram_utilization_percent": 0.0, "ram_used_gb": 0.0, "wue": 0.0}
-    not_measured = [k for k, v in measured.items() if v is None] + list(defaults)
+    raw_wue = (manifest.get("config") or {}).get("wue")
+    wue = raw_wue if isinstance(raw_wue, (int, float)) and not isinstance(raw_wue, bool) else None
+    facility_kwh = summary.facility_energy_kwh
+    water = wue is not None and facility_kwh is not None
+    if wue is not None and facility_kwh is not None:
+        # on-site water, an estimate from the user's WUE (litres), as CodeCarbon 3.x computes it
+        defaults.update(water_consumed=facility_kwh * float(wue), wue=float(wue))
+    not_measured = [k for k, v in measured.items() if v is None] + [
+        k for k in defaults if not (water and k in ("water_consumed", "wue"))]
     return {
         "timestamp": summary.ended_utc or summary.started_utc,
         "project_name": summary.name, "run_id": summary.run_id,

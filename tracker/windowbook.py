@@ -10,18 +10,25 @@ The book knows nothing of sensors, files or carbon: the tracker asks it for what
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
+from . import sampler as _clock  # its clock: the system's, or a test's driven by hand
 from .errors import ConfigError
 from .ledger import Batch, StepQueue
 from .windows import Window
 
-__all__ = ["WindowBook"]
+log = logging.getLogger("tracker")
+
+__all__ = ["StepContext", "StepCount", "Steps", "WindowBook", "check_counter"]
+
+# samples= / tokens= of a step: a count for every batch, a function of the batch, or None
+StepCount = Union[int, Callable[[Any], int], None]
 
 
 class WindowBook:
@@ -48,9 +55,20 @@ class WindowBook:
         self.open: list[Window] = []          # stack of open windows (nesting)
         self.marks: deque[dict[str, Any]] = deque()   # window edges, for the log
         self.steps = StepQueue()              # closed steps, for the sampler thread
-        # open steps: id -> (parent id or -1, t_start, index, samples, tokens)
+        # open steps: id -> (parent id or -1, t_start, index, samples, tokens); a `step()`
+        # context's id is negative (-id(context)), never a window's
         self.open_steps: dict[int, tuple[int, float, int, int, int]] = {}
+        # What a `step()` context reads, bound once (these objects are changed in place,
+        # never replaced): one attribute load at each edge instead of a dozen.
+        q = self.steps
+        self.step_enter = (state, origin, self.open, self.open_steps)
+        self.step_exit = (self.open_steps, q.t0.append, q.t1.append, q.index.append,
+                          q.samples.append, q.tokens.append, q.parent.append, on_step)
         self.ids = itertools.count()          # window ids (next() is atomic under the GIL)
+        self.step_index = itertools.count()   # the index of the next `step()` without one
+        # `run.step(samples=.., tokens=.., index=.., synchronize=..)`: a partial in C, so a
+        # call costs the context's own __init__ and nothing more
+        self.step: Callable[..., StepContext] = functools.partial(StepContext, self)
         self.lock = threading.Lock()
 
     # -- windows -------------------------------------------------------------------------------
@@ -125,22 +143,29 @@ class WindowBook:
 
     # -- iteration -----------------------------------------------------------------------------
     def iter_steps(self, iterable: Iterable[Any], *,
-                   samples: Optional[Callable[[Any], int]] = None,
-                   tokens: Optional[Callable[[Any], int]] = None,
+                   samples: StepCount = None, tokens: StepCount = None,
                    synchronize: Optional[Callable[[], None]] = None) -> Iterator[Any]:
-        """Each item of `iterable` inside a step (see Tracker.steps)."""
+        """Each item of `iterable` inside a step (see Tracker.steps): one pass."""
         # The training thread's cost per step: two clock reads, a dict entry and a tuple on a
         # queue (no Window object, no lock, no rounding: round(x, 6) alone costs ~0.7 us);
         # everything else happens on the sampler thread (ledger.py).
-        mono, origin, state = time.monotonic, self.origin(), self.state
+        from . import sampler  # its clock: the system's, or a test's driven by hand
+        mono, origin, state = sampler.monotonic_s, self.origin(), self.state
         ids, open_, q = self.ids, self.open_steps, self.steps
         q_t0, q_t1, q_index = q.t0.append, q.t1.append, q.index.append
         q_samples, q_tokens, q_parent = q.samples.append, q.tokens.append, q.parent.append
         parent = self.open[-1].id if self.open else -1
         on_step = self.on_step
+        # a count is a number for every batch, or a function of the batch
+        per_samples = samples if callable(samples) else None
+        per_tokens = tokens if callable(tokens) else None
+        fixed_samples = samples if isinstance(samples, int) else 0
+        fixed_tokens = tokens if isinstance(tokens, int) else 0
+        warned: set[str] = set()
         for i, batch in enumerate(iterable):
-            n_samples = int(samples(batch)) if samples is not None else 0
-            n_tokens = int(tokens(batch)) if tokens is not None else 0
+            n_samples = (_count(per_samples, batch, "samples", warned) if per_samples
+                         else fixed_samples)
+            n_tokens = _count(per_tokens, batch, "tokens", warned) if per_tokens else fixed_tokens
             if synchronize is not None:
                 synchronize()
             if state() != "running":   # stopped (SIGTERM, atexit): never raise in a loop
@@ -188,3 +213,166 @@ class WindowBook:
     def steps_in_flight(self) -> int:
         """Steps open or closed but not yet handed to the ledger."""
         return len(self.steps) + len(self.open_steps)
+
+
+class StepContext:
+    """`with run.step(samples=64, tokens=65536) as s:` - one step of a loop that is not an
+    iterable (nanoGPT's `while True:`). The same work on the training thread as a step of
+    `Steps`: two clock reads, a dict entry, a row on the queue. `s.samples` / `s.tokens` may
+    be set inside the block (e.g. once the batch is known); an exception in the block still
+    closes the step and is never swallowed."""
+
+    __slots__ = ("_book", "_key", "_origin", "_sync", "index", "samples", "tokens")
+
+    def __init__(self, book: WindowBook, samples: int = 0, tokens: int = 0, *,
+                 index: Optional[int] = None, synchronize: Optional[Callable[[], None]] = None):
+        if samples.__class__ is not int or tokens.__class__ is not int or \
+                samples < 0 or tokens < 0:
+            _check_step_counts(samples, tokens)
+        self._book = book
+        self.samples = samples
+        self.tokens = tokens
+        self.index = next(book.step_index) if index is None else index
+        self._sync = synchronize
+        self._key = 0          # not open
+        self._origin = 0.0
+
+    def __enter__(self) -> StepContext:
+        if self._sync is not None:
+            self._sync()
+        state, origin_of, opened, open_steps = self._book.step_enter
+        if state() != "running":   # stopped (SIGTERM, atexit): the block still runs
+            return self
+        # The key of an open step: negative, so never a window id (those count from 0).
+        key = self._key = -id(self)
+        origin = self._origin = origin_of()
+        open_steps[key] = (opened[-1].id if opened else -1, _clock.monotonic_s() - origin,
+                           self.index, self.samples, self.tokens)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._sync is not None:
+            self._sync()
+        t1 = _clock.monotonic_s() - self._origin
+        open_steps, a_t0, a_t1, a_index, a_samples, a_tokens, a_parent, on_step = \
+            self._book.step_exit
+        opened = open_steps.pop(self._key, None)
+        if opened is None:   # never opened (stopped), or stop() closed it already
+            return
+        samples, tokens = self.samples, self.tokens
+        if samples.__class__ is not int or tokens.__class__ is not int:
+            samples, tokens = _as_count(samples, "samples"), _as_count(tokens, "tokens")
+        a_t0(opened[1])
+        a_t1(t1)
+        a_index(self.index)
+        a_samples(samples)
+        a_tokens(tokens)
+        a_parent(opened[0])   # last: the row is complete (see StepQueue)
+        if on_step is not None:
+            on_step(samples, tokens)
+
+
+class Steps:
+    """What `run.steps(loader)` returns: still the loader for the code that receives it.
+
+    Iterating it is one pass of step windows over the loader (each `iter()` a new pass, so one
+    object serves every epoch); `len()`, truthiness and every other attribute (`.dataset`,
+    `.batch_size`, `.sampler.set_epoch(...)`) are the loader's own, and attributes set on it
+    are set on the loader. `next()` / `close()` drive one pass held by the object, for code
+    that treated the old generator as an iterator. Not an instance of the loader's class
+    (`isinstance(run.steps(dl), DataLoader)` is False): unwrap with `.loader`.
+    """
+
+    __slots__ = ("_make_pass", "_pass", "loader")
+    loader: Iterable[Any]
+    _make_pass: Callable[[Iterable[Any]], Iterator[Any]]
+    _pass: Optional[Iterator[Any]]
+
+    def __init__(self, loader: Iterable[Any], make_pass: Callable[[Iterable[Any]], Iterator[Any]]):
+        """`make_pass(loader)`: one pass (WindowBook.iter_steps with its options)."""
+        object.__setattr__(self, "loader", loader)
+        object.__setattr__(self, "_make_pass", make_pass)
+        object.__setattr__(self, "_pass", None)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._make_pass(self.loader)
+
+    def __next__(self) -> Any:
+        current = self._pass
+        if current is None:
+            current = iter(self)
+            object.__setattr__(self, "_pass", current)
+        return next(current)
+
+    def close(self) -> None:
+        """End the pass that `next()` drives (its open step closes now)."""
+        current = self._pass
+        if current is not None:
+            object.__setattr__(self, "_pass", None)
+            close = getattr(current, "close", None)   # a generator's: its finally runs now
+            if close is not None:
+                close()
+
+    def __len__(self) -> int:
+        return len(self.loader)   # type: ignore[arg-type]  # a TypeError, as for the loader
+
+    def __bool__(self) -> bool:
+        return bool(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        # only for names that are not the wrapper's own; `loader` is always set (slots), so
+        # this cannot recurse (copy/pickle look names up before __init__ has run)
+        if name in Steps.__slots__:
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in Steps.__slots__:
+            raise AttributeError(f"{name!r} of run.steps(...) is read-only")
+        setattr(self.loader, name, value)
+
+    def __repr__(self) -> str:
+        return f"<run.steps over {self.loader!r}>"
+
+
+def check_counter(name: str, value: Any) -> None:
+    """samples= / tokens= as given to run.steps / run.step: ConfigError for anything else."""
+    if value is None or callable(value):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a count (an int >= 0) or a function of the batch "
+                          f"returning one, got {value!r} ({type(value).__name__})")
+
+
+def _check_step_counts(samples: Any, tokens: Any) -> None:
+    for name, value in (("samples", samples), ("tokens", tokens)):
+        if callable(value):
+            raise ConfigError(f"step() takes a count (an int >= 0) for {name}=, got a function "
+                              f"({value!r}); a function of the batch is for steps(loader, ...)")
+        if value is None:
+            raise ConfigError(f"step() takes a count (an int >= 0) for {name}=, got None "
+                              "(leave it out for 0)")
+        check_counter(name, value)
+
+
+def _as_count(value: Any, name: str) -> int:
+    """A step's samples/tokens as an int; 0 (and a log line) for what is not one: the step's
+    count is lost, never the training loop."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        log.warning("energy-tracker: a step's %s is not a number (%r); counted as 0",
+                    name, value)
+        return 0
+
+
+def _count(fn: Callable[[Any], int], batch: Any, name: str, warned: set[str]) -> int:
+    """fn(batch) as an int; 0 when it raises (logged once a pass): the loop goes on."""
+    try:
+        return int(fn(batch))
+    except Exception as e:
+        if name not in warned:
+            warned.add(name)
+            log.warning("energy-tracker: %s= raised %s: %s on a batch; counted as 0 (not "
+                        "logged again in this pass)", name, type(e).__name__, e)
+        return 0

@@ -9,9 +9,10 @@ dicts with "N/A" for what a GPU does not report, `AmdSmiLibraryException` carryi
 ticks of `counter_resolution` µJ (15.3 µJ on MI300X), UUIDs like
 "a1ff74a1-0000-1000-80c0-f3c0a7c5be3d".
 
-Each fake GPU draws power following a profile of `time.monotonic()` (the Constant and Step
-profiles of fake_nvml); its accumulator is the integral in ticks, so a test knows the joules of
-any interval, and every counter read is recorded (`reads`: (monotonic time, ticks)).
+Each fake GPU draws power following a profile of its clock (`time.monotonic` unless a test
+passes the hand-driven one: tests/manual_time.py; the Constant and Step profiles of fake_nvml);
+its accumulator is the integral in ticks, so a test knows the joules of any interval, and every
+counter read is recorded (`reads`: (its clock's time, ticks)).
 A partitioned GPU (MI300X in CPX mode) shows one processor handle per partition; as on the real
 driver, only the partition with id 0 reports energy and power, the others "N/A" or
 NOT_SUPPORTED. `amdsmi_site/amdsmi.py` builds one from environment variables for subprocesses.
@@ -25,7 +26,7 @@ import types
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fake_nvml import Constant, Profile, Step
 
@@ -97,26 +98,31 @@ class FakeAmdGPU:
     gfx_activity: int = 97
     power_cap_w: float = 750.0
     fail_after_reads: Optional[int] = None     # reads then raise (a lost GPU)
-    born: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic   # what "now" is (tests/manual_time.py)
+    born: float = None  # type: ignore[assignment]  # clock() at creation unless given
     reads: list[tuple[float, int]] = field(default_factory=list)   # counter reads
     data_reads: int = 0
 
+    def __post_init__(self) -> None:
+        if self.born is None:
+            self.born = self.clock()
+
     def ticks(self) -> int:
-        s = time.monotonic() - self.born
+        s = self.clock() - self.born
         raw = self.counter_origin_ticks + int(self.profile.energy(s) * 1e6
                                               / self.counter_resolution_uj)
         return raw % (2 ** self.counter_bits)
 
     def watts(self) -> int:
-        return round(self.profile.power(time.monotonic() - self.born))
+        return round(self.profile.power(self.clock() - self.born))
 
     def true_energy_j(self, t0: float, t1: float) -> float:
-        """Exact energy (J) between two time.monotonic() instants."""
+        """Exact energy (J) between two instants of its clock."""
         return self.profile.energy(t1 - self.born) - self.profile.energy(t0 - self.born)
 
     def counted_j(self, since: float) -> float:
         """Energy (J) the accumulator counted between its first read at or after `since` (a
-        time.monotonic() instant) and its last read: what a reader of it measures."""
+        instant of its clock) and its last read: what a reader of it measures."""
         got = [ticks for t, ticks in self.reads if t >= since]
         if len(got) < 2:
             return 0.0
@@ -254,7 +260,7 @@ class FakeAMDSMI(types.ModuleType):
             raise AmdSmiLibraryException(AMDSMI_STATUS_NOT_SUPPORTED)
         g = self._data(h)
         ticks = g.ticks()
-        g.reads.append((time.monotonic(), ticks))
+        g.reads.append((g.clock(), ticks))
         return {"power": ticks, "energy_accumulator": ticks,   # "power": deprecated name
                 "counter_resolution": g.counter_resolution_uj,
                 "timestamp": time.monotonic_ns() // 10}

@@ -2,7 +2,8 @@
 
 The fake sits at the import boundary (`sys.modules["pynvml"]`), so `load_nvml()`, `discover_gpus()`
 and the Tracker's own discovery all talk to it exactly as they would to the real driver. Each fake
-GPU draws power following a profile of `time.monotonic()`; its energy counter is the exact
+GPU draws power following a profile of its clock (`time.monotonic` unless a test passes the
+hand-driven one the tracker reads too: tests/manual_time.py); its energy counter is the exact
 integral of that profile, so a test knows the true joules of any interval. `nvml_site/pynvml.py`
 builds one from environment variables for subprocesses (torchrun workers).
 """
@@ -14,7 +15,7 @@ import time
 import types
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 # NVML return codes (nvml.h) used by the fake
 NVML_SUCCESS = 0
@@ -92,7 +93,8 @@ class FakeGPU:
     fail_after_s: Optional[float] = None    # ... or this many seconds after creation
     counter_read_s: float = 0.0      # latency of a counter read (~4 ms on a real H100)
     mig_uuids: tuple[str, ...] = ()
-    born: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic   # what "now" is for this GPU
+    born: float = None  # type: ignore[assignment]  # clock() at creation unless given
     reads: int = 0
     # (start_s, end_s) periods in which a kernel runs; None: always busy. Utilisation is the
     # busy share of the time since the previous utilisation read, as NVML reports it for its
@@ -101,8 +103,12 @@ class FakeGPU:
     has_utilization: bool = True
     last_util_s: Optional[float] = None
 
+    def __post_init__(self) -> None:
+        if self.born is None:
+            self.born = self.clock()
+
     def seconds(self) -> float:
-        return time.monotonic() - self.born
+        return self.clock() - self.born
 
     def busy_share(self, s0: float, s1: float) -> float:
         if self.busy is None:
@@ -113,11 +119,11 @@ class FakeGPU:
         return busy / (s1 - s0)
 
     def true_energy_j(self, t0: float, t1: float) -> float:
-        """Exact energy (J) between two time.monotonic() instants."""
+        """Exact energy (J) between two instants of its clock."""
         return self.profile.energy(t1 - self.born) - self.profile.energy(t0 - self.born)
 
     def lost_at(self) -> Optional[float]:
-        """time.monotonic() at which the GPU is lost by time (None: not by time)."""
+        """The clock's time at which the GPU is lost by time (None: not by time)."""
         return None if self.fail_after_s is None else self.born + self.fail_after_s
 
     def _read(self) -> float:

@@ -5,7 +5,8 @@ Options (environment): TRAIN_STEPS (per epoch), TRAIN_EPOCHS, TRAIN_STEP_S (slee
 so runs last long enough to measure), TRAIN_DIE_RANK / TRAIN_DIE_AT_STEP (that rank SIGKILLs
 itself there), TRAIN_FAIL_RANK (that rank raises in attempt 0, for elastic restarts),
 TRAIN_REGION, TRAIN_TRACK_RANKS ("0": only rank 0 calls track()), TRAIN_NO_TRACK (no track():
-for `energy-tracker run` zero-code runs), TRAIN_OUT (output_dir).
+for `energy-tracker run` zero-code runs), TRAIN_OUT (output_dir), TRAIN_STOP_OUT (a folder for
+each rank's stop() summary).
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def main() -> None:
                     with open(os.path.join(os.environ["TRAIN_OUT"], "totals.json"), "w") as f:
                         json.dump({"energy_j": totals.energy_j, "processes": totals.processes,
                                    "t": run.measured_until()}, f)
+        if os.environ.get("TRAIN_STOP_OUT"):   # what this rank's stop() returned
+            s = run.summary
+            with open(os.path.join(os.environ["TRAIN_STOP_OUT"], f"stop-rank{rank}.json"),
+                      "w") as f:
+                json.dump({"energy_j": s.energy_j, "status": s.status, "text": s.format(),
+                           "job": s.job, "own_energy_j": run.own_summary.energy_j
+                           if run.own_summary is not None else None}, f, default=str)
     else:
         train(None)
     dist.barrier()

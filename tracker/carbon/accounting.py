@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from ..errors import ConfigError
 from ..units import J_PER_KWH
 from .gridfactor import GridFactor
-from .live import IntensityPeriod
 from .regions import Region, all_regions, lookup
+
+if TYPE_CHECKING:   # annotations only: live.py imports the HTTP stack
+    from .live import IntensityPeriod
 
 __all__ = ["Emissions", "account_emissions", "compare_regions", "extremes"]
 
@@ -60,11 +62,21 @@ class _Part(NamedTuple):
 def _spans(
     start_wall: float, end_wall: float, periods: Sequence[IntensityPeriod]
 ) -> list[tuple[float, float, Optional[IntensityPeriod]]]:
-    """Cover [start, end] with the periods; None marks a gap no period covers."""
+    """Cover [start, end] with the periods; None marks a gap no period covers.
+
+    An open period (end_wall None) lasts until the next period starts: the run log records
+    each period when it starts, so a rebuilt run holds only open ones, and each must end where
+    the next value took over (not run to the window's end)."""
     spans: list[tuple[float, float, Optional[IntensityPeriod]]] = []
     cursor = start_wall
-    for p in sorted(periods, key=lambda p: p.start_wall):
-        p_end = end_wall if p.end_wall is None else min(p.end_wall, end_wall)
+    ordered = sorted(periods, key=lambda p: p.start_wall)
+    for i, p in enumerate(ordered):
+        if p.end_wall is not None:
+            p_end = min(p.end_wall, end_wall)
+        elif i + 1 < len(ordered):
+            p_end = min(ordered[i + 1].start_wall, end_wall)
+        else:
+            p_end = end_wall
         p_start = max(p.start_wall, cursor)
         if p_end <= p_start:
             continue
@@ -89,7 +101,10 @@ def account_emissions(
     """Each period's energy (from the cumulative curve `energy_j_at(wall)`) times its intensity.
 
     Without periods, `factor` applies to the whole window; time no period covers uses `factor`
-    too and is marked as fallback.
+    too and is marked as fallback. Times are the run's start wall time plus run seconds, as
+    LiveIntensity writes its periods' start_wall/end_wall (monotonic run time, so a wall-clock
+    step during the run changes nothing); logs older than that hold wall-clock times, which
+    are used as they are.
     """
     if not end_wall >= start_wall:
         raise ConfigError(f"end_wall ({end_wall}) is before start_wall ({start_wall}).")

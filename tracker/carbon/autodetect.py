@@ -1,7 +1,8 @@
 """region="auto": ask the cloud instance metadata service which region this machine is in.
 
 Only link-local metadata endpoints are asked (AWS IMDSv2, GCP, Azure IMDS), with short timeouts,
-and only when the user opts in. No IP geolocation.
+and only when the user opts in. No IP geolocation. Every request goes through `http.fetch`: a
+capped answer, one deadline, and no redirect off the metadata host.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional
 import requests
 
 from ..errors import ConfigError
+from .http import FetchError, Response, fetch
 
 DEFAULT_BASE_URLS = {
     "aws": "http://169.254.169.254",
@@ -19,47 +21,48 @@ DEFAULT_BASE_URLS = {
     "azure": "http://169.254.169.254",
 }
 AZURE_API_VERSION = "2021-02-01"
+# a region name or an IMDS session token is a few dozen bytes
+METADATA_MAX_BYTES = 64 * 1024
 
 
-def _aws(base: str, timeout_s: float) -> Optional[str]:
-    token = requests.put(
-        f"{base}/latest/api/token",
-        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-        timeout=timeout_s,
-    )
-    if token.status_code != 200 or not token.text.strip():
+def _get(session: requests.Session, url: str, timeout_s: float, *, method: str = "GET",
+         headers: Mapping[str, str], params: Optional[Mapping[str, str]] = None
+         ) -> Optional[Response]:
+    """A 200 answer, None for any other status (http.fetch: bounded, no redirect off the
+    metadata host, so the IMDS session token goes nowhere else)."""
+    resp = fetch(session, url, method=method, params=params, headers=headers,
+                 timeout_s=timeout_s, max_bytes=METADATA_MAX_BYTES)
+    return resp if resp.status == 200 else None
+
+
+def _aws(session: requests.Session, base: str, timeout_s: float) -> Optional[str]:
+    got = _get(session, f"{base}/latest/api/token", timeout_s, method="PUT",
+               headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    token = got.text().strip() if got is not None else ""
+    if not token:
         return None
-    resp = requests.get(
-        f"{base}/latest/meta-data/placement/region",
-        headers={"X-aws-ec2-metadata-token": token.text.strip()},
-        timeout=timeout_s,
-    )
-    region = resp.text.strip() if resp.status_code == 200 else ""
+    got = _get(session, f"{base}/latest/meta-data/placement/region", timeout_s,
+               headers={"X-aws-ec2-metadata-token": token})
+    region = got.text().strip() if got is not None else ""
     return f"aws:{region}" if region else None
 
 
-def _gcp(base: str, timeout_s: float) -> Optional[str]:
-    resp = requests.get(
-        f"{base}/computeMetadata/v1/instance/zone",
-        headers={"Metadata-Flavor": "Google"},
-        timeout=timeout_s,
-    )
+def _gcp(session: requests.Session, base: str, timeout_s: float) -> Optional[str]:
+    got = _get(session, f"{base}/computeMetadata/v1/instance/zone", timeout_s,
+               headers={"Metadata-Flavor": "Google"})
     # the answer must come from the metadata server, which sets the same header
-    if resp.status_code != 200 or resp.headers.get("Metadata-Flavor") != "Google":
+    if got is None or got.headers.get("Metadata-Flavor") != "Google":
         return None
-    zone = resp.text.strip().rsplit("/", 1)[-1]  # projects/123/zones/europe-west4-a
+    zone = got.text().strip().rsplit("/", 1)[-1]  # projects/123/zones/europe-west4-a
     region = zone.rsplit("-", 1)[0] if zone.count("-") >= 2 else ""
     return f"gcp:{region}" if region else None
 
 
-def _azure(base: str, timeout_s: float) -> Optional[str]:
-    resp = requests.get(
-        f"{base}/metadata/instance/compute/location",
-        params={"api-version": AZURE_API_VERSION, "format": "text"},
-        headers={"Metadata": "true"},
-        timeout=timeout_s,
-    )
-    location = resp.text.strip().lower() if resp.status_code == 200 else ""
+def _azure(session: requests.Session, base: str, timeout_s: float) -> Optional[str]:
+    got = _get(session, f"{base}/metadata/instance/compute/location", timeout_s,
+               params={"api-version": AZURE_API_VERSION, "format": "text"},
+               headers={"Metadata": "true"})
+    location = got.text().strip().lower() if got is not None else ""
     return f"azure:{location}" if location and location.isalnum() else None
 
 
@@ -79,15 +82,16 @@ def detect_region(
     """
     urls = {**DEFAULT_BASE_URLS, **(base_urls or {})}
     tried = []
-    for cloud, probe, how in _PROBES:
-        try:
-            code = probe(urls[cloud].rstrip("/"), timeout_s)
-        except requests.RequestException as exc:
-            tried.append(f"{cloud}: {type(exc).__name__}")
-            continue
-        if code:
-            return code, how
-        tried.append(f"{cloud}: no region in the answer")
+    with requests.Session() as session:
+        for cloud, probe, how in _PROBES:
+            try:
+                code = probe(session, urls[cloud].rstrip("/"), timeout_s)
+            except FetchError as exc:
+                tried.append(f"{cloud}: {exc}")
+                continue
+            if code:
+                return code, how
+            tried.append(f"{cloud}: no region in the answer")
     raise ConfigError(
         "region='auto' found no cloud instance metadata (" + "; ".join(tried) + "). "
         "Pass an explicit region such as region='DE', 'US-CA' or 'aws:us-east-1' "

@@ -4,7 +4,14 @@ Providers come from the registry in `tracker.carbon.providers`: built in are `uk
 Intensity API, no key), `electricitymaps` (token) and `energidataservice` (Energinet, DK1/DK2,
 no key); plugins add more through the `energy_tracker.carbon_providers` entry point. Any
 failure falls back to the run's annual factor, and the period says why. Tokens never leave this
-module except in the request a provider builds (its header).
+module except in the request a provider builds (its header), sent through `http.fetch`, which
+follows no redirect to another origin and bounds every answer in size and time.
+
+Periods are placed on the run's monotonic clock (`t`, seconds since the run started): a wall
+clock stepped by NTP or by hand during a run must not move, merge or drop them. Their
+`start_wall`/`end_wall` are the run's start wall time plus `t` (what every reader of a run
+subtracts the run's start from); the wall clock read when a value arrived is kept only as a
+label, `received_wall`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any, Optional
 import requests
 
 from ..errors import ConfigError
+from . import http
 from .gridfactor import GridFactor
 from .providers import PROVIDERS, Provider, Reading, plausible
 from .providers import get as get_provider
@@ -39,9 +47,13 @@ STOP_WAIT_S = 1.0   # the most stop() waits for an HTTP call in flight
 
 @dataclass(frozen=True)
 class IntensityPeriod:
-    """A span of wall time (Unix epoch seconds) with one grid intensity.
+    """A span of a run with one grid intensity.
 
-    end_wall is None while the period is still open. fallback=True: the annual factor was used
+    start_t/end_t: run seconds on the monotonic run clock (None in logs written before they
+    existed, and before a run starts); start_wall/end_wall (Unix s): the run's start wall time
+    plus those run seconds, so a wall-clock step never moves a period (older logs hold the wall
+    clock read at the time). end_* is None while the period is still open. received_wall: the
+    wall clock when the value arrived, a label only. fallback=True: the annual factor was used
     because no live value was available; `note` says why.
     """
 
@@ -52,21 +64,30 @@ class IntensityPeriod:
     zone: str
     fallback: bool
     note: str = ""
+    start_t: Optional[float] = None
+    end_t: Optional[float] = None
+    received_wall: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntensityPeriod:
-        end = d.get("end_wall")
+        def opt(key: str) -> Optional[float]:
+            value = d.get(key)
+            return None if value is None else float(value)
+
         return cls(
             start_wall=float(d["start_wall"]),
-            end_wall=None if end is None else float(end),
+            end_wall=opt("end_wall"),
             gco2_per_kwh=float(d["gco2_per_kwh"]),
             provider=str(d["provider"]),
             zone=str(d["zone"]),
             fallback=bool(d["fallback"]),
             note=str(d.get("note", "")),
+            start_t=opt("start_t"),
+            end_t=opt("end_t"),
+            received_wall=opt("received_wall"),
         )
 
 
@@ -138,10 +159,16 @@ class LiveIntensity:
         cache_dir: Optional[Path] = None,
         on_update: Optional[Callable[[IntensityPeriod], None]] = None,
         clock: Callable[[], float] = time.time,
+        run_clock: Optional[Callable[[], float]] = None,
         backoff_s: float = 1.0,
         max_retry_after_s: float = 60.0,
         max_age_s: float = 3600.0,
+        max_bytes: int = http.MAX_BYTES,
     ):
+        """`clock`: the wall clock (labels, cache ages, Retry-After dates). `run_clock`: run
+        seconds on a monotonic clock, which places the periods (default: time.monotonic()
+        from start(); the tracker passes its own run clock to start()). `max_bytes`: the
+        largest answer read (a larger one is a failed fetch)."""
         self._provider: Provider = get_provider(provider)
         self.provider = provider
         self.zone = _zone_of(self._provider, zone)
@@ -164,6 +191,9 @@ class LiveIntensity:
             raise ConfigError(f"refresh_s must be > 0, got {refresh_s!r}.")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be an integer >= 0, got {retries!r}.")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ConfigError(f"max_bytes must be an integer >= 1, got {max_bytes!r}.")
+        self.max_bytes = max_bytes
         self.refresh_s = float(refresh_s)
         self.timeout_s = float(timeout_s)
         self.retries = retries
@@ -176,6 +206,7 @@ class LiveIntensity:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._on_update = on_update
         self._clock = clock
+        self._run_clock = run_clock
 
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -187,7 +218,7 @@ class LiveIntensity:
         self._ok_count = 0
         self._error_count = 0
         self._last_error: Optional[str] = None
-        self._last_good: Optional[tuple[float, float, str]] = None  # value, wall, observed
+        self._last_good: Optional[tuple[float, float, str]] = None  # value, run t, observed
         self._cache_used: Optional[str] = None
         self._logged_errors: set[str] = set()
 
@@ -205,13 +236,21 @@ class LiveIntensity:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, start_wall: Optional[float] = None) -> LiveIntensity:
+    def start(self, start_wall: Optional[float] = None,
+              run_clock: Optional[Callable[[], float]] = None) -> LiveIntensity:
         """Start polling on a daemon thread; returns at once. `start_wall` (Unix s): when the
-        tracked run began, so the first value fetched covers it from its very start."""
+        tracked run began, so the first value fetched covers it from its very start.
+        `run_clock`: the run's monotonic clock (seconds since `start_wall`), so periods sit
+        on the same `t` as the run's samples."""
         with self._lock:
             if self._thread is not None:
                 return self
             self._start_wall = self._clock() if start_wall is None else start_wall
+            if run_clock is not None:
+                self._run_clock = run_clock
+            elif self._run_clock is None:
+                origin = time.monotonic()
+                self._run_clock = lambda: time.monotonic() - origin
             self._session = requests.Session()
             self._thread = threading.Thread(
                 target=self._run, name=f"energy-tracker-live-{self.provider}", daemon=True
@@ -224,14 +263,17 @@ class LiveIntensity:
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            # An HTTP call in flight cannot be interrupted, and a server that trickles a
-            # byte a second never trips a read timeout: stop() waits at most STOP_WAIT_S for
-            # it; the daemon thread's late answer is then ignored (see _set_value).
+            # A request in flight returns within ~50 ms of stop (http.fetch gives up on its
+            # worker, which closes the connection at its next read); the join is bounded by
+            # STOP_WAIT_S anyway, and a late answer is then ignored (see _set_value).
             thread.join(timeout=min(STOP_WAIT_S, self.timeout_s + 1.0))
         with self._lock:
+            if not self._periods and self._start_wall is not None:
+                # nothing arrived: the run ends on the annual factor, closed like any period
+                reason = self._last_error or "no value fetched yet"
+                self._periods.append(self._fallback_period(0.0, self._start_wall, reason))
             if self._periods and self._periods[-1].end_wall is None:
-                last = self._periods[-1]
-                self._periods[-1] = _replace_end(last, max(self._clock(), last.start_wall))
+                self._periods[-1] = self._closed(self._periods[-1], self._now_t())
             if self._session is not None:
                 self._session.close()
                 self._session = None
@@ -249,9 +291,10 @@ class LiveIntensity:
         with self._lock:
             if self._periods:
                 return list(self._periods)
-            start = self._start_wall if self._start_wall is not None else self._clock()
             reason = self._last_error or "no value fetched yet"
-            return [self._fallback_period(start, reason)]
+            if self._start_wall is None:   # not started: no run clock yet
+                return [self._fallback_period(None, self._clock(), reason)]
+            return [self._fallback_period(0.0, self._start_wall, reason)]
 
     def status(self) -> dict[str, Any]:
         """What happened, for the run summary (never includes the token)."""
@@ -261,7 +304,7 @@ class LiveIntensity:
             return {
                 "provider": self.provider,
                 "zone": self.zone,
-                "base_url": self.base_url,
+                "base_url": http.safe_url(self.base_url),
                 "fetch_count": self._fetch_count,
                 "ok_count": self._ok_count,
                 "error_count": self._error_count,
@@ -298,11 +341,13 @@ class LiveIntensity:
             return
         now = self._clock()
         with self._lock:
+            t = self._now_t()
             self._ok_count += 1
             self._last_error = None
-            self._last_good = (reading.gco2_per_kwh, now, reading.observed)
+            self._last_good = (reading.gco2_per_kwh, t, reading.observed)
             self._cache_used = None
-            self._set_value(now, reading.gco2_per_kwh, False, f"{self.spec} at {reading.observed}")
+            self._set_value(t, now, reading.gco2_per_kwh, False,
+                            f"{self.spec} at {reading.observed}")
         self._write_cache(reading, payload, now)
 
     def _fetch(self) -> tuple[Reading, Any]:
@@ -318,17 +363,21 @@ class LiveIntensity:
                 if self._stop.wait(delay):
                     raise _FetchError(f"{last}; stopped before retry {attempt}")
             retry_after = None
-            get = self._session.get if self._session is not None else requests.get
             try:
-                resp = get(url, params=params, headers=headers, timeout=self.timeout_s)
-            except requests.Timeout:
-                last = f"timeout ({self.timeout_s:g} s)"
-                continue
-            except requests.RequestException as exc:
-                # the exception text may echo request details; keep only its type
-                last = f"connection failed ({type(exc).__name__})"
-                continue
-            status = resp.status_code
+                resp = self._get(url, params, headers)
+            except http.FetchError as exc:
+                if exc.kind == "timeout":
+                    last = f"timeout ({self.timeout_s:g} s)"
+                    continue
+                if exc.kind == "connection":
+                    last = str(exc)
+                    continue
+                if exc.kind == "redirect":
+                    raise _FetchError(self._redirect_note(str(exc))) from None
+                if exc.kind == "stopped":
+                    raise _FetchError("stopped while a request was in flight") from None
+                raise _FetchError(str(exc)) from None   # too large, busy: not retried
+            status = resp.status
             if status == 429:
                 retry_after = _retry_after_s(resp.headers.get("Retry-After"))
                 last = "HTTP 429 (rate limited)"
@@ -346,8 +395,8 @@ class LiveIntensity:
                 raise _FetchError(f"HTTP {status}")
             try:
                 payload = resp.json()
-            except ValueError:
-                raise _FetchError("malformed JSON in the response") from None
+            except ValueError as exc:
+                raise _FetchError(f"malformed JSON in the response ({exc})") from None
             try:
                 return _checked(self._provider.parse(payload, self.zone)), payload
             except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -355,43 +404,94 @@ class LiveIntensity:
         tries = "try" if attempts == 1 else "tries"
         raise _FetchError(f"{last} after {attempts} {tries}")
 
+    def _get(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
+             ) -> http.Response:
+        """One bounded GET (see http.fetch): it returns within timeout_s, or as soon as
+        stop() is called, whatever the server does."""
+        session = self._session
+        own = session is None
+        if session is None:   # a fetch outside start()/stop()
+            session = requests.Session()
+        try:
+            return http.fetch(session, url, params=params, headers=headers,
+                              timeout_s=self.timeout_s, max_bytes=self.max_bytes,
+                              stop=self._stop)
+        finally:
+            if own:
+                session.close()
+
+    def _redirect_note(self, what: str) -> str:
+        name = self.provider
+        if not what.startswith("redirected to another host"):
+            return f"provider {name}: {what}"   # too many redirects on its own host
+        keeps = f", the token stays with {name}" if self._token else ""
+        return f"provider {name} redirected to another host; not followed{keeps}"
+
     def _record_failure(self, message: str) -> None:
-        if message not in self._logged_errors:
+        if self._stop.is_set():   # the run is ending: nothing to warn about
+            log.debug("live grid intensity %s: %s", self.spec, message)
+        elif message not in self._logged_errors:   # each distinct failure is noted once
             self._logged_errors.add(message)
             log.warning("live grid intensity %s: %s", self.spec, message)
         now = self._clock()
         with self._lock:
+            t = self._now_t()
             self._error_count += 1
             self._last_error = message
             last = self._last_good
-            if last is not None and now - last[1] <= self.max_age_s:
+            if self._stop.is_set():
+                return  # the run is ending: the periods stay as they are
+            if last is not None and t - last[1] <= self.max_age_s:
                 return  # keep the recent live value; status() shows the error
         cached = self._read_cache()
         with self._lock:
+            t = self._now_t()
+            # the cache is shared across processes: its age can only be told by the wall clock
             if cached is not None and now - cached["fetched_wall"] <= self.max_age_s:
                 self._cache_used = "used after error"
                 note = (
                     f"{self.spec}: {message}; cached value from {cached['observed']} "
                     f"(fetched {now - cached['fetched_wall']:.0f} s ago) used"
                 )
-                self._set_value(now, float(cached["gco2_per_kwh"]), False, note)
+                self._set_value(t, now, float(cached["gco2_per_kwh"]), False, note)
                 return
-            period = self._fallback_period(now, message)
-            self._set_value(now, period.gco2_per_kwh, True, period.note)
+            period = self._fallback_period(t, now, message)
+            self._set_value(t, now, period.gco2_per_kwh, True, period.note)
 
-    def _fallback_period(self, start: float, reason: str) -> IntensityPeriod:
+    def _now_t(self) -> float:
+        """Run seconds now (0.0 before start())."""
+        return self._run_clock() if self._run_clock is not None else 0.0
+
+    def _wall_at(self, t: float) -> float:
+        """The wall time of run second `t`: the run's start plus `t`, whatever the wall clock
+        has done since."""
+        return (self._start_wall if self._start_wall is not None else self._clock()) + t
+
+    def _closed(self, period: IntensityPeriod, t: float) -> IntensityPeriod:
+        start_t = period.start_t if period.start_t is not None else 0.0
+        end_t = max(t, start_t)
+        d = period.to_dict()
+        d["end_t"] = end_t
+        d["end_wall"] = max(self._wall_at(end_t), period.start_wall)
+        return IntensityPeriod.from_dict(d)
+
+    def _fallback_period(self, t: Optional[float], wall: float, reason: str) -> IntensityPeriod:
         return IntensityPeriod(
-            start_wall=start,
+            start_wall=wall if t is None else self._wall_at(t),
             end_wall=None,
             gco2_per_kwh=self.fallback.gco2_per_kwh,
             provider=self.provider,
             zone=self.zone,
             fallback=True,
             note=f"{self.spec}: {reason}; offline annual factor for {self.fallback.label} used",
+            start_t=t,
+            received_wall=wall,
         )
 
-    def _set_value(self, now: float, value: float, fallback: bool, note: str) -> None:
-        """Start a new period when the value changes (call with the lock held)."""
+    def _set_value(self, t: float, wall: float, value: float, fallback: bool, note: str
+                   ) -> None:
+        """Start a new period at run second `t` when the value changes (`wall`: the wall
+        clock now, a label); call with the lock held."""
         if self._stop.is_set() and self._periods and self._periods[-1].end_wall is not None:
             return   # the run has ended: an answer that came too late changes nothing
         current = self._periods[-1] if self._periods else None
@@ -399,11 +499,12 @@ class LiveIntensity:
             return
         if current is None:
             # the first answer stands for the whole run so far (fetched within timeout_s)
-            start = self._start_wall if self._start_wall is not None else now
+            start_t = 0.0
         else:
-            start = max(now, current.start_wall)
-            self._periods[-1] = _replace_end(current, start)
-        period = IntensityPeriod(start, None, value, self.provider, self.zone, fallback, note)
+            start_t = max(t, current.start_t if current.start_t is not None else 0.0)
+            self._periods[-1] = self._closed(current, start_t)
+        period = IntensityPeriod(self._wall_at(start_t), None, value, self.provider, self.zone,
+                                 fallback, note, start_t=start_t, received_wall=wall)
         self._periods.append(period)
         if self._on_update is not None:
             try:
@@ -463,17 +564,13 @@ class LiveIntensity:
             return False
         value = float(cached["gco2_per_kwh"])
         with self._lock:
+            t = self._now_t()
             self._cache_used = "hit"
-            self._last_good = (value, float(cached["fetched_wall"]), str(cached["observed"]))
+            # its age in run time: as old at this run's start as it was by the wall clock
+            self._last_good = (value, t - age, str(cached["observed"]))
             note = f"{self.spec} at {cached['observed']} (cached {age:.0f} s ago)"
-            self._set_value(self._clock(), value, False, note)
+            self._set_value(t, self._clock(), value, False, note)
         return True
-
-
-def _replace_end(period: IntensityPeriod, end_wall: float) -> IntensityPeriod:
-    d = period.to_dict()
-    d["end_wall"] = end_wall
-    return IntensityPeriod.from_dict(d)
 
 
 def make_live_intensity(

@@ -1,7 +1,11 @@
 """Bundled grid regions: codes, names, aliases and their annual carbon intensity (gCO2e/kWh).
 
 Tables are read once, on first use, from tracker/carbon/data/ (built by
-scripts/build_grid_tables.py); importing this module reads nothing.
+scripts/build_grid_tables.py); importing this module reads nothing. One region (what a
+tracker's construction needs) is found through a prebuilt index instead of parsing every table:
+data/region_index.csv maps each lookup key to the byte offset of its row in
+data/regions_resolved.csv (both written by scripts/build_region_index.py from the tables, and
+used only while the tables' SHA-256 matches the one the index was built from).
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import hashlib
+import io
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +37,13 @@ CCF_TABLE = "ccf_cloud_regions.csv"
 HISTORY_TABLE = "owid_countries_history.csv"
 
 DEFAULT_REGION = "WORLD"
+
+# The prebuilt index (see the module docstring): every table a Region is made from, hashed.
+SOURCE_TABLES = (*REGION_TABLES, CCF_TABLE)
+INDEX_TABLE = "region_index.csv"
+RESOLVED_TABLE = "regions_resolved.csv"
+_RESOLVED_COLUMNS = ("code", "name", "kind", "gco2_per_kwh", "year", "source", "licence",
+                     "definition", "aliases", "mapped_to", "mapping_source", "note")
 
 
 @dataclass(frozen=True)
@@ -82,8 +95,8 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _read_csv(name: str) -> list[dict[str, str]]:
-    with (DATA_DIR / name).open(newline="", encoding="utf-8") as f:
+def _read_csv(name: str, data_dir: Optional[Path] = None) -> list[dict[str, str]]:
+    with ((data_dir or DATA_DIR) / name).open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -128,11 +141,12 @@ def _cloud_region(row: dict[str, str], ccf: Region, grids: dict[str, Region]) ->
     )
 
 
-def _load() -> _Index:
-    regions = [_region_from_row(row) for name in REGION_TABLES for row in _read_csv(name)]
+def _load(data_dir: Optional[Path] = None) -> _Index:
+    regions = [_region_from_row(row) for name in REGION_TABLES
+               for row in _read_csv(name, data_dir)]
     grids = {r.code: r for r in regions}
     ccf_regions = []
-    for row in _read_csv(CCF_TABLE):
+    for row in _read_csv(CCF_TABLE, data_dir):
         ccf = _region_from_row(row)
         ccf_regions.append(ccf)
         # Google's own 2024 table wins for gcp:; CCF's gcp value only fills gaps.
@@ -168,8 +182,12 @@ def lookup(query: str) -> Region:
     """
     if not isinstance(query, str) or not query.strip():
         raise UnknownRegionError(str(query), [])
-    index = _get_index()
     key = _key(query)
+    keys = _prebuilt() if _index is None else None
+    offset = keys.get(key) if keys is not None else None
+    if offset is not None:   # only the one row is read
+        return _resolved_row(offset)
+    index = _get_index()   # a name not in the index (or no index): the tables, in full
     region = index.by_key.get(key)
     if region is not None:
         return region
@@ -180,6 +198,92 @@ def lookup(query: str) -> Region:
         if code not in suggestions:
             suggestions.append(code)
     raise UnknownRegionError(query, suggestions[:5])
+
+
+# -- the prebuilt index --------------------------------------------------------------------------
+_prebuilt_keys: Optional[dict[str, int]] = None
+_prebuilt_checked = False
+_rows: dict[int, Region] = {}
+
+
+def tables_digest(data_dir: Optional[Path] = None) -> str:
+    """SHA-256 over the names and bytes of the tables Regions are made from."""
+    data_dir = data_dir or DATA_DIR
+    h = hashlib.sha256()
+    for name in SOURCE_TABLES:
+        h.update(name.encode() + b"\0" + (data_dir / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _prebuilt() -> Optional[dict[str, int]]:
+    """Lookup key -> offset of its row in RESOLVED_TABLE, or None when the index is missing,
+    unreadable or built from other tables (then the tables themselves are parsed)."""
+    global _prebuilt_keys, _prebuilt_checked
+    if not _prebuilt_checked:
+        with _lock:
+            if not _prebuilt_checked:
+                try:
+                    _prebuilt_keys = _read_prebuilt()
+                except (OSError, ValueError, csv.Error):
+                    _prebuilt_keys = None
+                _prebuilt_checked = True
+    return _prebuilt_keys
+
+
+def _read_prebuilt() -> Optional[dict[str, int]]:
+    with (DATA_DIR / INDEX_TABLE).open(newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        head = next(rows, None)
+        if not head or head[0] != "tables_sha256" or head[1] != tables_digest():
+            return None
+        next(rows, None)   # the column names
+        return {key: int(offset) for key, offset in rows}
+
+
+def _resolved_row(offset: int) -> Region:
+    region = _rows.get(offset)
+    if region is None:
+        with (DATA_DIR / RESOLVED_TABLE).open("rb") as f:
+            f.seek(offset)
+            line = f.readline().decode("utf-8")
+        cells = dict(zip(_RESOLVED_COLUMNS, next(csv.reader([line]))))
+        region = _rows[offset] = Region(
+            code=cells["code"], name=cells["name"], kind=cells["kind"],
+            gco2_per_kwh=float(cells["gco2_per_kwh"]),
+            year=int(cells["year"]) if cells["year"] else None,
+            source=cells["source"], licence=cells["licence"], definition=cells["definition"],
+            aliases=tuple(a for a in cells["aliases"].split(";") if a),
+            mapped_to=cells["mapped_to"] or None, mapping_source=cells["mapping_source"] or None,
+            note=cells["note"])
+    return region
+
+
+def write_index(data_dir: Optional[Path] = None) -> tuple[Path, Path]:
+    """Write INDEX_TABLE and RESOLVED_TABLE from the tables in `data_dir` (default the bundled
+    ones, parsed in full); scripts/build_region_index.py runs this after the tables change.
+    Returns both paths."""
+    data_dir = data_dir or DATA_DIR
+    index = _load(data_dir)
+    rows = io.StringIO(newline="")
+    out = csv.writer(rows, lineterminator="\n")
+    out.writerow(_RESOLVED_COLUMNS)
+    offsets: dict[int, int] = {}
+    for region in index.regions:
+        offsets[id(region)] = len(rows.getvalue().encode("utf-8"))
+        out.writerow([region.code, region.name, region.kind, repr(region.gco2_per_kwh),
+                      "" if region.year is None else region.year, region.source,
+                      region.licence, region.definition, ";".join(region.aliases),
+                      region.mapped_to or "", region.mapping_source or "", region.note])
+    keys = io.StringIO(newline="")
+    kout = csv.writer(keys, lineterminator="\n")
+    kout.writerow(["tables_sha256", tables_digest(data_dir)])
+    kout.writerow(["key", "offset"])
+    for key, region in index.by_key.items():
+        kout.writerow([key, offsets[id(region)]])
+    resolved, keyed = data_dir / RESOLVED_TABLE, data_dir / INDEX_TABLE
+    resolved.write_bytes(rows.getvalue().encode("utf-8"))
+    keyed.write_bytes(keys.getvalue().encode("utf-8"))
+    return keyed, resolved
 
 
 def search(query: Optional[str] = None) -> list[Region]:

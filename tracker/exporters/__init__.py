@@ -36,7 +36,8 @@ log = logging.getLogger("tracker")
 PREFIX = "energy/"
 # LogMetrics row keys (the ones the callbacks add to log rows) -> exported metric names.
 PROGRESS_NAMES = {
-    "energy_kwh": "energy/kwh",
+    "energy_kwh": "energy/kwh",            # since the training began
+    "run_energy_kwh": "energy/run_kwh",    # the whole run's so far (a wrapping CLI's too)
     "emissions_kg": "energy/emissions_kg",
     "power_w": "energy/power_w",
     "energy_j_per_sample": "energy/j_per_sample",

@@ -168,11 +168,13 @@ class Member:
 
     @property
     def job(self) -> dict[str, Any]:
-        return self.manifest.get("job") or {}
+        job = self.manifest.get("job") or {}
+        return job if isinstance(job, dict) else {}
 
     @property
     def identity(self) -> dict[str, Any]:
-        return self.job.get("identity") or {}
+        ident = self.job.get("identity") or {}
+        return ident if isinstance(ident, dict) else {}
 
     @property
     def node(self) -> str:
@@ -181,30 +183,25 @@ class Member:
     @property
     def attempt_key(self) -> tuple[str, int]:
         ident = self.identity
-        return str(ident.get("launch") or ""), int(ident.get("restart") or 0)
+        restart = ident.get("restart")
+        return (str(ident.get("launch") or ""),
+                restart if restart.__class__ is int and 0 <= restart < 1 << 30 else 0)
 
     def summary(self) -> Optional[dict[str, Any]]:
-        return read_json(self.path / SUMMARY)
+        """The member's summary.json; None when it has none or it is damaged (then it is
+        rebuilt from its logs, as a killed member's is)."""
+        from ..summary import read_summary
+        return read_summary(self.path / SUMMARY, complete=True)
 
-    def state(self, stale_s: float = 15.0) -> str:
-        """"finished" (a final summary), "running", or "dead" (gone without a final summary)."""
-        from ..rebuild import is_alive
+    def state(self) -> str:
+        """"finished" (a final summary), "running", or "dead" (its owner provably gone:
+        liveness.owner_state)."""
+        from ..liveness import owner_state
 
         s = self.summary()
         if s is not None and s.get("status") not in (None, "running"):
             return "finished"
-        if is_alive(self.manifest):
-            return "running"
-        host = self.manifest.get("host", {})
-        import socket
-        if host.get("hostname") == socket.gethostname() and not self.job.get("simulated_node"):
-            return "dead"
-        # Another machine: judge by the samples log, which a live run flushes every 0.5 s.
-        try:
-            age = time.time() - (self.path / "samples.jsonl").stat().st_mtime
-        except OSError:
-            age = time.time() - float(self.manifest.get("start_wall") or 0)
-        return "running" if age < stale_s else "dead"
+        return "running" if owner_state(self.path, self.manifest).alive else "dead"
 
 
 def members(job_dir: Path) -> Iterator[Member]:

@@ -64,6 +64,7 @@ class JobMember:
     ranks: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     late_after_s: float = field(default_factory=late_claim_s)
+    ended: bool = False                     # finish() wrote the job summary (this process)
 
     # -- joining -------------------------------------------------------------------------------
     @classmethod
@@ -89,6 +90,7 @@ class JobMember:
                                                 "node": ident.node,
                                                 "run_dir": str(self.run_dir)})
         self.claims = book
+        self.notes.extend(book.notes)      # lock directories refused (another user's)
         now, later = plan(sensors, ident)
         kept: list[Sensor] = []
         for s in now:
@@ -192,6 +194,7 @@ class JobMember:
             time.sleep(POLL_S)
         if not self._take_end_marker(attempt):
             return None   # another process ended this attempt after this one had stopped
+        self.ended = True
         return end_job(self.job_dir, csv_root=csv_root,
                        restartable=self.identity.more_attempts_possible,
                        report_html=report_html)

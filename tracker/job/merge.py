@@ -37,6 +37,7 @@ from ..summary import (
 )
 from ..summary_build import per_unit
 from ..units import J_PER_KWH
+from ..untrusted import wall_seconds
 from . import align
 from .layout import JOB_MANIFEST, Member, members
 
@@ -64,7 +65,8 @@ class Loaded:
 
     @property
     def start_wall(self) -> float:
-        return float(self.member.manifest.get("start_wall") or 0.0)
+        wall = self.member.manifest.get("start_wall")
+        return float(wall) if wall_seconds(wall) else 0.0
 
     @property
     def end_wall(self) -> float:
@@ -82,10 +84,10 @@ class Loaded:
     def ranks(self) -> list[int]:
         """Ranks this member stands for: its own, or the joined processes' (CLI)."""
         job = self.member.job
-        if job.get("ranks"):
-            return sorted(int(r) for r in job["ranks"])
-        r = self.member.identity.get("rank")
-        return [int(r)] if r is not None else []
+        if job.get("ranks") and isinstance(job["ranks"], list):
+            return sorted(r for r in job["ranks"] if _rank(r))
+        r: Any = self.member.identity.get("rank")
+        return [r] if _rank(r) else []
 
     @property
     def order(self) -> tuple[int, str]:
@@ -108,6 +110,16 @@ class Loaded:
                 self._curves = {}
         curve = self._curves.get(device)
         return None if curve is None else curve.energy_at(t_member)
+
+
+def _rank(r: Any) -> bool:
+    return r.__class__ is int and 0 <= r < 1 << 30
+
+
+def _count(n: Any) -> int:
+    """A count (world size, nodes) from job.json or a member's run.json; 0 when it is not
+    one (a damaged or forged file)."""
+    return n if _rank(n) else 0
 
 
 class GroupArrays:
@@ -381,9 +393,9 @@ def _job_section(manifest: dict[str, Any], loaded: list[Loaded], devices: list[D
             "ended_utc": utc_iso(max(x.end_wall for x in xs)),
             "status": next((s for s in _STATUS_ORDER if s in statuses), "finished"),
             "energy_j": sum(x.summary.get("energy_j") or 0.0 for x in xs)})
-    world = max([int(x.member.identity.get("world_size") or 0) for x in loaded]
-                + [int(manifest.get("world_size") or 0)])
-    nnodes = max([int(x.member.identity.get("nnodes") or 0) for x in loaded] + [0]) or None
+    world = max([_count(x.member.identity.get("world_size")) for x in loaded]
+                + [_count(manifest.get("world_size"))])
+    nnodes = max([_count(x.member.identity.get("nnodes")) for x in loaded] + [0]) or None
     nodes = []
     grid_of = {n: e["grid"] for e in grids for n in e["nodes"]}
     for node in sorted(node_energy):
@@ -525,7 +537,7 @@ def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
                 xw = m.by.get(i)
                 if xw is not None:
                     w = xw[1]
-                    ranks += int((w.get("attrs") or {}).get("ranks") or max(len(x.ranks), 1))
+                    ranks += _count((w.get("attrs") or {}).get("ranks")) or max(len(x.ranks), 1)
                     if w.get("energy_j") is not None:
                         energy += w["energy_j"]
                         have_energy = True

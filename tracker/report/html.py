@@ -39,6 +39,16 @@ from ..errors import ConfigError
 from ..runlog import MANIFEST, SAMPLES, SUMMARY, parse_record, read_json, write_text_atomic
 from ..snapshot import BUCKET_S
 from ..units import J_PER_KWH, J_PER_WH
+from ..untrusted import (
+    MAX_JSON_ABS,
+    LineReader,
+    loads_bounded,
+    open_regular,
+    run_seconds,
+    shallow,
+    skip_partial_line,
+    wall_seconds,
+)
 
 INSTALL_HINT = "pip install 'energy-tracker[report]'"
 REPORT_FILE = "report.html"
@@ -177,8 +187,9 @@ class Scan:
 
 
 def _num(x: Any) -> bool:
-    """A finite JSON number (bool is not a number here)."""
-    return (x.__class__ is float or x.__class__ is int) and math.isfinite(x)
+    """A finite JSON number of plausible size (bool is not a number here; a huge int is not
+    converted to a float, which would raise)."""
+    return (x.__class__ is float or x.__class__ is int) and -MAX_JSON_ABS <= x <= MAX_JSON_ABS
 
 
 def scan_range(path: Path, grid: Grid, start: int = 0, end: Optional[int] = None,
@@ -199,24 +210,17 @@ def scan_range(path: Path, grid: Grid, start: int = 0, end: Optional[int] = None
     ds: list[dict[str, Any]] = []
     lines = bad = 0
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; `with` would nest the hot loop
+        f = open_regular(path)
     except OSError:
         return out
     try:
-        if start > 0:
-            f.seek(start - 1)
-            pos = start - 1 + len(f.readline())   # the first line starting at or after start
-        else:
-            pos = 0
-        stop_at = math.inf if end is None else end
-        for line in f:
-            if pos >= stop_at:
-                break
-            pos += len(line)
+        first = skip_partial_line(f, start, end) if start > 0 else 0
+        if first is None:   # no line starts in this range (inside one long line)
+            return out
+        # chunked, at most MAX_LINE_BYTES a line: an over-long line is skipped and counted
+        reader = LineReader(f, stop_at=None if end is None else end - first)
+        for line in reader:
             lines += 1
-            if line[-1:] != b"\n":    # the last line, cut by a crash
-                bad += 1
-                break
             if not line.startswith(b'{"t":'):   # every record the tracker writes does
                 bad += 1
                 continue
@@ -225,13 +229,17 @@ def scan_range(path: Path, grid: Grid, start: int = 0, end: Optional[int] = None
                     bad += 1
                 continue
             try:
+                if not shallow(line):   # the C scanner recurses: check the depth first
+                    raise ValueError
                 text = line.decode()
                 rec, stop = scan(text, 0)
                 d = rec["d"]
-                t = rec["t"] + offset_s
-                if d.__class__ is not dict or (stop != len(text) - 1 and text[stop:].strip()):
+                t = rec["t"]
+                if d.__class__ is not dict or not run_seconds(t) or (
+                        stop != len(text) and text[stop:].strip()):
                     raise ValueError
-                b = int((t - t0) * inv)     # NaN and infinity raise here
+                t += offset_s
+                b = int((t - t0) * inv)
             except Exception:   # not JSON, or not a reading record: skipped and counted
                 bad += 1
                 continue
@@ -246,6 +254,8 @@ def scan_range(path: Path, grid: Grid, start: int = 0, end: Optional[int] = None
             ds.append(d)
         if ds:
             _reduce(out, cur, ts, ds)
+        lines += reader.damaged + (reader.tail > 0)   # the last line, cut by a crash
+        bad += reader.damaged + (reader.tail > 0)
     finally:
         f.close()
     out.lines, out.bad = lines, bad
@@ -254,13 +264,20 @@ def scan_range(path: Path, grid: Grid, start: int = 0, end: Optional[int] = None
 
 def _intensity(line: bytes, out: Scan) -> bool:
     try:
-        p = json.loads(line)["intensity"]
-        if _num(p["start_wall"]) and _num(p["gco2_per_kwh"]):
+        p = loads_bounded(line)["intensity"]
+        if _period_ok(p):
             out.intensity.append(p)
             return True
     except Exception:
         pass
     return False
+
+
+def _period_ok(p: Any) -> bool:
+    """A live-intensity period the page can draw: plausible wall clocks, a finite value."""
+    return isinstance(p, dict) and wall_seconds(p.get("start_wall")) and (
+        p.get("end_wall") is None or wall_seconds(p.get("end_wall"))) and _num(
+        p.get("gco2_per_kwh"))
 
 
 _EMPTY: dict[str, Any] = {}
@@ -459,13 +476,16 @@ def scan_timeline(path: Path, grid: Grid, offset_s: float = 0.0) -> Scan:
     t0, inv, last_b = grid.t0, 1.0 / grid.width, grid.n - 1
     half = 0.5 * BUCKET_S
     series = out.series
-    for rec in read_timeline(path):
+    from ..runlog import Skipped
+    skipped = Skipped()
+    for rec in read_timeline(path, skipped):
         out.lines += 1
         try:
             if "intensity" in rec:
                 p = rec["intensity"]
-                if _num(p["start_wall"]) and _num(p["gco2_per_kwh"]):
-                    out.intensity.append(p)
+                if not _period_ok(p):
+                    raise ValueError
+                out.intensity.append(p)
                 continue
             d = rec.get("d")
             if d is None:
@@ -497,6 +517,8 @@ def scan_timeline(path: Path, grid: Grid, offset_s: float = 0.0) -> Scan:
                     s.first = [tj, j]
         except Exception:
             out.bad += 1
+    out.lines += skipped.lines
+    out.bad += skipped.lines
     return out
 
 
@@ -605,7 +627,8 @@ class Data:
 def load_summary(path: Path, is_job: bool) -> tuple[dict[str, Any], bool]:
     """The saved summary, or one built the way `energy-tracker report` does when it is missing
     or still says running (not written back: a report only reads)."""
-    saved = read_json(path / SUMMARY)
+    from ..summary import read_summary
+    saved = read_summary(path / SUMMARY)   # a damaged one (wrong types, NaN) is rebuilt
     if saved is not None and saved.get("status") not in (None, "running"):
         return saved, False
     if is_job:
@@ -629,21 +652,24 @@ def collect(path: Path, *, max_buckets: int = MAX_BUCKETS, workers: Optional[int
     summary, rebuilt = load_summary(path, is_job)
     if is_job:
         mems = list(members(path))
-        walls = [float(m.manifest.get("start_wall") or 0.0) for m in mems]
+        walls = [_wall(m.manifest.get("start_wall")) for m in mems]
         job = summary.get("job") or {}
-        t0 = float(job.get("started_wall") or (min(walls) if walls else 0.0))
-        sources = [Source(m.path / SAMPLES, m.manifest, m.node, w - t0)
+        t0 = _wall(job.get("started_wall"), min(walls) if walls else 0.0)
+        sources = [Source(m.path / SAMPLES, _safe_manifest(m.manifest), m.node, w - t0)
                    for m, w in zip(mems, walls)]
-        manifest = mems[0].manifest if mems else {}
+        manifest = sources[0].manifest if sources else {}
         start_wall = t0
     else:
-        manifest = read_json(path / MANIFEST) or {}
+        manifest = _safe_manifest(read_json(path / MANIFEST) or {})
         sources = [Source(path / SAMPLES, manifest, None, 0.0)]
-        start_wall = float(manifest.get("start_wall") or 0.0)
+        start_wall = _wall(manifest.get("start_wall"))
     t_end = float(summary.get("duration_s") or 0.0)
+    if not run_seconds(t_end):
+        t_end = 0.0
     for s in sources:   # a stale summary must not cut the timeline short
         t_end = max(t_end, s.offset_s + _last_t(s.path))
-    rate = float((summary.get("sampling") or {}).get("rate_hz") or 10.0)
+    rate_hz: Any = (summary.get("sampling") or {}).get("rate_hz")
+    rate = float(rate_hz) if _num(rate_hz) and 0.001 <= rate_hz <= 1e4 else 10.0
     grid = Grid.over(t_end, rate, max_buckets)
     tasks, n = plan([(f, s.offset_s, i, timeline) for i, s in enumerate(sources)
                      for f, timeline in member_files(s.path.parent)], workers=workers,
@@ -688,6 +714,26 @@ def collect(path: Path, *, max_buckets: int = MAX_BUCKETS, workers: Optional[int
                 job_members=len(sources) if is_job else 0, rebuilt=rebuilt)
 
 
+def _wall(x: Any, default: float = 0.0) -> float:
+    """A wall clock from run.json or a job summary, or `default` when it is not a plausible
+    one."""
+    return float(x) if wall_seconds(x) and x else float(default)
+
+
+def _safe_manifest(m: Any) -> dict[str, Any]:
+    """run.json as the page reads it: the fields it shows replaced by empty ones when they
+    have the wrong type (devices: objects with an object of details)."""
+    if not isinstance(m, dict):
+        return {}
+    out = dict(m)
+    for key, kind in (("versions", dict), ("host", dict), ("devices", list)):
+        if not isinstance(out.get(key) or kind(), kind):
+            out[key] = kind()
+    out["devices"] = [d for d in out.get("devices") or ()
+                      if isinstance(d, dict) and isinstance(d.get("details") or {}, dict)]
+    return out
+
+
 def _parts(manifest: dict[str, Any]) -> set[str]:
     """Names of a run's devices included in a whole-node meter (parts of its energy)."""
     from ..sensors.base import counted
@@ -698,7 +744,7 @@ def _parts(manifest: dict[str, Any]) -> set[str]:
 def _last_t(path: Path) -> float:
     """t of the last complete line of a samples.jsonl (read from its tail only)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - 65536))
@@ -917,14 +963,14 @@ def _timeline(data: Data, figs: _Figures) -> str:
         for (node, ser), colour in zip(data.nodes.items(), palette):
             xs, lo, hi = _band(ser, data.grid, k)
             peak = max([peak] + [v for v in hi if v is not None])
-            fig.add_trace(go.Scatter(x=xs, y=hi, name=node, legendgroup=node, mode="lines",
-                                     line={"color": colour, "width": 1},
-                                     hovertemplate=f"{_e(node)} max %{{y:.1f}} W<extra></extra>"),
+            fig.add_trace(go.Scatter(x=xs, y=hi, name=_pe(node), legendgroup=_pe(node),
+                                     mode="lines", line={"color": colour, "width": 1},
+                                     hovertemplate=f"{_pt(node)} max %{{y:.1f}} W<extra></extra>"),
                           row=row["power"], col=1)
-            fig.add_trace(go.Scatter(x=xs, y=lo, name=f"{node} min", legendgroup=node,
+            fig.add_trace(go.Scatter(x=xs, y=lo, name=_pe(f"{node} min"), legendgroup=_pe(node),
                                      showlegend=False, mode="lines", fill="tonexty",
                                      line={"color": colour, "width": 1},
-                                     hovertemplate=f"{_e(node)} min %{{y:.1f}} W<extra></extra>"),
+                                     hovertemplate=f"{_pt(node)} min %{{y:.1f}} W<extra></extra>"),
                           row=row["power"], col=1)
     else:
         palette = _palette(len(data.devices))
@@ -932,9 +978,9 @@ def _timeline(data: Data, figs: _Figures) -> str:
             xs, ys = _m4(ser, data.grid, k)
             peak = max([peak] + [v for v in ys if v is not None])
             how = " (dE/dt of its counter)" if ser.derived else ""
-            fig.add_trace(go.Scattergl(x=xs, y=ys, name=name + how, mode="lines",
+            fig.add_trace(go.Scattergl(x=xs, y=ys, name=_pe(name + how), mode="lines",
                                        line={"color": colour, "width": 1.2},
-                                       hovertemplate=f"{_e(name)} %{{y:.1f}} W<extra></extra>"),
+                                       hovertemplate=f"{_pt(name)} %{{y:.1f}} W<extra></extra>"),
                           row=row["power"], col=1)
     # cumulative energy: total and per component (run) or per node (job)
     parts = data.nodes if data.kind == "job" else _by_component(data)
@@ -949,10 +995,10 @@ def _timeline(data: Data, figs: _Figures) -> str:
         pts = sorted(ser.energy.items())
         fig.add_trace(go.Scatter(
             x=[round(min(v[0], duration) * k, 6) for _, v in pts],
-            y=[round(v[1] * ek, 6) for _, v in pts], name=f"energy: {name}", mode="lines",
+            y=[round(v[1] * ek, 6) for _, v in pts], name=_pe(f"energy: {name}"), mode="lines",
             line={"color": colour, "width": 2 if name == "total" else 1,
                   "dash": "solid" if name == "total" else "dot"},
-            hovertemplate=f"{_e(name)} %{{y:.4g}} {eunit}<extra></extra>"),
+            hovertemplate=f"{_pt(name)} %{{y:.4g}} {eunit}<extra></extra>"),
             row=row["energy"], col=1)
     fig.update_yaxes(title_text=eunit, row=row["energy"], col=1)
     fig.update_yaxes(title_text="W", row=row["power"], col=1, rangemode="tozero")
@@ -965,7 +1011,7 @@ def _timeline(data: Data, figs: _Figures) -> str:
                      f"{g.get('j_per_step', 0):.4g} J/step" + (f", {per}" if per else ""))
             xs += [round(g["start_s"] * k, 6), round(g["end_s"] * k, 6), None]
             ys += [g.get("j_per_step"), g.get("j_per_step"), None]
-            text += [label, label, None]
+            text += [_pe(label), _pe(label), None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="J/step",
                                  line={"color": "#E45756", "width": 2}, text=text,
                                  hovertemplate="%{text}<extra></extra>"),
@@ -982,7 +1028,7 @@ def _timeline(data: Data, figs: _Figures) -> str:
                      + (f" (fallback: {p.get('note')})" if p.get("fallback") else ""))
             xs += [round(max(a, 0.0) * k, 6), round(min(max(b, a), duration) * k, 6), None]
             ys += [p["gco2_per_kwh"], p["gco2_per_kwh"], None]
-            text += [label, label, None]
+            text += [_pe(label), _pe(label), None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="grid intensity",
                                  line={"color": "#4C9F38", "width": 2}, text=text,
                                  hovertemplate="%{text}<extra></extra>"),
@@ -1064,7 +1110,7 @@ def _window_shapes(s: dict[str, Any], k: float, fig: Any, peak: float, power_row
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": w["start_s"] * k,
                        "x1": stop(w) * k, "y0": 0, "y1": 1, "fillcolor": colour,
                        "opacity": opacity, "line": {"width": 0}, "layer": "below",
-                       "name": kind, "legendgroup": f"window-{kind}",
+                       "name": _pe(kind), "legendgroup": _pe(f"window-{kind}"),
                        "showlegend": kind not in legend_done})
         legend_done.add(kind)
     xs, ys, text = [], [], []
@@ -1073,8 +1119,8 @@ def _window_shapes(s: dict[str, Any], k: float, fig: Any, peak: float, power_row
         e = w.get("energy_j")
         xs.append(round((a + b) / 2 * k, 6))
         ys.append(round(peak * 1.04, 2) if peak > 0 else 0)
-        text.append(f"{w.get('name')} [{w.get('kind')}]: "
-                    + (f"{e:,.1f} J" if _num(e) else "n/a") + f" over {b - a:.3g} s")
+        text.append(_pe(f"{w.get('name')} [{w.get('kind')}]: "
+                        + (f"{e:,.1f} J" if _num(e) else "n/a") + f" over {b - a:.3g} s"))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="windows",
                              marker={"symbol": "triangle-down", "size": 7, "color": "#5b6b7b"},
                              text=text, hovertemplate="%{text}<extra></extra>"),
@@ -1093,10 +1139,11 @@ def _breakdown(s: dict[str, Any], figs: _Figures) -> str:
     rows = sorted(((k, v) for k, v in bd.items() if isinstance(v, dict)),
                   key=lambda kv: -(kv[1].get("energy_j") or 0.0))
     fig = go.Figure(go.Bar(
-        y=[k for k, _ in rows][::-1], x=[v.get("energy_j") or 0.0 for _, v in rows][::-1],
+        y=[_pe(k) for k, _ in rows][::-1], x=[v.get("energy_j") or 0.0 for _, v in rows][::-1],
         orientation="h", marker={"color": "#4C78A8"},
         text=[_pct(v.get("share")) for _, v in rows][::-1], textposition="auto",
-        customdata=[[_dur(v.get("seconds")), str(v.get("method") or "")] for _, v in rows][::-1],
+        customdata=[[_dur(v.get("seconds")), _pe(v.get("method") or "")]
+                    for _, v in rows][::-1],
         hovertemplate="%{y}: %{x:,.1f} J (%{text}) over %{customdata[0]}<br>"
                       "%{customdata[1]}<extra></extra>"))
     fig.update_xaxes(title_text="J")
@@ -1117,10 +1164,11 @@ def _devices(data: Data, figs: _Figures) -> str:
     body = ""
     if len(devs) <= 64:
         fig = go.Figure(go.Bar(
-            y=label[::-1], x=[d.get("energy_j") or 0.0 for d in devs][::-1], orientation="h",
+            y=[_pe(x) for x in label][::-1], x=[d.get("energy_j") or 0.0 for d in devs][::-1],
+            orientation="h",
             marker={"color": [_KIND_COLOURS["epoch"] if d.get("component") == "gpu"
                               else "#9D755D" for d in devs][::-1]},
-            customdata=[[str(d.get("method")), str(d.get("status"))] for d in devs][::-1],
+            customdata=[[_pe(d.get("method")), _pe(d.get("status"))] for d in devs][::-1],
             hovertemplate="%{y}: %{x:,.1f} J [%{customdata[0]}], %{customdata[1]}"
                           "<extra></extra>"))
         fig.update_xaxes(title_text="J")
@@ -1198,7 +1246,7 @@ def _carbon(data: Data, figs: _Figures) -> str:
             parts.append(f"<h3>What if this energy ({kwh:.6g} kWh) ran elsewhere "
                          "(annual factors)</h3>")
             fig = go.Figure(go.Bar(
-                x=[f"{r['code']}{' (' + lab + ')' if lab else ''}" for r, lab in allrows],
+                x=[_pe(f"{r['code']}{' (' + lab + ')' if lab else ''}") for r, lab in allrows],
                 y=[r["emissions_g"] for r, _ in allrows], marker={"color": "#54A24B"},
                 hovertemplate="%{x}: %{y:.4g} g CO2e<extra></extra>"))
             if s.get("emissions_kg") is not None:
@@ -1326,6 +1374,20 @@ def _provenance(data: Data) -> str:
 # -- small formatting helpers ---------------------------------------------------------------------
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
+
+
+def _pe(x: Any) -> str:
+    """A user string for plotly, which renders a subset of HTML (<a href>, <b>, <br>, ...) in
+    trace names, axis labels, annotations, hover and text: `&`, `<` and `>` escaped (plotly
+    turns the entities back into the characters; it would show `&quot;` as it is)."""
+    text = "" if x is None else str(x)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _pt(x: Any) -> str:
+    """A user string inside a hovertemplate: `_pe`, and `%` as an entity so that `%{...}` in
+    a name is shown, not filled in by plotly."""
+    return _pe(x).replace("%", "&#37;")
 
 
 def _f(x: Any, spec: str) -> str:

@@ -11,12 +11,14 @@ in between; peaks inside a slot are averaged out (the HTML report keeps them).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from ..runlog import parse_record
 from ..units import J_PER_KWH
+from ..untrusted import number, open_regular, run_seconds, wall_seconds
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
@@ -39,8 +41,8 @@ def render(summary: dict[str, Any], run_or_job_dir: Path, width: int = 60) -> st
 
 # -- sparkline ------------------------------------------------------------------------------------
 def _sparkline(summary: dict[str, Any], path: Path, width: int) -> list[str]:
-    duration = float(summary.get("duration_s") or 0.0)
-    if duration <= 0:
+    duration = summary.get("duration_s") or 0.0
+    if not run_seconds(duration) or duration <= 0:
         return []
     job = summary.get("job")
     if isinstance(job, dict):
@@ -51,10 +53,9 @@ def _sparkline(summary: dict[str, Any], path: Path, width: int) -> list[str]:
         if len(mems) > MAX_MEMBERS:
             return [f"power  ({len(mems)} processes: see `energy-tracker report --html` for the "
                     "timeline)"]
-        t0 = float(job.get("started_wall") or min(float(m.manifest.get("start_wall") or 0)
-                                                   for m in mems))
-        curves = [(_run_points(m.path, width),
-                   float(m.manifest.get("start_wall") or t0) - t0) for m in mems]
+        walls = [_wall(m.manifest.get("start_wall"), 0.0) for m in mems]
+        t0 = _wall(job.get("started_wall"), min(walls))
+        curves = [(_run_points(m.path, width), (w or t0) - t0) for m, w in zip(mems, walls)]
     else:
         curves = [(_run_points(path, width), 0.0)]
     curves = [(pts, off) for pts, off in curves if len(pts) >= 2]
@@ -131,8 +132,8 @@ def _energy_points(path: Path, n: int, start_at_zero: bool = True,
                    parts: frozenset[str] = frozenset()) -> list[tuple[float, float]]:
     """(t, run energy so far) at about n+1 places in one samples.jsonl, from the devices' `j`."""
     try:
-        size = path.stat().st_size
-        f = open(path, "rb")  # noqa: SIM115 - closed below
+        f = open_regular(path)   # a FIFO or device planted in the run directory: no points
+        size = os.fstat(f.fileno()).st_size
     except OSError:
         return []
     latest: dict[str, float] = {}
@@ -221,7 +222,11 @@ def _bars(breakdown: Any, width: int) -> list[str]:
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return number(x)
+
+
+def _wall(x: Any, default: float) -> float:
+    return float(x) if wall_seconds(x) and x else float(default)
 
 
 def _energy(j: float) -> str:

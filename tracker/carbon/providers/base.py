@@ -109,9 +109,14 @@ class BaseProvider:
 
 def plausible(value: Any) -> float:
     """`value` as a float if it is a finite number in 0..2000 gCO2e/kWh (else TypeError or
-    ValueError, which a fetch reports as an unexpected answer)."""
+    ValueError, which a fetch reports as an unexpected answer, and the run keeps its factor)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("intensity is not a number")
-    if not math.isfinite(value) or not 0 <= value <= MAX_GCO2_PER_KWH:
-        raise ValueError(f"intensity outside 0..{MAX_GCO2_PER_KWH:g} gCO2e/kWh")
-    return float(value)
+        raise TypeError(f"intensity is not a number (got a {type(value).__name__})")
+    try:
+        number = float(value)
+    except OverflowError:   # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number) or not 0 <= number <= MAX_GCO2_PER_KWH:
+        shown = f"{number:g}" if math.isfinite(number) else str(number)
+        raise ValueError(f"intensity {shown} gCO2e/kWh is outside 0..{MAX_GCO2_PER_KWH:g}")
+    return number

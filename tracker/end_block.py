@@ -1,0 +1,103 @@
+"""The short block a tracked run prints on stderr when it ends (`quiet=True` silences it).
+
+    energy-tracker: run 'mnist' finished in 12.3 s: 519 J IT, PUE 1.2 -> 623 J facility
+      emissions 66 mg CO2e at 381 gCO2e/kWh (DE: Germany; Ember ..., 2024)
+      methods: gpu counter, cpu modeled, ram modeled
+      run directory: /home/me/energy-runs/2025-06-01T10-00-00-mnist
+      report: /home/me/energy-runs/2025-06-01T10-00-00-mnist/report.html
+
+At most six lines, whatever the run: the whole story (every device, window, note) is
+`summary.format()` and `energy-tracker report DIR`. Who prints: the process that started the
+run; in a job, the process that ended the job, with the job's figures; a script joined to an
+`energy-tracker run` prints nothing (the command prints the one block). Printing never raises.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TYPE_CHECKING, Any, Optional
+
+from .units import J_PER_KWH, J_PER_WH
+
+if TYPE_CHECKING:
+    from .summary import Summary
+
+__all__ = ["end_block", "print_end_block"]
+
+MAX_SOURCE_CHARS = 80   # a grid source longer than this is cut (summary.json has it whole)
+
+
+def energy_text(j: float) -> str:
+    """Joules in the unit that fits: "519 J", "0.14 Wh" -> "144 Wh", "3.2 kWh", "1.5 MWh"."""
+    if abs(j) < J_PER_WH:
+        return f"{j:.3g} J"
+    if abs(j) < J_PER_KWH:
+        return f"{j / J_PER_WH:.3g} Wh"
+    if abs(j) < 1000 * J_PER_KWH:
+        return f"{j / J_PER_KWH:.3g} kWh"
+    return f"{j / (1000 * J_PER_KWH):.3g} MWh"
+
+
+def mass_text(kg: float) -> str:
+    """kg CO2e in the unit that fits: mg, g, kg or t."""
+    g = kg * 1000.0
+    if abs(g) < 1.0:
+        return f"{g * 1000:.3g} mg"
+    if abs(g) < 1000.0:
+        return f"{g:.3g} g"
+    if abs(kg) < 1000.0:
+        return f"{kg:.3g} kg"
+    return f"{kg / 1000:.3g} t"
+
+
+def end_block(summary: Summary) -> str:
+    """The block's text for a run's (or a job's) summary."""
+    job = summary.job
+    if job:
+        nodes = len(job.get("nodes") or [])
+        head = (f"job {summary.name!r} ({job.get('world_size')} ranks on {nodes} "
+                f"node{'s' if nodes != 1 else ''})")
+    else:
+        head = f"run {summary.name!r}"
+    head = f"energy-tracker: {head} {summary.status} in {summary.duration_s:.1f} s: "
+    if summary.energy_j is None:
+        head += "nothing could be measured"
+    else:
+        it = energy_text(summary.energy_j)
+        facility = summary.facility_energy_j
+        head += (f"{it} IT" + (f", PUE {summary.pue:g} -> {energy_text(facility)} facility"
+                               if facility is not None and summary.pue != 1 else ""))
+    lines = [head]
+    g = summary.grid or {}
+    if summary.emissions_kg is not None:
+        source = str(g.get("source") or "source n/a")
+        if len(source) > MAX_SOURCE_CHARS:
+            source = source[:MAX_SOURCE_CHARS - 1] + "…"
+        where = ("energy-weighted over the nodes' grids" if g.get("region_code") == "mixed"
+                 else f"{g.get('region_code') or 'world'}: {g.get('region_name') or 'n/a'}")
+        lines.append(f"  emissions {mass_text(summary.emissions_kg)} CO2e at "
+                     f"{summary.gco2_per_kwh or 0:.0f} gCO2e/kWh ({where}; {source}, "
+                     f"{g.get('year') or 'year n/a'})")
+    methods = [f"{c.component} {c.method}" + ("" if c.status == "ok" else f" ({c.status})")
+               for c in summary.components.values()]
+    if methods:
+        extra = f"; {len(summary.degraded)} degraded, see the summary" if summary.degraded \
+            else ""
+        lines.append(f"  methods: {', '.join(methods)}{extra}")
+    if summary.run_dir:
+        lines.append(f"  {'job' if job else 'run'} directory: {summary.run_dir}")
+        lines.append(f"  report: {summary.report_html}" if summary.report_html else
+                     f"  report: energy-tracker report {summary.run_dir}")
+    return "\n".join(lines)
+
+
+def print_end_block(summary: Summary, stream: Optional[IO[str]] = None) -> None:
+    """Write the block to stderr (or `stream`); a closed or broken stream is ignored."""
+    try:
+        out: Any = stream if stream is not None else sys.stderr
+        if out is None:   # pythonw, a daemon with stderr closed
+            return
+        out.write(end_block(summary) + "\n")
+        out.flush()
+    except Exception:   # the run's files are written; a message that cannot be shown is lost
+        pass
