@@ -71,9 +71,7 @@ def test_mnist_train_runs_unchanged_on_a_real_dataloader(clocked_h100, manual_cl
             optimizer.step()
             manual_clock.sleep(0.05)
             if batch_idx % args["log_interval"] == 0:
-                print("Train Epoch: {} [{}/{} ({:.0f}%)]\tLoss: {:.6f}".format(
-                    epoch, batch_idx * len(data), len(train_loader.dataset),
-                    100. * batch_idx / len(train_loader), loss.item()))
+                print(f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)} ({100. * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}")  # noqa: E501 - the line as pytorch/examples has it
                 if args["dry_run"]:
                     break
 
@@ -126,7 +124,7 @@ def test_step_context_in_a_while_loop(clocked_h100, manual_clock, tmp_path):
             iter_num += 1
             if iter_num > 3:
                 break
-        with run.window("eval", kind="eval"):
+        with run.window("eval", kind="eval"):  # noqa: SIM117
             with run.step(samples=1, index=100):      # a step inside a window: its child
                 manual_clock.sleep(0.2)
     summary = run.summary
@@ -144,7 +142,7 @@ def test_step_context_in_a_while_loop(clocked_h100, manual_clock, tmp_path):
 
 def test_step_context_closes_on_exception_and_never_raises_when_stopped(
         clocked_h100, manual_clock, tmp_path):
-    with track("boom", output_dir=tmp_path, **FAST) as run:
+    with track("boom", output_dir=tmp_path, **FAST) as run:  # noqa: SIM117
         with pytest.raises(ValueError, match="loss is nan"):
             with run.step(samples=2):
                 manual_clock.sleep(0.1)

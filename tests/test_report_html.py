@@ -459,7 +459,9 @@ def test_a_checkpointed_run_draws_its_whole_timeline(fake_nvml, manual_clock, tm
         manual_clock.sleep(2.6)      # run time by hand: checkpoints at 0.5, 1.0, ... 2.5 s
     wait_for(lambda: condensed(run.run_dir), "the last condensing thread")
     names = [p.name for p in run.run_dir.iterdir()]
-    assert sum(n.startswith("timeline.") for n in names) == 5, names
+    # checkpoints fall on the 0.5 s rounds of the tick loop: at 0.5 ... 2.0 s, and at 2.5 s
+    # when that round comes before the final reading at 2.6 s
+    assert 4 <= sum(n.startswith("timeline.") for n in names) <= 5, names
     data = collect(run.run_dir)
     power = data.devices["gpu0"].power
     early = [v for b, v in power.items() if data.grid.mid(b) < 0.8]
