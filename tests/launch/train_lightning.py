@@ -30,15 +30,27 @@ class Regressor(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-class Keep(pl.Callback):
-    """Records what the energy callback logged (rank 0), to compare with the job's files."""
+class Keep(pl.loggers.Logger):
+    """A logger that records what the energy callback logged (rank 0): the callback writes to
+    the Trainer's loggers, to compare with the job's files."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.rows: list[dict[str, float]] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        row = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k in ("energy_kwh", "power_w")}
+    @property
+    def name(self) -> str:
+        return "keep"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        row = {k: float(v) for k, v in metrics.items() if k in ("energy_kwh", "power_w")}
         if row:
             self.rows.append(row)
 
@@ -50,8 +62,8 @@ def main() -> None:
     data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=16)
     keep = Keep()
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp",
-                         callbacks=[EnergyCallback("lightning-ddp", output_dir=out), keep],
-                         logger=False, log_every_n_steps=2, enable_checkpointing=False,
+                         callbacks=[EnergyCallback("lightning-ddp", output_dir=out)],
+                         logger=keep, log_every_n_steps=2, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(Regressor(), data)
     if trainer.global_rank == 0:
