@@ -92,6 +92,7 @@ def test_update_a_card_without_front_matter(tmp_path, fake_h100):
 
 def test_bad_input_is_one_line_exit_2(tmp_path, fake_h100, capsys):
     run = h100_run(tmp_path)
+    capsys.readouterr()          # the run's own end-of-run block on stderr
     cases = [["card", str(tmp_path / "nope")],
              ["card", str(run), "--training-type", "pretraining"],
              ["card", str(run), "--wue", "-1"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import resource
 import shutil
 import stat
 import subprocess
@@ -299,17 +298,19 @@ JOB_CASES: dict[str, Callable[[Path], None]] = {
 
 
 # -- running the CLI ------------------------------------------------------------------------------
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
-
-
 def measured(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
     """(exit status, stderr, peak RSS in MB) of `python -m tracker ARGS` under RLIMIT_AS; the
     child's own peak RSS comes from wait4 (children run two at a time, so RUSAGE_CHILDREN, a
     maximum over all of them, could not say which one it was). Killed after TIMEOUT_S."""
-    p = subprocess.Popen([sys.executable, "-m", "tracker", *args], env=env, cwd=cwd,
+    # The limit is set by a small interpreter that then execs the CLI, not by preexec_fn: a
+    # forked copy of this (by now large) pytest process would count its own RSS as the child's
+    # peak; without preexec_fn the child is spawned without copying it.
+    launcher = ("import os, resource, sys; "
+                f"resource.setrlimit(resource.RLIMIT_AS, ({AS_LIMIT}, {AS_LIMIT})); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'tracker', *sys.argv[1:]])")
+    p = subprocess.Popen([sys.executable, "-c", launcher, *args], env=env, cwd=cwd,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, preexec_fn=_limit)
+                         stderr=subprocess.PIPE)
     assert p.stderr is not None
     timer = threading.Timer(TIMEOUT_S, p.kill)
     timer.start()
