@@ -89,3 +89,14 @@ def test_a_world_writable_output_dir_without_sticky_bit_is_refused(tmp_path):
         TrackerConfig.from_options("x", output_dir=shared / "runs")
     os.chmod(shared, 0o1777)                       # like /tmp: others cannot rename our files
     TrackerConfig.from_options("x", output_dir=shared / "runs")
+
+
+def test_steps_file_is_never_written_through_a_link(tmp_path):
+    from tracker.ledger import StepFile
+    from tracker.safefs import UnsafePath
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    (tmp_path / "steps.bin").symlink_to(precious)
+    with pytest.raises(UnsafePath):
+        StepFile(tmp_path / "steps.bin")
+    assert precious.read_text() == "mine"

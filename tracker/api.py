@@ -323,12 +323,7 @@ class Tracker:
         got = joined_options([asked], own=manifest.get("config") or {},
                              own_pue_given=self.pue_source == "user",
                              own_name_given=manifest.get("name_source", "user") == "user")
-        if got.factor is not None:
-            self.factor = got.factor
-        if got.pue is not None:
-            self.pue, self.pue_source = got.pue, "user (from the tracked script)"
-        if got.name is not None:
-            self.name = got.name
+        self._apply_joined(got)
         self._live = None
         self.emissions_csv = False
         self.notes.append(f"joined run {self.run_id} tracked by `energy-tracker run` "
@@ -793,13 +788,17 @@ class Tracker:
 
         got = joined_options(configs, own=self._config, own_pue_given=self.pue_source == "user",
                              own_name_given=self.name_source == "user")
+        self._apply_joined(got)
+        self.notes.extend(got.notes)
+
+    def _apply_joined(self, got: Any) -> None:
+        """What follow.joined_options decided applies to this run (both sides of a join)."""
         if got.factor is not None:
             self.factor = got.factor
         if got.pue is not None:
             self.pue, self.pue_source = got.pue, "user (from the tracked script)"
         if got.name is not None:
             self.name = got.name
-        self.notes.extend(got.notes)
 
     def _adopt_job(self, identity: dict[str, Any], ranks: list[int]) -> None:
         """Several ranks of a job joined this run (`energy-tracker run -- torchrun ...`): the

@@ -139,8 +139,14 @@ class StepFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._f = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open for the run)
+        self._f = self._open()
         self._buf = bytearray()
+
+    def _open(self) -> Any:
+        """steps.bin for appending, never through a link (kept open for the run)."""
+        from .safefs import open_nofollow
+        fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return os.fdopen(fd, "ab", buffering=0)
 
     def write(self, b: Batch, energies: Any) -> None:
         """Append a block: the steps of `b` with their energies (same order)."""
@@ -160,7 +166,7 @@ class StepFile:
     def reopen(self) -> None:
         """Continue in a new file at the same path (the directory was recreated)."""
         if not self._f.closed:
-            old, self._f = self._f, open(self.path, "ab", buffering=0)  # noqa: SIM115
+            old, self._f = self._f, self._open()
             old.close()
 
     def close(self) -> None:
