@@ -44,6 +44,13 @@ MAKE_JOB = textwrap.dedent("""
                 time.sleep(0.02)
             with run.window("eval", kind="eval"):
                 time.sleep(0.2)
+        # no checkpoint at the very end, so samples.jsonl has lines after the last rotation
+        # (on a fast machine the last rotation could otherwise leave it empty)
+        run._segment_s = 1e9
+        deadline = time.monotonic() + 30
+        while run.run_dir.joinpath("samples.jsonl").stat().st_size == 0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
     print(run.run_dir)
 """)
 
@@ -76,6 +83,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for f in ("summary.json", "run.json", "snapshot.json", "steps.bin", "samples.jsonl",
               "timeline.0.jsonl.gz"):
         assert (member / f).is_file(), f
+    assert (member / "samples.jsonl").stat().st_size > 0, "samples.jsonl has no lines to forge"
     run = tmp / "run"
     shutil.copytree(member, run)
     (run / ".lock").unlink(missing_ok=True)
