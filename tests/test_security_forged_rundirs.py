@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -307,29 +308,33 @@ JOB_CASES: dict[str, Callable[[Path], None]] = {
 
 # -- running the CLI ------------------------------------------------------------------------------
 def measured(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
-    """(exit status, stderr, peak RSS in MB) of `python -m tracker ARGS` under RLIMIT_AS; the
-    child's own peak RSS comes from wait4 (children run two at a time, so RUSAGE_CHILDREN, a
-    maximum over all of them, could not say which one it was). Killed after TIMEOUT_S."""
-    # The limit is set by a small interpreter that then execs the CLI, not by preexec_fn: a
-    # forked copy of this (by now large) pytest process would count its own RSS as the child's
-    # peak; without preexec_fn the child is spawned without copying it.
-    launcher = ("import os, resource, sys; "
+    """(exit status, stderr, peak RSS in MB) of `python -m tracker ARGS` under RLIMIT_AS.
+
+    The CLI runs as the child of a small launcher, which reports the child's own peak RSS
+    from wait4. Not measured on a child of pytest: Linux keeps the high-water RSS of the
+    process image an exec replaces (fork/vfork + exec of a 900 MB pytest reads 900 MB), and
+    RUSAGE_CHILDREN is a maximum over all children (they run two at a time here). The
+    launcher's own image is a few MB, so its child starts from that. Killed (the whole
+    process group) after TIMEOUT_S."""
+    launcher = ("import os, resource, subprocess, sys; "
                 f"resource.setrlimit(resource.RLIMIT_AS, ({AS_LIMIT}, {AS_LIMIT})); "
-                "os.execv(sys.executable, [sys.executable, '-m', 'tracker', *sys.argv[1:]])")
+                "c = subprocess.Popen([sys.executable, '-m', 'tracker', *sys.argv[1:]], "
+                "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL); "
+                "_, st, ru = os.wait4(c.pid, 0); "
+                "print(os.waitstatus_to_exitcode(st), ru.ru_maxrss, flush=True)")
     p = subprocess.Popen([sys.executable, "-c", launcher, *args], env=env, cwd=cwd,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    assert p.stderr is not None
-    timer = threading.Timer(TIMEOUT_S, p.kill)
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    timer = threading.Timer(TIMEOUT_S, lambda: os.killpg(p.pid, signal.SIGKILL))
     timer.start()
     try:
-        err = p.stderr.read(1 << 20)      # until the child ends (or says too much)
-        p.stderr.close()
-        _, status, usage = os.wait4(p.pid, 0)
+        out, err = p.communicate()
     finally:
         timer.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, err.decode("utf-8", "replace"), usage.ru_maxrss / 1024
+    fields = out.decode("ascii", "replace").split()
+    if p.returncode != 0 or len(fields) != 2:      # the launcher itself was killed
+        return (p.returncode or -9), err.decode("utf-8", "replace"), 0.0
+    return int(fields[0]), err[: 1 << 20].decode("utf-8", "replace"), int(fields[1]) / 1024
 
 
 def check(case: str, args: list[str], result: tuple[int, str, float]) -> list[str]:
