@@ -175,7 +175,7 @@ def main() -> None:
     merged = timed(f"from tracker.job.merge import merge\n"
                    f"s = merge([{str(job)!r}])\n"
                    f"assert len(s.job['nodes']) == {args.nodes}\n"
-                   f"from tracker.runlog import write_json_atomic\n"
+                   f"from tracker.rundir.runlog import write_json_atomic\n"
                    f"from pathlib import Path\n"
                    f"write_json_atomic(Path({str(job)!r}) / 'summary.json', s.to_dict())")
     print(f"merge (end of job / report --rebuild): {merged['s']:.2f} s, "

@@ -190,7 +190,7 @@ def condensed(run_dir: Path) -> bool:
 def step_windows(run_dir) -> list[dict]:
     """The run's steps from steps.bin, shaped like windows.json's windows (start_s, end_s,
     duration_s, energy_j, attrs with index/samples/tokens)."""
-    from tracker.ledger import read_steps
+    from tracker.rundir.ledger import read_steps
 
     out = []
     for s in read_steps(run_dir / "steps.bin"):

@@ -13,7 +13,7 @@ import pytest
 
 from tracker import track
 from tracker.errors import ConfigError
-from tracker.runlog import CODECARBON_COLUMNS
+from tracker.rundir.runlog import CODECARBON_COLUMNS
 
 codecarbon = pytest.importorskip("codecarbon")
 pd = pytest.importorskip("pandas")

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from tracker import track
-from tracker.runlog import EAGER_FLUSH_S, FLUSH_EVERY_S, SAMPLES
+from tracker.rundir.names import SAMPLES
+from tracker.rundir.runlog import EAGER_FLUSH_S, FLUSH_EVERY_S
 from tracker.sampler import MAX_TICK_S, Sampling
 from tracker.sensors.base import Sensor, SensorInfo
 from tracker.sensors.model import CpuModelSensor, RamModelSensor

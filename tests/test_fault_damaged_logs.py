@@ -150,7 +150,7 @@ def test_the_root_table_shows_a_damaged_run_as_unreadable(good_run, tmp_path, ca
 def test_a_report_on_a_full_disk_still_prints(good_run, tmp_path, capsys, monkeypatch):
     import errno
 
-    import tracker.runlog as runlog
+    import tracker.rundir.runlog as runlog
     from tracker.cli import main
     run = copy(good_run, tmp_path)
     m = json.loads((run / "run.json").read_text())
@@ -200,7 +200,7 @@ def test_an_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
 def test_one_parser_for_every_log_line(line, ok):
     """Every reader of the run log (rebuild, report, the joined-process follower, timelines)
     goes through runlog.parse_record: a damaged line is None, never an exception."""
-    from tracker.runlog import parse_record
+    from tracker.rundir.runlog import parse_record
     rec = parse_record(line)
     assert (rec is not None) is ok
     if ok:
@@ -210,7 +210,7 @@ def test_one_parser_for_every_log_line(line, ok):
 def test_the_follower_keeps_the_lines_after_a_damaged_one(tmp_path, fake_nvml):
     """A damaged line in the parent's samples.jsonl used to drop the rest of its chunk."""
     from tracker.follow import LogFollower
-    from tracker.runlog import SAMPLES
+    from tracker.rundir.names import SAMPLES
     from tracker.sampler import DeviceState
     from tracker.sensors.nvidia import discover_gpus
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker.ledger import read_steps
 from tracker.rebuild import rebuild_summary
+from tracker.rundir.ledger import read_steps
 
 FAKES = Path(__file__).parent / "fakes" / "nvml_site"
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from integrations.torch import (  # noqa: E402
     process_gpus,
 )
 from tracker import Tracker  # noqa: E402
-from tracker.ledger import read_steps  # noqa: E402
+from tracker.rundir.ledger import read_steps  # noqa: E402
 
 WATTS = 200.0
 

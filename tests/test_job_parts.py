@@ -21,7 +21,7 @@ from tracker.job.claims import ClaimBook
 from tracker.job.identity import detect
 from tracker.job.layout import open_job_dir
 from tracker.job.merge import merge
-from tracker.runlog import append_emissions_row, upsert_emissions_row
+from tracker.rundir.runlog import append_emissions_row, upsert_emissions_row
 
 FAST = dict(rate_hz=50, counter_interval_s=0.2, cpu=False, ram=False)
 

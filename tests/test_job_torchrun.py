@@ -92,9 +92,10 @@ def assert_each_device_once(summary: dict, nodes: int) -> None:
     gpus = [d for d in summary["devices"] if d["component"] == "gpu"]
     uuids = [d["details"]["uuid"] for d in gpus]
     assert len(uuids) == len(set(uuids)) == 2 * nodes
-    # a GPU counted by two processes would double its mean power
-    assert sorted(round(d["mean_power_w"]) for d in gpus) == sorted(
-        [round(w) for w in WATTS] * nodes)
+    # a GPU counted by two processes would double its mean power; within 5 %, not to the
+    # watt: the fake counter's last 100 ms tick can fall just outside a loaded run's window
+    assert sorted(d["mean_power_w"] for d in gpus) == pytest.approx(
+        sorted(list(WATTS) * nodes), rel=0.05)
     for comp in ("cpu", "ram"):
         found = [d for d in summary["devices"] if d["component"] == comp]
         assert len(found) == nodes, f"{comp} once per node: {found}"

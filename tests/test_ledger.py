@@ -12,8 +12,8 @@ from conftest import condensed, wait_for
 
 from tracker import track
 from tracker.curve import EnergyCurve
-from tracker.ledger import MAX_STEP_GROUPS, Ledger, StepFile, StepGroups, read_steps
 from tracker.rebuild import rebuild_summary
+from tracker.rundir.ledger import MAX_STEP_GROUPS, Ledger, StepFile, StepGroups, read_steps
 
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)
 
@@ -189,7 +189,7 @@ def test_segments_snapshots_and_a_rebuild_equal_to_the_live_run(fake_h100, tmp_p
     """Checkpoints every 0.7 s: raw logs rotated and condensed, a snapshot of the state; the
     rebuild from the last snapshot plus what follows gives the live numbers."""
     import tracker.api as api
-    import tracker.snapshot as snapshot
+    import tracker.rundir.snapshot as snapshot
     monkeypatch.setattr(snapshot, "SEGMENT_S", 0.7)
     monkeypatch.setattr(api, "RECENT_S", 0.3)
     monkeypatch.setattr(api, "SKELETON_S", 0.2)

@@ -452,7 +452,7 @@ def test_a_checkpointed_run_draws_its_whole_timeline(fake_nvml, manual_clock, tm
     rotated at each checkpoint): the report reads them, so the timeline has no hole."""
     from conftest import Step
 
-    import tracker.snapshot as snapshot
+    import tracker.rundir.snapshot as snapshot
     monkeypatch.setattr(snapshot, "SEGMENT_S", 0.5)
     fake_nvml(FakeGPU(uuid=UUIDS[0], profile=Step(100.0, 400.0, at_s=1.0), clock=manual_clock))
     with track("long", output_dir=tmp_path, **FAST) as run:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tracker.cli import main
-from tracker.liveness import owner_state, process_start_ticks
+from tracker.rundir.liveness import owner_state, process_start_ticks
 
 FAKES = Path(__file__).parent / "fakes" / "nvml_site"
 ROOT = Path(__file__).resolve().parent.parent

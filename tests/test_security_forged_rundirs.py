@@ -35,7 +35,7 @@ MAKE_JOB = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     import fake_nvml
     sys.modules["pynvml"] = fake_nvml.FakeNVML([fake_nvml.FakeGPU()])
-    import tracker.snapshot as snapshot
+    import tracker.rundir.snapshot as snapshot
     snapshot.SEGMENT_S = 0.4          # so the run checkpoints: snapshot.json, timeline.*.gz
     from tracker import track
     with track("forge", output_dir=sys.argv[1], cpu=False, ram=False, rate_hz=50,
@@ -436,7 +436,7 @@ def test_a_damaged_summary_is_rebuilt_never_printed_as_nan(base, tmp_path, capsy
 
 def test_the_bounded_readers(tmp_path):
     """The primitives of tracker/untrusted.py on their own."""
-    from tracker.untrusted import (
+    from tracker.rundir.untrusted import (
         Damaged,
         LineReader,
         depth,

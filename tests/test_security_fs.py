@@ -36,7 +36,7 @@ from conftest import UUIDS, Constant, FakeGPU
 from tracker import ConfigError, track
 from tracker.job import claims
 from tracker.job.claims import ClaimBook, find_lock_root
-from tracker.runlog import RunLog, append_emissions_row, upsert_emissions_row
+from tracker.rundir.runlog import RunLog, append_emissions_row, upsert_emissions_row
 from tracker.safefs import (
     UnsafePath,
     csv_cell,
@@ -544,7 +544,7 @@ def test_concurrent_appends_and_upserts_lose_nothing(tmp_path):
         import sys
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         from pathlib import Path
-        from tracker.runlog import append_emissions_row, upsert_emissions_row
+        from tracker.rundir.runlog import append_emissions_row, upsert_emissions_row
         me, root = sys.argv[1], Path(sys.argv[2])
         for i in range({n}):
             append_emissions_row(root, {{"project_name": me, "run_id": f"{{me}}-{{i}}",

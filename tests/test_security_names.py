@@ -13,7 +13,7 @@ from tests.fakes.fake_nvml import FakeGPU
 from tracker import ConfigError, track
 from tracker.config import MAX_NAME_CHARS, TrackerConfig
 from tracker.redact import REDACTED, redact_argv
-from tracker.runlog import SLUG_MAX_BYTES, run_dir_slug
+from tracker.rundir.runlog import SLUG_MAX_BYTES, run_dir_slug
 
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2, report_html=False)
 
@@ -92,7 +92,7 @@ def test_a_world_writable_output_dir_without_sticky_bit_is_refused(tmp_path):
 
 
 def test_steps_file_is_never_written_through_a_link(tmp_path):
-    from tracker.ledger import StepFile
+    from tracker.rundir.ledger import StepFile
     from tracker.safefs import UnsafePath
     precious = tmp_path / "precious.txt"
     precious.write_text("mine")

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 from . import __version__, signals
 from .config import DEFAULT_RATE_HZ, TrackerConfig
 from .errors import ConfigError
+from .rundir import names
 from .windows import Window
 
 if TYPE_CHECKING:
-    from .runlog import RunLog
+    from .rundir.runlog import RunLog
     from .sampler import DeviceState, Sampler
     from .sensors.base import Sensor
     from .summary import Summary
@@ -160,7 +161,7 @@ class Tracker:
         self._last_compact = 0.0
         self._last_checkpoint = 0.0
         self._segment = 0                      # raw log segments rotated so far
-        from .snapshot import SEGMENT_S
+        from .rundir.snapshot import SEGMENT_S
         self._segment_s = SEGMENT_S
         self._stop_hooks: list[Callable[[float], None]] = []
         self._origin = time.monotonic()
@@ -203,7 +204,7 @@ class Tracker:
             log.info("energy-tracker: %s", n)
         from datetime import datetime, timezone
 
-        from .runlog import RunLog, default_run_dir
+        from .rundir.runlog import RunLog, default_run_dir
         from .sampler import Sampler, Sampling, monotonic_clock
 
         self.start_wall = time.time()
@@ -273,7 +274,7 @@ class Tracker:
 
     def _new_ledger(self, run_dir: Optional[Path]) -> Any:
         """The step and utilisation accounts (settled by the sampler thread; ledger.py)."""
-        from .ledger import STEPS_FILE, Ledger, StepFile
+        from .rundir.ledger import STEPS_FILE, Ledger, StepFile
         from .summary_build import marked_spans
 
         devices = self.devices
@@ -296,7 +297,8 @@ class Tracker:
         """Follow the run that `energy-tracker run` is tracking instead of sampling again."""
         from .follow import LogFollower, joined_record
         from .rebuild import RecordedSensor, grid_factor
-        from .runlog import MANIFEST, RunLog, marks_file, read_json
+        from .rundir.names import MANIFEST, marks_file
+        from .rundir.runlog import RunLog, read_json
         from .sampler import DeviceState, monotonic_clock
         from .sensors.base import SensorInfo
 
@@ -474,7 +476,7 @@ class Tracker:
         import dataclasses
 
         from .report import auto
-        from .runlog import upsert_emissions_row
+        from .rundir.runlog import upsert_emissions_row
         from .summary_build import emissions_row
 
         assert self._log is not None and self.run_dir is not None
@@ -485,7 +487,7 @@ class Tracker:
             summary = dataclasses.replace(summary, notes=(*summary.notes, note))
         if html:
             summary = dataclasses.replace(summary,
-                                          report_html=str(self.run_dir / "report.html"))
+                                          report_html=str(self.run_dir / names.REPORT_HTML))
 
         def attempt(what: str, do: Callable[[], Any]) -> None:
             # Each file on its own: a summary that cannot be written must not cost the log's
@@ -498,9 +500,9 @@ class Tracker:
 
         runlog = self._log
         assert runlog is not None   # started
-        attempt("summary.json", lambda: runlog.write_summary(summary.to_dict()))
-        attempt("windows.json", lambda: self._write_windows_file(summary, t_end))
-        attempt("samples.jsonl", runlog.close)
+        attempt(names.SUMMARY, lambda: runlog.write_summary(summary.to_dict()))
+        attempt(names.WINDOWS, lambda: self._write_windows_file(summary, t_end))
+        attempt(names.SAMPLES, runlog.close)
         if self.emissions_csv and self._job is None:   # a job writes one row, at its end
             root = self.run_dir.parent if self._explicit_run_dir else self.output_root
             if isinstance(self.emissions_csv, Path):   # emissions_csv="x.csv": that file
@@ -720,8 +722,8 @@ class Tracker:
 
         import psutil
 
-        from .liveness import owner_identity
         from .redact import redact_argv
+        from .rundir.liveness import owner_identity
         from .summary import utc_iso
         argv, redacted = redact_argv(sys.argv)
         self._manifest_cache = {
@@ -858,7 +860,7 @@ class Tracker:
         Between rounds nothing is on disk that a round would not have flushed anyway, so a
         SIGKILL loses what it lost before (<= FLUSH_EVERY_S), while the 10 Hz ticks in
         between cost a list append (a tick on a cold cache costs ~0.1-0.3 ms a round)."""
-        from .runlog import EAGER_FLUSH_S, FLUSH_EVERY_S
+        from .rundir.runlog import EAGER_FLUSH_S, FLUSH_EVERY_S
         assert self._log is not None
         pending = self._pending_ticks
         if pending is None:
@@ -909,7 +911,7 @@ class Tracker:
         intensity-period boundary, so totals, windows and emissions stay exact (curve.py)."""
         self._last_compact = t
         assert self._ledger is not None and self.run_dir is not None
-        if any(self.run_dir.glob("marks-*.jsonl")):
+        if any(self.run_dir.glob(names.MARKS_GLOB)):
             return   # processes joined this run: their window edges are only known at stop
         queued = self._book.steps.t0
         until = min(t - RECENT_S, self._ledger.settled_before(),
@@ -925,11 +927,11 @@ class Tracker:
         """Bound the disk and make rebuilds fast (sampler thread, every SEGMENT_S): rotate the
         raw log, write a snapshot of the whole state, condense the rotated segment into a 1 s
         timeline in the background (snapshot.py)."""
-        from . import snapshot
+        from .rundir import snapshot
 
         self._last_checkpoint = t
         assert self._log is not None and self.run_dir is not None
-        if self.joined or any(self.run_dir.glob("marks-*.jsonl")):
+        if self.joined or any(self.run_dir.glob(names.MARKS_GLOB)):
             return   # processes follow this run's log by its offset: keep it whole
         self._compact(t)
         k = self._segment
@@ -941,7 +943,7 @@ class Tracker:
             t=t, segment=k, devices=list(self.devices), ledger=self._ledger,
             windows=self._book.snapshot(), t_last=t,
             periods=self._live.periods() if self._live is not None else []))
-        out = self.run_dir / f"timeline.{k}.jsonl.gz"
+        out = self.run_dir / names.timeline_file(k)
         threading.Thread(target=_condense, args=(raw, out), name="energy-tracker-condense",
                          daemon=True).start()
 
@@ -986,9 +988,9 @@ class Tracker:
 
     def _write_windows_file(self, summary: Summary, t_end: float) -> None:
         """windows.json: the windows (steps are in steps.bin) and the step groups."""
-        from .ledger import COLUMNS, STEPS_FILE
-        from .runlog import write_json_atomic
-        write_json_atomic(self.run_dir / "windows.json",  # type: ignore[operator]
+        from .rundir.ledger import COLUMNS, STEPS_FILE
+        from .rundir.runlog import write_json_atomic
+        write_json_atomic(self.run_dir / names.WINDOWS,  # type: ignore[operator]
                           {"note": "window energies are E(t_end)-E(t_start) on the interpolated "
                                    "energy curve; short steps are not measured alone",
                            "windows": [w.to_dict() for w in summary.windows],
@@ -997,13 +999,13 @@ class Tracker:
                                "path": STEPS_FILE,
                                "format": "blocks: b'STB1', uint32 n, then n values of each "
                                          "column (little-endian); read with "
-                                         "tracker.ledger.read_steps",
+                                         "tracker.rundir.ledger.read_steps",
                                "columns": [f"{name}:{code}" for name, code in COLUMNS]}})
 
 
 def _condense(raw: Path, out: Path) -> None:
     """A rotated raw segment -> its condensed timeline, then deleted (own thread)."""
-    from .snapshot import condense
+    from .rundir.snapshot import condense
     try:
         condense(raw, out)
         raw.unlink()
@@ -1029,7 +1031,7 @@ def _record_t(rec: dict[str, Any]) -> float:
 
 def frontier(devices: Sequence[DeviceState]) -> float:
     """Run time up to which every device's energy curve is final (see ledger.py)."""
-    from .ledger import STALE_ANCHOR_S
+    from .rundir.ledger import STALE_ANCHOR_S
 
     ends = [math.inf if d.lost_at is not None else d.curve.final_until(STALE_ANCHOR_S)
             for d in devices]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import TrackerError
+from .rundir import names
 from .units import J_PER_KWH
 
 EXIT_USAGE = 2
@@ -265,7 +266,7 @@ def _status_line(tracker: Any, done: threading.Event) -> None:
 # -- report ------------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     from .job.layout import is_job_dir
-    from .runlog import MANIFEST
+    from .rundir.names import MANIFEST
 
     paths = [Path(p) for p in args.path]
     for path in paths:
@@ -312,9 +313,10 @@ def _run_report(path: Path, *, rebuild: bool) -> tuple[dict[str, Any], str]:
 
     A reader writes nothing, with one exception: a run whose owner is provably gone without
     a final summary is ended once, as "killed" (finalize.py)."""
-    from .finalize import finalize_killed_run
     from .rebuild import rebuild_summary
-    from .runlog import MANIFEST, SUMMARY, read_json
+    from .rundir.finalize import finalize_killed_run
+    from .rundir.names import MANIFEST, SUMMARY
+    from .rundir.runlog import read_json
     from .summary import Summary, read_summary
 
     old = read_summary(path / SUMMARY, complete=True)   # damaged (types, NaN): rebuilt
@@ -347,7 +349,7 @@ def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[
     (and, for one complete job directory, written with the job's emissions row)."""
     from .job.member import end_job
     from .job.merge import merge
-    from .runlog import SUMMARY
+    from .rundir.names import SUMMARY
     from .summary import Summary, read_summary
 
     old = read_summary(parts[0] / SUMMARY, complete=True) if len(parts) == 1 else None
@@ -366,7 +368,8 @@ def _job_report(parts: list[Path], *, rebuild: bool, write: bool) -> tuple[dict[
 def cmd_merge(args: argparse.Namespace) -> int:
     from .job.layout import is_job_dir
     from .job.merge import merge
-    from .runlog import SUMMARY, upsert_emissions_row, write_json_atomic
+    from .rundir.names import SUMMARY
+    from .rundir.runlog import upsert_emissions_row, write_json_atomic
     from .summary_build import emissions_row
 
     parts = [Path(p) for p in args.parts]
@@ -378,7 +381,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.output:
         import shutil
-        shutil.copyfile(parts[0] / "job.json", out / "job.json")
+        shutil.copyfile(parts[0] / names.JOB_MANIFEST, out / names.JOB_MANIFEST)
     data = summary.to_dict()
     data["notes"].append(f"merged from {len(parts)} part(s): "
                          + ", ".join(str(p) for p in parts))
@@ -418,7 +421,7 @@ def _format_compare(rows: list[dict[str, Any]], kwh: float,
 
 def _table_row(entry: Path, is_job: bool) -> dict[str, Any]:
     from .rebuild import rebuild_summary
-    from .runlog import SUMMARY
+    from .rundir.names import SUMMARY
     from .summary import read_summary
 
     s = read_summary(entry / SUMMARY, complete=True)
@@ -441,7 +444,7 @@ def _table_row(entry: Path, is_job: bool) -> dict[str, Any]:
 def _report_table(root: Path, args: argparse.Namespace) -> int:
     """One line per run and per job under `root` (a job is one line, not one per rank)."""
     from .job.layout import JOB_MANIFEST
-    from .runlog import MANIFEST
+    from .rundir.names import MANIFEST
 
     rows = []
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):

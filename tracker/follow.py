@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .runlog import SAMPLES, parse_record
+from .rundir import names
+from .rundir.names import SAMPLES
+from .rundir.runlog import parse_record
+from .rundir.untrusted import LineReader, number, open_regular
 from .sampler import DeviceState, apply_reading
-from .untrusted import LineReader, number, open_regular
 
 
 class LogFollower:
@@ -42,7 +44,7 @@ class LogFollower:
     def start(self) -> None:
         # A long run's earlier log may already be condensed: start from its snapshot, then
         # read the live log (which begins right after it) from the top.
-        from . import snapshot
+        from .rundir import snapshot
         snap = snapshot.read(self._path.parent)
         if snap is not None:
             for name, state in snap["devices"].items():
@@ -136,10 +138,10 @@ def joined_record(identity: Optional[dict[str, Any]], config: dict[str, Any]) ->
 def read_joined(run_dir: Path) -> list[JoinedProcess]:
     """Every process that joined this run, from its marks file."""
     from .rebuild import apply_window_record
-    from .runlog import read_samples
+    from .rundir.runlog import read_samples
 
     out = []
-    for path in sorted(Path(run_dir).glob("marks-*.jsonl")):
+    for path in sorted(Path(run_dir).glob(names.MARKS_GLOB)):
         try:
             pid = int(path.stem.split("-", 1)[1])
         except ValueError:

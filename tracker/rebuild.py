@@ -12,23 +12,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
-from . import snapshot
 from .errors import ConfigError
-from .ledger import STEPS_FILE
-from .liveness import owner_state
-from .runlog import (
-    MANIFEST,
-    SAMPLES,
-    STEP_COLUMNS,
-    SUMMARY,
-    Skipped,
-    read_json,
-)
+from .rundir import names, snapshot
+from .rundir.ledger import STEPS_FILE
+from .rundir.liveness import owner_state
+from .rundir.names import MANIFEST, SAMPLES, SUMMARY
+from .rundir.runlog import STEP_COLUMNS, Skipped, read_json
+from .rundir.untrusted import MAX_READING_ABS, MAX_RUN_S, number, run_seconds, wall_seconds
 from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
 from .summary import Summary, Window
 from .summary_build import build_summary
-from .untrusted import MAX_READING_ABS, MAX_RUN_S, number, run_seconds, wall_seconds
 
 _I64 = float(1 << 63)
 
@@ -121,7 +115,7 @@ def _fresh(manifest: dict[str, Any], with_ledger: bool
            ) -> tuple[dict[str, DeviceState], Any, dict[int, Window]]:
     """The run's devices (from run.json, with empty curves), a ledger over them, no windows."""
     from .api import it_energy_at
-    from .ledger import Ledger
+    from .rundir.ledger import Ledger
     from .summary_build import marked_spans
 
     devices: dict[str, DeviceState] = {}
@@ -146,7 +140,7 @@ class _StepFeed:
     HOLD_STEPS = 1 << 20      # after the last tick: settle early rather than hold more
 
     def __init__(self, path: Path, skip_rows: int):
-        from .ledger import StepFileDamage
+        from .rundir.ledger import StepFileDamage
         self.damage = StepFileDamage()
         self._skip = skip_rows
         self._blocks = self._read(path)
@@ -156,7 +150,7 @@ class _StepFeed:
         self._advance()
 
     def _read(self, path: Path) -> Iterator[list[tuple[Any, ...]]]:
-        from .ledger import read_step_columns
+        from .rundir.ledger import read_step_columns
         if not path.exists():
             return
         seen = 0
@@ -208,7 +202,7 @@ def _restore(snap: dict[str, Any], devices: dict[str, DeviceState],
     """Put a snapshot's state into the rebuild; returns (its raw segment, its time, the
     steps.bin rows it already holds). Everything is checked before anything is changed;
     ValueError (or KeyError, TypeError) says what is not usable."""
-    from .ledger import _check_state
+    from .rundir.ledger import _check_state
 
     for name, state in snap["devices"].items():
         if name in devices:
@@ -464,7 +458,8 @@ def _price(manifest: dict[str, Any]) -> Any:
     if cfg.get("price_per_kwh") is None or not cfg.get("currency"):
         return None
     if not number(cfg["price_per_kwh"], 1e6) or not isinstance(cfg["currency"], str):
-        manifest["notes"].append("run.json's price_per_kwh/currency are not usable: no cost")
+        manifest["notes"].append(
+            f"{names.MANIFEST}'s price_per_kwh/currency are not usable: no cost")
         return None
     return Price(float(cfg["price_per_kwh"]), cfg["currency"])
 

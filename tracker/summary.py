@@ -517,7 +517,7 @@ _MAX_SUMMARY_S = 10 * 365.25 * 86400.0
 
 def _check(v: Any, spec: _Spec, where: str) -> None:
     """Raise ValueError naming the first field of `v` that does not match `spec`."""
-    from .untrusted import number
+    from .rundir.untrusted import number
     if isinstance(spec, dict):
         if v is None and spec.get("?"):
             return
@@ -589,7 +589,7 @@ def check_summary(d: Any, *, complete: bool = False) -> None:
 
 def _check_printable(d: dict[str, Any]) -> None:
     """What Summary.format() prints of each part when that part is there."""
-    from .untrusted import number
+    from .rundir.untrusted import number
     st = d.get("steps") or {}
     if (st.get("groups") or st.get("energy_j_in_steps") is not None) and not (
             st.get("count").__class__ is int and number(st.get("energy_j_in_steps"))):
@@ -615,7 +615,7 @@ def read_summary(path: Any, *, complete: bool = False) -> Optional[dict[str, Any
     need). A caller then rebuilds it from the logs, as for a killed run."""
     from pathlib import Path
 
-    from .runlog import read_json
+    from .rundir.runlog import read_json
     d = read_json(Path(path))
     if d is None:
         return None
@@ -630,7 +630,7 @@ def summary_damage(path: Any) -> Optional[str]:
     """Why an existing summary.json cannot be used (None: it can, or there is none)."""
     from pathlib import Path
 
-    from .untrusted import read_json_file
+    from .rundir.untrusted import read_json_file
     try:
         d = read_json_file(Path(path))
     except FileNotFoundError:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 from . import sampler as _clock  # its clock: the system's, or a test's driven by hand
 from .errors import ConfigError
-from .ledger import Batch, StepQueue
+from .rundir.ledger import Batch, StepQueue
 from .windows import Window
 
 log = logging.getLogger("tracker")

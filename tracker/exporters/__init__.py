@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 
 from ..errors import ConfigError
+from ..rundir import names
 
 log = logging.getLogger("tracker")
 
@@ -353,7 +354,7 @@ def _files(run_dir: Any, *, own: bool) -> list[Path]:
     if run_dir is None:
         return []
     d = Path(run_dir)
-    return [p for p in (d / "summary.json", d / "report.html") if p.is_file()]
+    return [p for p in (d / names.SUMMARY, d / names.REPORT_HTML) if p.is_file()]
 
 
 def _job_summary(job_dir: Path, run_dir: Any, *, wait_s: float
@@ -364,9 +365,9 @@ def _job_summary(job_dir: Path, run_dir: Any, *, wait_s: float
 
     from ..summary import Summary
 
-    path = Path(job_dir) / "summary.json"
+    path = Path(job_dir) / names.SUMMARY
     try:
-        mine = (Path(run_dir) / "summary.json").stat().st_mtime
+        mine = (Path(run_dir) / names.SUMMARY).stat().st_mtime
     except OSError:
         return None
     deadline = time.monotonic() + wait_s

@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..runlog import MANIFEST, SUMMARY, read_json, write_json_atomic
+from ..rundir.names import JOB_MANIFEST, JOB_SCHEMA, MANIFEST, NODE_MANIFEST, SUMMARY
+from ..rundir.runlog import read_json, write_json_atomic
 from .identity import JobIdentity, safe_name
 
-JOB_MANIFEST = "job.json"
-NODE_MANIFEST = "node.json"
-JOB_SCHEMA = 1
 # A job directory without any member for this long is not "being created" any more.
 _FRESH_S = 60.0
 
@@ -196,7 +194,7 @@ class Member:
     def state(self) -> str:
         """"finished" (a final summary), "running", or "dead" (its owner provably gone:
         liveness.owner_state)."""
-        from ..liveness import owner_state
+        from ..rundir.liveness import owner_state
 
         s = self.summary()
         if s is not None and s.get("status") not in (None, "running"):

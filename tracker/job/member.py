@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..runlog import SUMMARY, write_json_atomic
+from ..rundir import names
+from ..rundir.names import SUMMARY
+from ..rundir.runlog import write_json_atomic
 from ..sensors.base import Sensor
 from .claims import Claim, ClaimBook, claim_key, fallback_keep, lock_root, plan
 from .identity import JobIdentity
@@ -229,7 +231,7 @@ def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = Fals
     """Merge the job, write its summary.json, its report.html (report_html: True/None as in
     Tracker; False, the default here, for none) and (when complete) its emissions.csv row."""
     from ..report import auto
-    from ..runlog import read_json, upsert_emissions_row
+    from ..rundir.runlog import read_json, upsert_emissions_row
     from ..summary_build import emissions_row
     from .merge import merge_loaded, read_members
 
@@ -245,7 +247,7 @@ def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = Fals
     if note:
         data["notes"].append(note)
     if html:
-        data["report_html"] = str(job_dir / "report.html")
+        data["report_html"] = str(job_dir / names.REPORT_HTML)
 
     def save(d: dict[str, Any]) -> None:
         write_json_atomic(job_dir / SUMMARY, d)
@@ -259,7 +261,7 @@ def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = Fals
         note = ("nodes of this job wrote elsewhere (node-local disks?): no emissions row "
                 "until the parts are merged with `energy-tracker merge`")
     else:
-        ref = read_json(loaded[0].member.path / "run.json") or {}
+        ref = read_json(loaded[0].member.path / names.MANIFEST) or {}
         upsert_emissions_row(csv_root, emissions_row(summary, ref))
     if html:   # last: the numbers are all saved before a page is drawn
         auto.write(job_dir, data, save)

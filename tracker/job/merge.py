@@ -26,7 +26,8 @@ from typing import Any, Optional, cast
 from ..errors import ConfigError
 from ..report.advice import findings
 from ..report.breakdown import merge_parts
-from ..runlog import read_json
+from ..rundir.runlog import read_json
+from ..rundir.untrusted import wall_seconds
 from ..sensors.base import counted
 from ..summary import (
     DeviceEnergy,
@@ -37,7 +38,6 @@ from ..summary import (
 )
 from ..summary_build import per_unit
 from ..units import J_PER_KWH
-from ..untrusted import wall_seconds
 from . import align
 from .layout import JOB_MANIFEST, Member, members
 

@@ -16,7 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..runlog import SUMMARY, read_json
+from ..rundir.names import SUMMARY
+from ..rundir.runlog import read_json
 from .layout import members
 
 if TYPE_CHECKING:

@@ -180,7 +180,8 @@ def facts_from_summary(summary: dict[str, Any], manifest: Optional[dict[str, Any
 def facts_from_dir(path: Path, **options: Any) -> PublishFacts:
     """The facts of a finished run directory or job directory (its saved summary.json)."""
     from ..job.layout import is_job_dir
-    from ..runlog import MANIFEST, SUMMARY, read_json
+    from ..rundir.names import MANIFEST, SUMMARY
+    from ..rundir.runlog import read_json
     from ..summary import read_summary
 
     path = Path(path)

@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..errors import ConfigError
-from ..runlog import MANIFEST, SAMPLES, SUMMARY, parse_record, read_json, write_text_atomic
-from ..snapshot import BUCKET_S
-from ..units import J_PER_KWH, J_PER_WH
-from ..untrusted import (
+from ..rundir.names import MANIFEST, SAMPLES, SUMMARY
+from ..rundir.names import REPORT_HTML as REPORT_FILE
+from ..rundir.runlog import parse_record, read_json, write_text_atomic
+from ..rundir.snapshot import BUCKET_S
+from ..rundir.untrusted import (
     MAX_JSON_ABS,
     LineReader,
     loads_bounded,
@@ -49,9 +50,10 @@ from ..untrusted import (
     skip_partial_line,
     wall_seconds,
 )
+from ..units import J_PER_KWH, J_PER_WH
 
 INSTALL_HINT = "pip install 'energy-tracker[report]'"
-REPORT_FILE = "report.html"
+
 MAX_BUCKETS = 2000               # per series: ~2 points each (min, max); plenty for a screen
 PARALLEL_MIN_BYTES = 32 << 20    # below this, starting interpreters costs more than it saves
 MAX_WORKERS = 8
@@ -453,7 +455,7 @@ def plan(files: Sequence[tuple[Path, float, int, bool]], *, workers: Optional[in
 def member_files(run_dir: Path) -> list[tuple[Path, bool]]:
     """A run's logged readings in time order, as (file, is_timeline): the condensed timelines
     of checkpointed segments (a raw segment not yet condensed instead), then samples.jsonl."""
-    from ..snapshot import segments, timelines
+    from ..rundir.snapshot import segments, timelines
 
     try:
         condensed = dict(timelines(run_dir))
@@ -470,13 +472,13 @@ def scan_timeline(path: Path, grid: Grid, offset_s: float = 0.0) -> Scan:
     dt, j]) into a Scan: each second's min and max power and its energy reading go straight
     into their bucket (a month of 8 GPUs is 2.6 M such lines). A device with only an energy
     counter gets its power from dE/dt between seconds."""
-    from ..snapshot import read_timeline
+    from ..rundir.snapshot import read_timeline
 
     out = Scan()
     t0, inv, last_b = grid.t0, 1.0 / grid.width, grid.n - 1
     half = 0.5 * BUCKET_S
     series = out.series
-    from ..runlog import Skipped
+    from ..rundir.runlog import Skipped
     skipped = Skipped()
     for rec in read_timeline(path, skipped):
         out.lines += 1

@@ -16,9 +16,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from ..runlog import parse_record
+from ..rundir import names
+from ..rundir.runlog import parse_record
+from ..rundir.untrusted import number, open_regular, run_seconds, wall_seconds
 from ..units import J_PER_KWH
-from ..untrusted import number, open_regular, run_seconds, wall_seconds
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
@@ -91,14 +92,15 @@ def _run_points(run_dir: Path, n: int) -> list[tuple[float, float]]:
     energy curve before that, so the two together cover the run."""
     parts = _parts(run_dir)   # inside a whole-node meter: its energy has them already
     before = _snapshot_points(run_dir, n, parts)
-    after = _energy_points(run_dir / "samples.jsonl", n, start_at_zero=not before, parts=parts)
+    after = _energy_points(run_dir / names.SAMPLES, n, start_at_zero=not before, parts=parts)
     t_snap = before[-1][0] if before else -math.inf
     return before + [(t, e) for t, e in after if t > t_snap]
 
 
 def _parts(run_dir: Path) -> frozenset[str]:
     """Devices of a run included in a whole-node meter (run.json says which)."""
-    from ..runlog import MANIFEST, read_json
+    from ..rundir.names import MANIFEST
+    from ..rundir.runlog import read_json
     from ..sensors.base import counted
     devices = (read_json(run_dir / MANIFEST) or {}).get("devices") or ()
     return frozenset(str(d.get("name")) for d in devices
@@ -107,7 +109,7 @@ def _parts(run_dir: Path) -> frozenset[str]:
 
 def _snapshot_points(run_dir: Path, n: int, parts: frozenset[str] = frozenset()
                      ) -> list[tuple[float, float]]:
-    from ..snapshot import read
+    from ..rundir.snapshot import read
 
     try:
         snap = read(run_dir)

@@ -21,8 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .errors import ConfigError
-from .safefs import UnsafePath, csv_cell, open_nofollow, still_at
+from ..errors import ConfigError
+from ..safefs import UnsafePath, csv_cell, open_nofollow, still_at
+from .names import (
+    EMISSIONS_CSV,
+    LOCK,
+    MANIFEST,
+    SAMPLES,
+    SUMMARY,
+    segment_file,
+)
 from .untrusted import (
     MAX_JSON_BYTES,
     Damaged,
@@ -33,11 +41,6 @@ from .untrusted import (
     run_seconds,
 )
 
-SCHEMA_VERSION = 1
-SAMPLES = "samples.jsonl"
-SUMMARY = "summary.json"
-MANIFEST = "run.json"
-EMISSIONS_CSV = "emissions.csv"
 FLUSH_EVERY_S = 0.5
 # In its first seconds a run's log is flushed at every tick: a process killed right after
 # start (a rank that dies while the job comes up) would otherwise leave only its start reading,
@@ -202,7 +205,7 @@ class RunLog:
         except ImportError:   # Windows: other processes are not kept out
             return
         # never through a link, only a plain file of ours; the lock is on this descriptor
-        fd = open_nofollow(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_nofollow(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -281,7 +284,7 @@ class RunLog:
             os.fsync(self._samples.fileno())
             self._samples.close()
             live = self.dir / self.stream
-            rotated = self.dir / f"samples.{k}.jsonl"
+            rotated = self.dir / segment_file(k)
             os.replace(live, rotated)
             try:
                 self._samples = self._open_stream(fresh=True)
@@ -357,11 +360,6 @@ def read_samples(path: Path, skipped: Optional[Skipped] = None) -> Iterator[dict
             yield rec
         if skipped is not None:
             skipped.lines += reader.damaged
-
-
-def marks_file(pid: int) -> str:
-    """Windows recorded by a process that joined the run (see follow.py)."""
-    return f"marks-{pid}.jsonl"
 
 
 def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Optional[dict[str, Any]]:

@@ -34,6 +34,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .names import STEPS as STEPS_FILE
+
 # steps.bin: blocks of BLOCK_HEAD (b"STB1", n) then n values of each column, little-endian.
 # energy_j is float64 (interpolated per step, but summed over millions of them).
 BLOCK_HEAD = struct.Struct("<4sI")
@@ -41,7 +43,7 @@ MAGIC = b"STB1"
 COLUMNS = (("t_start", "d"), ("t_end", "d"), ("energy_j", "d"), ("index", "I"),
            ("samples", "I"), ("tokens", "I"), ("parent", "q"))
 STEP_BYTES = sum(array(c).itemsize for _, c in COLUMNS)      # 44 bytes a step
-STEPS_FILE = "steps.bin"
+
 STEP_GROUP_MIN_S = 1.0       # a group spans at least this (the counter moves every ~100 ms)
 MAX_STEP_GROUPS = 1000       # ... and a run has at most this many groups
 SIZE_FROM_STEPS = 64         # the group size is chosen from the first steps' median duration
@@ -144,7 +146,7 @@ class StepFile:
 
     def _open(self) -> Any:
         """steps.bin for appending, never through a link (kept open for the run)."""
-        from .safefs import open_nofollow
+        from ..safefs import open_nofollow
         fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return os.fdopen(fd, "ab", buffering=0)
 
@@ -349,7 +351,7 @@ class StepGroups:
     def rows(self) -> list[dict[str, Any]]:
         if self.size is None:
             self._settle_size()
-        from .summary_build import per_unit
+        from ..summary_build import per_unit
         out = []
         for first, last, n, start, end, e, samples, tokens in self.groups:
             row = {"first_step": int(first), "last_step": int(last), "steps": int(n),
@@ -547,7 +549,7 @@ class Ledger:
         """Eval/checkpoint time inside the step segments [a_i, b_i] (eval over checkpoint)."""
         if self._marked is None:
             return
-        from .report.breakdown import subtract, union
+        from ..report.breakdown import subtract, union
         marked = self._marked()
         ev = union((x, y if y is not None else math.inf) for x, y in marked.get("eval", []))
         ck = subtract(union((x, y if y is not None else math.inf)
@@ -623,8 +625,8 @@ class Ledger:
         its ± bound (uncertainty.py: its edges are step edges, between readings)."""
         if not self.count:
             return {}
-        from .summary_build import per_unit
-        from .uncertainty import window_j
+        from ..summary_build import per_unit
+        from ..uncertainty import window_j
         groups = self.groups.rows()
         for g in groups:
             bound = window_j(self.devices, g["start_s"], g["end_s"], anchored=False,
@@ -659,7 +661,7 @@ class Ledger:
             del us[:k - 1]
 
     def idle_summary(self, devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any]]:
-        from .report.breakdown import IDLE_METHOD
+        from ..report.breakdown import IDLE_METHOD
         out = {}
         for d in devices:
             acc = self.idle.get(d.sensor.name)
@@ -679,7 +681,7 @@ class Ledger:
         """The parts of report/breakdown.py from the accumulated step union and the eval and
         checkpoint windows: steps > eval > checkpoint > between_steps > before_first_step >
         after_last_step > other. Parts come from one E(t), so they sum to E(t_end) - E(0)."""
-        from .report.breakdown import INTERPOLATED, subtract, union
+        from ..report.breakdown import INTERPOLATED, subtract, union
 
         total = e_at(t_end) - e_at(0.0)
         ev = _clip_union(marked.get("eval", []), 0.0, t_end, t_end)
@@ -738,7 +740,7 @@ class Ledger:
 
 def _clip_union(spans: Sequence[tuple[float, Optional[float]]], lo: float, hi: float,
                 open_end: Optional[float] = None) -> list[tuple[float, float]]:
-    from .report.breakdown import union
+    from ..report.breakdown import union
     end = hi if open_end is None else open_end
     return [(max(a, lo), min(b, hi)) for a, b in union(
         (s, e if e is not None else end) for s, e in spans) if b > lo and a < hi]

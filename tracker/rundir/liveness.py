@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from .names import HEARTBEAT_FILES
+
 LEASE_FACTOR = 3.0
 MIN_LEASE_S = 15.0
-HEARTBEAT_FILES = ("samples.jsonl", "summary.json", "steps.bin", "snapshot.json")
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,15 @@ import gzip
 import json
 import math
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from .runlog import SAMPLES, Skipped, parse_record, read_json, read_samples, write_json_atomic
+from .names import SAMPLES, SNAPSHOT
+from .names import SEGMENT_RE as _SEGMENT
+from .names import SNAPSHOT_SCHEMA as SCHEMA
+from .names import TIMELINE_RE as _TIMELINE
+from .runlog import Skipped, parse_record, read_json, read_samples, write_json_atomic
 from .untrusted import (
     MAX_READING_ABS,
     MAX_RUN_S,
@@ -38,12 +41,8 @@ from .untrusted import (
     run_seconds,
 )
 
-SNAPSHOT = "snapshot.json"
-SCHEMA = 1
 SEGMENT_S = 3600.0            # run time between checkpoints
 BUCKET_S = 1.0                # the condensed timeline's resolution
-_SEGMENT = re.compile(r"^samples\.(\d+)\.jsonl$")
-_TIMELINE = re.compile(r"^timeline\.(\d+)\.jsonl\.gz$")
 
 _DEVICE_FIELDS = ("last_power_t", "last_counter_t", "errors", "failures",
                   "consecutive_failures", "lost_at", "last_good_t", "failing_since",
@@ -69,7 +68,7 @@ def restore_device(d: Any, state: dict[str, Any]) -> None:
     or energies out of range) and then nothing is changed."""
     from array import array
 
-    from .curve import EnergyCurve
+    from ..curve import EnergyCurve
     _check_device_state(state)
     d.curve = EnergyCurve.from_state(state["curve"])
     for k in _DEVICE_FIELDS:
@@ -80,7 +79,7 @@ def restore_device(d: Any, state: dict[str, Any]) -> None:
     d.util_t, d.util_pct = array("d", state.get("util_t", [])), array(
         "d", state.get("util_pct", []))
     if isinstance(state.get("fusion"), dict):
-        from .fusion import PowerFusion
+        from ..fusion import PowerFusion
         d.fusion = PowerFusion.from_state(state["fusion"])
 
 

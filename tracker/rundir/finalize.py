@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from ..summary import Summary
 from .liveness import owner_state
-from .summary import Summary
+from .names import LOCK as LOCK_NAME
 
 log = logging.getLogger("tracker")
 
-LOCK_NAME = ".lock"
 
 
 def _lock_run_dir(run_dir: Path) -> Optional[int]:
@@ -51,8 +51,9 @@ def finalize_killed_run(run_dir: Path, summary: Summary, manifest: dict[str, Any
     """Write `summary` (a rebuilt, status "killed" one) and its emissions row if the run's
     owner is provably gone and nobody else has ended the run. Returns why nothing was
     written, or None when it was."""
-    from .runlog import SUMMARY, read_json, upsert_emissions_row, write_json_atomic
-    from .summary_build import emissions_row
+    from ..summary_build import emissions_row
+    from .names import SUMMARY
+    from .runlog import read_json, upsert_emissions_row, write_json_atomic
 
     if summary.status != "killed":
         return f"the run is {summary.status}"
