@@ -48,7 +48,9 @@ def graph() -> dict[str, set[str]]:
                     base = _resolve(mod, is_pkg, node.level, node.module)
                 else:
                     base = node.module or ""
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import sub` depends on the submodule; `from pkg import name` on pkg
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
+                           for a in node.names]
             if _type_checking_only(tree, node):
                 continue
             for t in targets:

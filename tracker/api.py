@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 from . import __version__, signals
 from .config import DEFAULT_RATE_HZ, TrackerConfig
 from .errors import ConfigError
+from .it_energy import frontier, it_energy_at
 from .rundir import names
 from .windows import Window
 
@@ -1027,47 +1028,6 @@ def _describe(exc_type: Any, exc: Any, limit: int = 500) -> str:
 
 def _record_t(rec: dict[str, Any]) -> float:
     return float(rec["t"])
-
-
-def frontier(devices: Sequence[DeviceState]) -> float:
-    """Run time up to which every device's energy curve is final (see ledger.py)."""
-    from .rundir.ledger import STALE_ANCHOR_S
-
-    ends = [math.inf if d.lost_at is not None else d.curve.final_until(STALE_ANCHOR_S)
-            for d in devices]
-    return min(ends) if ends else math.inf
-
-
-def it_energy_at(devices: Sequence[DeviceState], ts: Any) -> Any:
-    """E_IT (J, the sum over devices) at run times: a numpy array for a numpy array (np.interp
-    per device), else a list (ascending times walk each curve once). Devices included in a
-    whole-node meter are parts of its energy, not added again."""
-    from .sensors.base import counted
-    devices = [d for d in list(devices) if counted(d.sensor.info.details)]
-    if hasattr(ts, "dtype"):
-        import numpy as np
-        total = np.zeros(len(ts))
-        for d in list(devices):
-            if not d.curve.empty:
-                total += d.curve.energy_at_np(ts)
-        return total
-    if not isinstance(ts, list) and hasattr(ts, "__len__") and _numpy_ok():
-        import numpy as np
-        return it_energy_at(devices, np.asarray(ts, dtype=float))
-    out = [0.0] * len(ts)
-    for d in list(devices):
-        if not d.curve.empty:
-            for i, e in enumerate(d.curve.energy_at_sorted(ts)):
-                out[i] += e
-    return out
-
-
-def _numpy_ok() -> bool:
-    try:
-        import numpy  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 def _cpu_model() -> str:

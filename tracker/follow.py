@@ -88,7 +88,7 @@ class LogFollower:
     def poll(self) -> None:
         """Apply every complete line appended since the last poll."""
 
-        from .rebuild import _reading
+        from .rundir.records import checked_reading
         with self._lock:
             try:
                 with open_regular(self._path) as f:
@@ -100,7 +100,7 @@ class LogFollower:
                             rec = parse_record(line)
                             if rec is None:   # a damaged line: the lines after it still count
                                 continue
-                            self._apply(rec, _reading)
+                            self._apply(rec, checked_reading)
                     finally:   # what was read is never read (and applied) twice
                         self._offset += reader.consumed
                 self._after_tick({"t": self._clock(), "d": {}}, self._clock())
@@ -137,7 +137,7 @@ def joined_record(identity: Optional[dict[str, Any]], config: dict[str, Any]) ->
 
 def read_joined(run_dir: Path) -> list[JoinedProcess]:
     """Every process that joined this run, from its marks file."""
-    from .rebuild import apply_window_record
+    from .rundir.records import apply_window_record
     from .rundir.runlog import read_samples
 
     out = []

@@ -17,14 +17,13 @@ from .rundir import names, snapshot
 from .rundir.ledger import STEPS_FILE
 from .rundir.liveness import owner_state
 from .rundir.names import MANIFEST, SAMPLES, SUMMARY
-from .rundir.runlog import STEP_COLUMNS, Skipped, read_json
-from .rundir.untrusted import MAX_READING_ABS, MAX_RUN_S, number, run_seconds, wall_seconds
+from .rundir.records import apply_window_record, checked_reading, checked_step_row
+from .rundir.runlog import Skipped, read_json
+from .rundir.untrusted import number, run_seconds, wall_seconds
 from .sampler import DeviceState, apply_reading
 from .sensors.base import Sensor, SensorInfo
 from .summary import Summary, Window
 from .summary_build import build_summary
-
-_I64 = float(1 << 63)
 
 
 class RecordedSensor(Sensor):
@@ -41,7 +40,7 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
     did (settled after each tick; call its finish() once the curves are complete); without
     it, steps are returned as windows. Every file is read as untrusted input (untrusted.py):
     a damaged piece is skipped and said so in the manifest's notes, never raised."""
-    from .api import frontier
+    from .it_energy import frontier
 
     manifest = checked_manifest(read_json(run_dir / MANIFEST), run_dir)
     notes: list[str] = manifest["notes"]
@@ -75,7 +74,7 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
             if "mark" in rec:
                 apply_window_record(windows, rec)
             elif "steps" in rec:
-                rows = [_step_row(r) for r in rec["steps"]]
+                rows = [checked_step_row(r) for r in rec["steps"]]
                 if ledger is not None:
                     ledger.add_steps(rows)
                 else:
@@ -86,7 +85,7 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
                 readings = rec.get("d", {})
                 if not isinstance(readings, dict):
                     raise ValueError("readings are not an object")
-                got_all = {name: _reading(got) for name, got in readings.items()
+                got_all = {name: checked_reading(got) for name, got in readings.items()
                            if name in devices}
                 for name, got in got_all.items():
                     apply_reading(devices[name], t, got, final=bool(rec.get("final")))
@@ -114,7 +113,7 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
 def _fresh(manifest: dict[str, Any], with_ledger: bool
            ) -> tuple[dict[str, DeviceState], Any, dict[int, Window]]:
     """The run's devices (from run.json, with empty curves), a ledger over them, no windows."""
-    from .api import it_energy_at
+    from .it_energy import it_energy_at
     from .rundir.ledger import Ledger
     from .summary_build import marked_spans
 
@@ -334,71 +333,6 @@ def _sensor_info(d: Any) -> Optional[SensorInfo]:
         return SensorInfo(**{k: v for k, v in d.items() if k in known})
     except TypeError:
         return None
-
-
-def _number(x: Any, limit: float = MAX_READING_ABS) -> float:
-    """A reading's value: a finite number of plausible size (a forged 1e308 would overflow
-    the energy sums), or ValueError."""
-    if not number(x, limit):
-        raise ValueError(f"not a plausible number: {x!r:.40}")
-    return float(x)
-
-
-def _int(x: Any) -> int:
-    if not number(x, _I64):
-        raise ValueError(f"not a plausible integer: {x!r:.40}")
-    return int(x)
-
-
-def _reading(got: Any) -> dict[str, float]:
-    if not isinstance(got, dict):
-        raise ValueError("a reading is not an object")
-    return {k: _number(v) for k, v in got.items() if k in ("w", "a", "c", "x", "u", "j")}
-
-
-def _step_row(r: Any) -> tuple[Any, ...]:
-    if not isinstance(r, (list, tuple)) or len(r) != len(STEP_COLUMNS):
-        raise ValueError("a step row of the wrong shape")
-    wid, parent, t0, t1, index, samples, tokens = r
-    return (_int(wid), _int(parent), _number(t0, MAX_RUN_S), _number(t1, MAX_RUN_S),
-            _int(index), _int(samples), _int(tokens))
-
-
-def apply_window_record(windows: dict[int, Window], rec: dict[str, Any]) -> None:
-    """Apply a samples.jsonl / marks-*.jsonl record holding a window mark or closed steps."""
-    if "mark" in rec:
-        apply_mark(windows, rec["mark"], float(rec["t"]))
-    for row in rec.get("steps", ()):
-        s = dict(zip(STEP_COLUMNS, _step_row(row)))
-        attrs = {k: s[k] for k in ("index", "samples", "tokens") if s[k] not in (0, -1)}
-        if s["index"] == 0:
-            attrs["index"] = 0
-        windows[s["id"]] = Window(id=s["id"], name=f"step {s['index']}", kind="step",
-                                  parent=None if s["parent"] < 0 else s["parent"],
-                                  t_start=s["t_start"], t_end=s["t_end"], attrs=attrs)
-
-
-def apply_mark(windows: dict[int, Window], m: dict[str, Any], t: float) -> Optional[Window]:
-    """Apply one start/end mark record to the windows by id; returns the window touched.
-    Raises ValueError for a mark that is not one (no integer id)."""
-    if not isinstance(m, dict) or isinstance(m.get("id"), bool) or not isinstance(m.get("id"),
-                                                                                int):
-        raise ValueError("a mark without an id")
-    attrs = m.get("attrs", {})
-    attrs = dict(attrs) if isinstance(attrs, dict) else {}
-    if m.get("edge") == "start":
-        parent = m.get("parent")
-        started = Window(id=m["id"], name=str(m.get("name", "")),
-                         kind=str(m.get("kind", "phase")),
-                         parent=parent if isinstance(parent, int) and not isinstance(parent, bool)
-                         else None, t_start=t, attrs=attrs)
-        windows[m["id"]] = started
-        return started
-    w = windows.get(m["id"])
-    if w is not None and t >= w.t_start:
-        w.t_end = t
-        w.attrs.update(attrs)
-    return w
 
 
 def grid_factor(manifest: dict[str, Any]) -> Any:

@@ -404,13 +404,6 @@ def ordered(components: Iterable[str]) -> list[str]:
     return [c for c in COMPONENTS if c in seen] + [c for c in seen if c not in COMPONENTS]
 
 
-def it_energy_at(devices: Sequence[DeviceState]) -> Callable[[float], float]:
-    """E_IT(t) in J summed over devices, for window and carbon accounting (a device included
-    in a whole-node meter is a part of that meter's energy, not added again)."""
-    curves = [d.curve for d in devices if not d.curve.empty and counted(d.sensor.info.details)]
-    return lambda t: sum(c.energy_at(t) for c in curves)
-
-
 def window_energy(w: Window, devices: Sequence[DeviceState], t_now: float,
                   emissions_g: Optional[Callable[[float, float], float]],
                   interval_s: float = 0.1) -> WindowEnergy:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
+from .it_energy import it_energy_at
 from .report.advice import findings
 from .report.breakdown import breakdown, idle_energy
 from .sampler import DeviceState
@@ -21,7 +22,6 @@ from .summary import (
     Window,
     combine,
     device_energy,
-    it_energy_at,
     ordered,
     utc_iso,
     window_energy,
@@ -62,7 +62,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                   for c in ordered(d.component for d in devs)}
     it_j, notes = _it_total(devs, list(notes), elsewhere)
 
-    e_it = it_energy_at(devices)
+    def e_it(t: float) -> float:
+        return it_energy_at(devices, t)
 
     def facility_j_at_wall(wall: float) -> float:
         return pue * e_it(wall - start_wall)

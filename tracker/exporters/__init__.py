@@ -27,10 +27,11 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
+from typing import Any, Callable, Optional, Union
 
 from ..errors import ConfigError
 from ..rundir import names
+from .base import BaseExporter, Exporter, summary_metrics, summary_params
 
 log = logging.getLogger("tracker")
 
@@ -48,61 +49,6 @@ PROGRESS_NAMES = {
 }
 DEFAULT_EVERY_STEPS = 50
 DEFAULT_MIN_INTERVAL_S = 10.0
-
-
-@runtime_checkable
-class Exporter(Protocol):
-    """What `log_to=` accepts besides the built-in names."""
-
-    name: str
-
-    def on_progress(self, metrics: dict[str, float], step: int) -> None: ...
-
-    def on_stop(self, summary: Any, files: list[Path]) -> None: ...
-
-
-class BaseExporter:
-    """Shared plumbing of the built-in exporters.
-
-    `name`: the tool ("mlflow"); `module`/`extra`: the library it needs and the pip extra that
-    installs it. `progress`: False when the training framework already sends the same numbers
-    to this tool (then only the summary is logged). `run_name`: the tracker's name, for a run
-    the exporter has to create itself.
-    """
-
-    name = "exporter"
-    module = ""
-    extra = ""
-
-    def __init__(self) -> None:
-        self.progress = True
-        self.run_name = "run"
-        self.run_dir: Optional[Path] = None
-
-    @classmethod
-    def check_available(cls) -> None:
-        """ConfigError naming the extra when the library is missing (nothing is imported)."""
-        if cls.module and importlib.util.find_spec(cls.module) is None:
-            raise ConfigError(
-                f"log_to={cls.name!r} needs the {cls.module} library, which is not installed: "
-                f"pip install 'energy-tracker[{cls.extra}]' (or leave {cls.name!r} out of log_to)")
-
-    def start(self, run: Any) -> None:
-        """The tracker started (rank 0 only). Nothing is imported or opened before first use."""
-        self.run_name = run.name
-        self.run_dir = Path(run.run_dir) if run.run_dir else None
-
-    def bind(self, **target: Any) -> None:
-        """Point the exporter at a run a framework logger already opened (see integrations)."""
-
-    def on_progress(self, metrics: dict[str, float], step: int) -> None:
-        raise NotImplementedError
-
-    def on_stop(self, summary: Any, files: list[Path]) -> None:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
 
 
 # name -> "module:Class", imported when a run asks for it. register() adds more.
@@ -382,49 +328,6 @@ def _job_summary(job_dir: Path, run_dir: Any, *, wait_s: float
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.2)
-
-
-def summary_metrics(summary: Any) -> dict[str, float]:
-    """The summary as energy/... numbers (kWh, kg, W, s, J per unit)."""
-    out: dict[str, Optional[float]] = {
-        "energy/kwh": summary.energy_kwh,
-        "energy/facility_kwh": summary.facility_energy_kwh,
-        "energy/emissions_kg": summary.emissions_kg,
-        "energy/duration_s": summary.duration_s,
-        "energy/gco2_per_kwh": summary.gco2_per_kwh,
-    }
-    for c, comp in summary.components.items():
-        out[f"energy/{c}_kwh"] = comp.energy_kwh
-        out[f"energy/{c}_power_w"] = comp.mean_power_w
-    steps = summary.steps or {}
-    out["energy/j_per_sample"] = steps.get("j_per_sample")
-    out["energy/j_per_token"] = steps.get("j_per_token")
-    if summary.cost is not None:
-        out["energy/cost"] = summary.cost.get("amount")
-    return {k: float(v) for k, v in out.items()
-            if isinstance(v, (int, float)) and math.isfinite(v)}
-
-
-def summary_params(summary: Any, scope: str = "run") -> dict[str, str]:
-    """Strings that describe the run: grid factor and its source, methods, status, scope."""
-    from .. import __version__
-
-    g = summary.grid or {}
-    out = {
-        "energy/run_id": summary.run_id, "energy/status": summary.status,
-        "energy/scope": scope,
-        "energy/region": g.get("region_code"), "energy/grid_year": g.get("year"),
-        "energy/grid_source": g.get("source"), "energy/grid_licence": g.get("licence"),
-        "energy/pue": summary.pue, "energy/run_dir": summary.run_dir,
-        "energy/tracker_version": __version__,
-    }
-    for c, comp in summary.components.items():
-        out[f"energy/{c}_method"] = comp.method
-    if summary.job:
-        out["energy/job_id"] = summary.job.get("job_id")
-        out["energy/world_size"] = summary.job.get("world_size")
-    # MLflow caps a param value (6000 chars); every tool shows short strings better.
-    return {k: str(v)[:500] for k, v in out.items() if v is not None and v != ""}
 
 
 __all__ = ["PROGRESS_NAMES", "BaseExporter", "ExportHub", "Exporter", "known_names",

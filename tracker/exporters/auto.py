@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from . import BaseExporter
+from .base import BaseExporter
 
 log = logging.getLogger("tracker")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from . import BaseExporter, summary_metrics, summary_params
+from .base import BaseExporter, summary_metrics, summary_params
 
 log = logging.getLogger("tracker")
 

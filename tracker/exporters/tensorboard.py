@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from . import BaseExporter, summary_metrics, summary_params
+from .base import BaseExporter, summary_metrics, summary_params
 
 
 class TensorBoardExporter(BaseExporter):

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import BaseExporter, summary_metrics, summary_params
+from .base import BaseExporter, summary_metrics, summary_params
 
 STEP_METRIC = "energy/step"
 

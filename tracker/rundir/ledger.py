@@ -47,9 +47,6 @@ STEP_BYTES = sum(array(c).itemsize for _, c in COLUMNS)      # 44 bytes a step
 STEP_GROUP_MIN_S = 1.0       # a group spans at least this (the counter moves every ~100 ms)
 MAX_STEP_GROUPS = 1000       # ... and a run has at most this many groups
 SIZE_FROM_STEPS = 64         # the group size is chosen from the first steps' median duration
-# A counter GPU whose counter has not been read for this long (reads failing) no longer holds
-# the frontier back: its curve since the last anchor is taken as final.
-STALE_ANCHOR_S = 30.0
 SETTLE_CHUNK = 1 << 16       # steps settled at once (numpy temporaries ~0.5 MB a column)
 _U32 = 0xFFFFFFFF
 _I64 = 1 << 63
