@@ -242,13 +242,8 @@ def main() -> None:
     report_s, report_rss, _ = timed(["report", str(run.run_dir), "--json"])
     rebuild_s, rebuild_rss, text = timed(["report", str(run.run_dir), "--rebuild", "--json"])
     rebuilt = json.loads(text)
-    html_s = html_rss = None
-    try:
-        import plotly  # noqa: F401
-        html_s, html_rss, _ = timed(["report", str(run.run_dir), "--html",
-                                     str(out / "report.html"), "--json"])
-    except ImportError:
-        pass
+    html_s, html_rss, _ = timed(["report", str(run.run_dir), "--html",
+                                 str(out / "report.html"), "--json"])
 
     figures = {
         "simulated_days": args.days, "gpus": args.gpus, "rate_hz": args.rate,

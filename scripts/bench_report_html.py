@@ -8,14 +8,15 @@ closed-step records, the final reading), and a summary.json shaped like a finish
 figures come from the same synthetic power model, not from a replay). One GPU gets a single
 one-tick spike, which the report must still show after downsampling.
 
-Then, each in a fresh process, REPEATS times: `write_html(run_dir)` as shipped (child
-interpreters scan byte ranges in parallel when the file is large) and with one process only.
+Then, each in a fresh process, REPEATS times: `write_html(run_dir)` as shipped (worker
+processes scan byte ranges in parallel when the file is large) and with one process only.
 Prints the medians of wall time, CPU time (the process and its children: the figure to trust
 on a shared machine), peak RSS (the process itself, and the largest child) and the size of
 report.html.
 
     python scripts/bench_report_html.py                   # 24 h x 8 GPUs x 10 Hz
     python scripts/bench_report_html.py --hours 1 --repeats 1
+    python scripts/bench_report_html.py --demo           # demo-size: 20 s, 1 GPU
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tracker.carbon import resolve_factor  # noqa: E402
 
 GRID = resolve_factor("DE").to_dict()
 GPU_W, CPU_W, RAM_W = 650.0, 180.0, 60.0
-SPIKE_W = 987.654          # one tick on gpu3: the report must keep it
+SPIKE_W = 987.654          # one tick on gpu3 (the last GPU if fewer): the report must keep it
 EPOCH_S, EVAL_S = 3600.0, 180.0
 
 
@@ -87,7 +88,8 @@ def write_run(run: Path, hours: float, gpus: int, rate: float) -> dict:
             parts = []
             second = k % every == 0
             for g in range(gpus):
-                p = SPIKE_W if (k == spike_tick and g == 3) else gpu_power(t, g, second)
+                spiky = k == spike_tick and g == min(3, gpus - 1)
+                p = SPIKE_W if spiky else gpu_power(t, g, second)
                 energy[g] += p / rate
                 peak[g] = max(peak[g], p)
                 if second:   # the counter once a second, first in the record as the sampler does
@@ -161,8 +163,9 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import tracker.report.html as h
+import tracker.report.scan as scan
 if {one!r}:
-    h.MAX_WORKERS = 1
+    scan.MAX_WORKERS = 1
 t0 = time.perf_counter()
 out = h.write_html({run!r})
 s = time.perf_counter() - t0
@@ -189,7 +192,11 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=10.0, help="sampling rate, Hz")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep", action="store_true", help="keep the synthetic run directory")
+    p.add_argument("--demo", action="store_true",
+                   help="a demo-size run (scripts/demo.sh): 20 s of 1 GPU, sets --hours --gpus")
     args = p.parse_args()
+    if args.demo:
+        args.hours, args.gpus = 20 / 3600, 1
     base = Path(tempfile.mkdtemp(prefix="bench-report-"))
     run = base / "run"
     run.mkdir()

@@ -3,6 +3,6 @@
 # summary and where the logs and the HTML report are.
 # Usage: ./scripts/demo.sh [--region DE] [--steps N]
 source "$(dirname "$0")/_venv.sh"
-make_venv "torch,report"
+make_venv "torch"
 cd "$ROOT"
 exec "$VENV/bin/python" "$ROOT/scripts/demo_train.py" "$@"

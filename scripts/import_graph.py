@@ -51,7 +51,7 @@ def graph() -> dict[str, set[str]]:
                 # `from pkg import sub` depends on the submodule; `from pkg import name` on pkg
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
                            for a in node.names]
-            if _type_checking_only(tree, node):
+            if not targets or _type_checking_only(tree, node):
                 continue
             for t in targets:
                 # the deepest tracker module the name is (a submodule, else its package)

@@ -159,10 +159,10 @@ def test_compaction_keeps_totals_and_pinned_energies():
 def test_compaction_in_a_live_run_changes_no_reported_number(fake_h100, tmp_path, monkeypatch):
     """Compaction forced every tick with a 0.5 s memory: the summary (windows, steps,
     breakdown) equals the one rebuilt from the full-resolution log."""
-    import tracker.api as api
-    monkeypatch.setattr(api, "RECENT_S", 0.5)
-    monkeypatch.setattr(api, "SKELETON_S", 0.3)
-    monkeypatch.setattr(api, "COMPACT_EVERY_S", 0.0)
+    import tracker.checkpoint as checkpoint
+    monkeypatch.setattr(checkpoint, "RECENT_S", 0.5)
+    monkeypatch.setattr(checkpoint, "SKELETON_S", 0.3)
+    monkeypatch.setattr(checkpoint, "COMPACT_EVERY_S", 0.0)
     with track("compact", output_dir=tmp_path, **FAST) as run:
         for _ in run.epochs(range(3)):
             for _ in run.steps(range(20)):
@@ -188,12 +188,12 @@ def test_segments_snapshots_and_a_rebuild_equal_to_the_live_run(fake_h100, tmp_p
                                                                  monkeypatch):
     """Checkpoints every 0.7 s: raw logs rotated and condensed, a snapshot of the state; the
     rebuild from the last snapshot plus what follows gives the live numbers."""
-    import tracker.api as api
+    import tracker.checkpoint as checkpoint
     import tracker.rundir.snapshot as snapshot
     monkeypatch.setattr(snapshot, "SEGMENT_S", 0.7)
-    monkeypatch.setattr(api, "RECENT_S", 0.3)
-    monkeypatch.setattr(api, "SKELETON_S", 0.2)
-    monkeypatch.setattr(api, "COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr(checkpoint, "RECENT_S", 0.3)
+    monkeypatch.setattr(checkpoint, "SKELETON_S", 0.2)
+    monkeypatch.setattr(checkpoint, "COMPACT_EVERY_S", 0.0)
     with track("segments", output_dir=tmp_path, **FAST) as run:
         for _ in run.epochs(range(4)):
             for _ in run.steps(range(25)):

@@ -16,8 +16,8 @@ import pytest
 from conftest import UUIDS, Constant, FakeGPU
 
 from tracker import ConfigError, track
+from tracker.accounting.breakdown import PARTS, partition, subtract, union
 from tracker.rebuild import rebuild_summary
-from tracker.report.breakdown import PARTS, partition, subtract, union
 from tracker.summary import Window
 
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)

@@ -180,7 +180,6 @@ def test_a_reused_pid_is_not_the_owner(tmp_path):
 
 
 def test_report_html_of_a_live_run_is_written_outside_it(tmp_path, monkeypatch):
-    pytest.importorskip("plotly", reason="the HTML report needs plotly (the report extra)")
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

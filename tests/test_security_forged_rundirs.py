@@ -47,7 +47,7 @@ MAKE_JOB = textwrap.dedent("""
                 time.sleep(0.2)
         # no checkpoint at the very end, so samples.jsonl has lines after the last rotation
         # (on a fast machine the last rotation could otherwise leave it empty)
-        run._segment_s = 1e9
+        run._ticks.checkpoints.segment_s = 1e9
         deadline = time.monotonic() + 30
         while run.run_dir.joinpath("samples.jsonl").stat().st_size == 0 \
                 and time.monotonic() < deadline:

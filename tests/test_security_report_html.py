@@ -1,6 +1,7 @@
-"""The HTML report with hostile names: plotly renders a subset of HTML in trace names, axis
-labels, annotations, hover and text, so a run, window or device name holding a link or an
-image must reach the page as text, never as markup (issue 18, item 10)."""
+"""The HTML report with hostile names: a run, window or device name holding a link, an image
+or `</script>` must reach the page as text, never as markup (issue 18, item 10). The charts'
+data is JSON inside <script type="application/json"> (no `<` in it, so no name can close the
+script) and charts.js sets every string as text."""
 
 from __future__ import annotations
 
@@ -43,18 +44,13 @@ def hostile_run(tmp_path: Path, fake_gpu: list) -> Path:
     return Path(run.run_dir)
 
 
-def figures(page: str) -> dict[str, list[Any]]:
-    """Each plotly figure's arguments (data, layout, config), parsed from its newPlot call."""
-    decoder = json.JSONDecoder()
-    out: dict[str, list[Any]] = {}
-    for m in re.finditer(r"Plotly\.newPlot\(\s*", page):
-        pos, args = m.end(), []
-        for _ in range(4):   # the div id, data, layout, config
-            value, pos = decoder.raw_decode(page, pos)
-            args.append(value)
-            pos = re.compile(r"\s*,?\s*").match(page, pos).end()  # type: ignore[union-attr]
-        out[args[0]] = args[1:]
-    return out
+CHART_DATA = re.compile(r'<script type="application/json" data-chart="([\w-]+)">(.*?)</script>',
+                        re.S)
+
+
+def figures(page: str) -> dict[str, tuple[str, Any]]:
+    """Each chart's embedded data: {div id: (the raw script text, its parsed JSON)}."""
+    return {m.group(1): (m.group(2), json.loads(m.group(2))) for m in CHART_DATA.finditer(page)}
 
 
 def strings(x: Any) -> list[str]:
@@ -96,22 +92,24 @@ def test_hostile_names_reach_the_page_as_text(tmp_path, fake_gpu):
     page = write_html(hostile_run(tmp_path, fake_gpu)).read_text()
     figs = figures(page)
     assert "fig-timeline" in figs and "fig-devices" in figs, sorted(figs)
-    texts = [s for args in figs.values() for s in strings(args[:2])]   # data and layout
-    leaked = [s for s in texts if MARKUP.search(s)]
-    assert leaked == [], leaked
-    # and the names are there, escaped for plotly: in trace names, window markers, labels
-    shown = "&lt;img src=x onerror=alert(1)&gt;"
-    timeline = figs["fig-timeline"][0]
-    names = [t.get("name") or "" for t in timeline]
-    assert any(shown in n and n.startswith("gpu") for n in names), names
-    markers = next(t for t in timeline if t.get("name") == "windows")
-    assert any("warmup &lt;a href=\"https://evil.example/\"&gt;x&lt;/a&gt;" in x
-               for x in markers["text"])
-    shapes = figs["fig-timeline"][1].get("shapes") or []
-    assert any(shown in (s.get("name") or "") for s in shapes)
-    assert any(shown in y for y in figs["fig-devices"][0][0]["y"])
-    assert not any("%{" in t.get("hovertemplate", "").replace("%{y", "").replace(
-        "%{text", "").replace("%{x", "").replace("%{customdata", "") for t in timeline)
+    # the raw script text holds no `<`, `>` or `&` (so neither `</script>` nor `<!--`)...
+    for raw, _ in figs.values():
+        assert not set(raw) & set("<>&"), raw[:200]
+    # ...and the names come back from it unchanged: in trace names, window markers, shades
+    timeline = figs["fig-timeline"][1]
+    power = timeline["panels"][0]
+    names = [t["name"] for t in power["series"]]
+    assert any(n.startswith("gpu") and EVIL in n for n in names), names
+    markers = next(t for t in power["series"] if t["name"] == "windows")
+    assert any(f"warmup {EVIL_A}" in x for x in markers["d"]["text"])
+    assert any(EVIL_IMG in sh[4] for sh in power["shades"])
+    assert any(EVIL in y for y in figs["fig-devices"][1]["labels"])
+    # the drawing script never turns a string into markup
+    js = re.search(r"<script>(.*?)</script>", page, re.S)
+    assert js is not None and "getElementById" in js.group(1)
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "Function("):
+        assert sink not in js.group(1), sink
 
     tags = Tags()
     tags.feed(page)
@@ -125,16 +123,19 @@ def test_hostile_names_reach_the_page_as_text(tmp_path, fake_gpu):
     assert not MARKUP.search(outside_scripts.replace('<a href="#', "")), "raw markup in page"
 
 
-def test_a_percent_template_in_a_name_is_shown_not_filled_in(tmp_path, fake_gpu):
+def test_a_template_like_name_is_kept_as_it_is(tmp_path, fake_gpu):
+    """`{{body}}` in a name is not a placeholder of the page template filled again."""
     sensor = fake_gpu[0]
-    sensor.info = replace(sensor.info, name="gpu%{y}")
-    with track("pct", sensors=fake_gpu, output_dir=tmp_path, cpu=False, ram=False, rate_hz=50,
-               report_html=False) as run:
+    sensor.info = replace(sensor.info, name="gpu{{body}}%{y}")
+    with track("{{script}}", sensors=fake_gpu, output_dir=tmp_path, cpu=False, ram=False,
+               rate_hz=50, report_html=False) as run:
         time.sleep(0.1)
     page = write_html(Path(run.run_dir)).read_text()
-    timeline = figures(page)["fig-timeline"][0]
-    [power] = [t for t in timeline if (t.get("name") or "").startswith("gpu")]
-    assert power["hovertemplate"].startswith("gpu&#37;{y} %{y:.1f} W")
+    assert page.count("<main>") == 1 and page.count("<script>") == 1
+    power = figures(page)["fig-timeline"][1]["panels"][0]["series"]
+    assert [t["name"] for t in power] == ["gpu{{body}}%{y}"]
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    assert title is not None and "{{script}}" in title.group(1)
 
 
 def test_no_evil_link_is_rendered_in_chromium(tmp_path, fake_gpu):
@@ -166,8 +167,7 @@ def test_no_evil_link_is_rendered_in_chromium(tmp_path, fake_gpu):
                           else route.abort())
             page = context.new_page()
             page.goto(url, wait_until="load")
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
-            page.wait_for_timeout(300)
+            page.wait_for_selector(".et-chart .main-svg", timeout=30_000)
             evil_links = page.locator('a[href*="evil"]').count()
             images = page.locator("img").count()
             legend = page.inner_text("#fig-timeline")

@@ -288,7 +288,6 @@ def three_meters(fake_nvml, fake_amdsmi, hwmon_tree):
 def test_a_run_on_nvidia_amd_and_a_node_meter(three_meters, tmp_path):
     nv_reads, amd_gpu, tree = three_meters
     pytest.importorskip("prometheus_client")
-    pytest.importorskip("plotly")
     from tracker.prometheus import _Collector
     csv_path = tmp_path / "e.csv"
     # CPU and RAM stay on (here: the models): a node meter includes them, so cpu=False or

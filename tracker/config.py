@@ -398,10 +398,10 @@ class TrackerConfig:
         check=_check_log_interval, env=_env("LOG_MIN_INTERVAL_S"), cli="--log-min-interval-s"))
     report_html: Optional[bool] = field(default=None, metadata=_option(
         Optional[bool],
-        "write report.html (an offline page of charts; needs the `report` extra) next to "
+        "write report.html (an offline page of charts, no extra dependency) next to "
         "summary.json when the run or the job ends; default None: on. Skipped for terminated "
         "and interrupted runs",
-        what="True, False or None (the default: on when plotly is installed)",
+        what="True, False or None (the default: on)",
         env=_env("REPORT_HTML"), cli="--report-html"))
     quiet: bool = field(default=False, metadata=_option(
         bool,

@@ -162,7 +162,7 @@ class ReplayResult:
     power_reads: int
     counter_reads: int
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    breakdown: dict[str, Any] = field(default_factory=dict)   # report/breakdown.py
+    breakdown: dict[str, Any] = field(default_factory=dict)   # accounting/breakdown.py
     idle: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def replay(path: Path, *, mode: str = "counter", rate_hz: float = 10.0,
     counter_j = (trace.value(t_last, "energy_mj") - trace.value(t0, "energy_mj")) / 1000.0
     energy = dev.curve.total_j
     epochs = _epochs(trace, dev, t0, rate_hz)
-    from .report.breakdown import breakdown, idle_energy
+    from .accounting.breakdown import breakdown, idle_energy
     windows = trace_windows(trace, t0)
     return ReplayResult(
         mode=mode, rate_hz=float(rate_hz), energy_j=energy, counter_j=counter_j,

@@ -146,7 +146,7 @@ class Summary:
     run_dir: Optional[str] = None
     sampling: dict[str, Any] = field(default_factory=dict)  # rate, counter cadence, defaults
     job: Optional[dict[str, Any]] = None   # distributed job: id, world size, nodes, missing
-    # Where the energy went (report/breakdown.py): part -> energy_j, share, seconds, method;
+    # Where the energy went (accounting/breakdown.py): part -> energy_j, share, seconds, method;
     # idle GPU energy per device; findings with their numbers; the electricity cost.
     breakdown: dict[str, Any] = field(default_factory=dict)
     idle: dict[str, Any] = field(default_factory=dict)

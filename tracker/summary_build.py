@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
+from .accounting.advice import findings
+from .accounting.breakdown import breakdown, idle_energy
 from .it_energy import it_energy_at
-from .report.advice import findings
-from .report.breakdown import breakdown, idle_energy
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
 from .summary import (

@@ -151,7 +151,7 @@ def make_hub(log_to: Any, log_every_steps: Any = DEFAULT_EVERY_STEPS,
 def process_rank(run: Any) -> int:
     """The job rank of this process (0 outside a job). A process joined to `energy-tracker
     run` has no job member of its own: the launcher's variables say its rank."""
-    job = getattr(run, "_job", None)
+    job = getattr(run, "job", None)   # run_view.RunView
     if job is not None:
         return int(job.identity.rank)
     from ..job.identity import _int
@@ -238,7 +238,7 @@ class ExportHub:
             self._progress()
 
     def _progress(self) -> None:
-        if self._run is None or self._run._state != "running":   # closed by stop()
+        if self._run is None or self._run.state != "running":   # closed by stop()
             return
         self.log_row(self._metrics.row(), self.steps)
 
@@ -267,7 +267,7 @@ class ExportHub:
             self._call(e, "on_stop", summary, files)
 
     def _final(self, run: Any, summary: Any) -> tuple[Any, list[Path], str]:
-        job = getattr(run, "_job", None)
+        job = getattr(run, "job", None)
         if job is not None:
             got = _job_summary(job.job_dir, run.run_dir, wait_s=min(run.job_timeout_s, 10.0))
             if got is not None:
@@ -291,8 +291,8 @@ class ExportHub:
             msg = (f"log_to {getattr(e, 'name', e)!r}: {method} failed "
                    f"({type(err).__name__}: {err}); this exporter is off for the rest of the run")
             log.warning("energy-tracker: %s", msg)
-            if self._run is not None and self._run._final is None:
-                self._run.notes.append(msg)
+            if self._run is not None:   # a note while the run has not stopped
+                self._run.note(msg)
 
 
 def _files(run_dir: Any, *, own: bool) -> list[Path]:

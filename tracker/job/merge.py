@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, cast
 
+from ..accounting.advice import findings
+from ..accounting.breakdown import merge_parts
 from ..errors import ConfigError
-from ..report.advice import findings
-from ..report.breakdown import merge_parts
 from ..rundir.runlog import read_json
 from ..rundir.untrusted import wall_seconds
 from ..sensors.base import counted

@@ -1,8 +1,7 @@
-"""Where the energy went, and what to do about it: the run's (or job's) breakdown, findings
-measured on the run, and the reports people read (terminal, self-contained HTML).
+"""The reports people read (terminal, self-contained HTML): they render a run's (or job's)
+summary, breakdown and findings, computed below them in `tracker.accounting`.
 
-  breakdown.py  parts of the IT energy that add up (steps, gaps, eval, ...), idle GPU energy
-  advice.py     findings with the numbers they come from, only when the data supports them
-  html.py       one offline HTML file (plotly from the `report` extra, inlined)
+  html.py       one offline HTML file: scan.py reads the logs into model.py's Data,
+                render.py draws it from page/ (template, CSS, SVG charts.js)
   terminal.py   a power sparkline and breakdown bars for `energy-tracker report` on a TTY
 """

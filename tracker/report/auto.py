@@ -1,6 +1,6 @@
 """report.html written at the end of a run or a job, next to its summary.json.
 
-On by default when plotly (the `report` extra) is installed; `report_html=False`, or
+On by default (the page needs no extra package); `report_html=False`, or
 ENERGY_TRACKER_REPORT_HTML=0 for every run of a machine or a cluster, turns it off. It is
 written after every other file (the numbers are safe before a page is drawn) and skipped when
 the run was terminated or interrupted (a launcher's grace period is for saving the model, not
@@ -9,7 +9,6 @@ drawing charts); `energy-tracker report --html DIR` draws it later, for any run.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -34,10 +33,6 @@ def plan(option: Optional[bool], status: str, directory: Path) -> tuple[bool, Op
     """(write it?, the note to add to the summary when it is not written but was wanted)."""
     if not wanted(option):
         return False, None
-    from .html import INSTALL_HINT
-    if importlib.util.find_spec("plotly") is None:
-        return False, (f"no report.html: plotly is not installed ({INSTALL_HINT}); "
-                       f"`energy-tracker report --html {directory}` draws it later")
     if status in SKIP_STATUSES:
         return False, (f"no report.html (the run was {status}): `energy-tracker report --html "
                        f"{directory}` draws it")

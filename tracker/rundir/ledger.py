@@ -54,6 +54,9 @@ _I64 = 1 << 63
 Row = tuple[int, int, float, float, int, int, int]   # id, parent, t0, t1, index, samples, tokens
 
 
+_UNSET: Any = object()
+
+
 def _numpy() -> Any:
     try:
         import numpy
@@ -374,7 +377,9 @@ class Ledger:
         self.devices = devices
         self.file = steps_file
         self._marked = marked
-        self._np = _numpy()
+        # numpy is imported when the first steps settle, not at start (~0.1 s of a CPU-only
+        # run's start-up; a run with no steps never needs it). Tests set it to None.
+        self._np_module: Any = _UNSET
         self._pending: deque[Batch] = deque()
         self._n_pending = 0
         self.frontier = -math.inf
@@ -452,6 +457,16 @@ class Ledger:
             self.file.close()
 
     # -- steps -------------------------------------------------------------------------------------
+    @property
+    def _np(self) -> Any:
+        if self._np_module is _UNSET:
+            self._np_module = _numpy()
+        return self._np_module
+
+    @_np.setter
+    def _np(self, module: Any) -> None:
+        self._np_module = module
+
     def _settle(self, b: Batch) -> None:
         if len(b) <= SETTLE_CHUNK:
             self._settle_one(b)
@@ -546,7 +561,7 @@ class Ledger:
         """Eval/checkpoint time inside the step segments [a_i, b_i] (eval over checkpoint)."""
         if self._marked is None:
             return
-        from ..report.breakdown import subtract, union
+        from ..accounting.breakdown import subtract, union
         marked = self._marked()
         ev = union((x, y if y is not None else math.inf) for x, y in marked.get("eval", []))
         ck = subtract(union((x, y if y is not None else math.inf)
@@ -658,7 +673,7 @@ class Ledger:
             del us[:k - 1]
 
     def idle_summary(self, devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any]]:
-        from ..report.breakdown import IDLE_METHOD
+        from ..accounting.breakdown import IDLE_METHOD
         out = {}
         for d in devices:
             acc = self.idle.get(d.sensor.name)
@@ -675,10 +690,10 @@ class Ledger:
     def breakdown(self, t_end: float, marked: dict[str, list[tuple[float, Optional[float]]]],
                   e_at: Callable[[float], float], methods: Sequence[str]
                   ) -> dict[str, dict[str, Any]]:
-        """The parts of report/breakdown.py from the accumulated step union and the eval and
+        """The parts of accounting/breakdown.py from the accumulated step union and the eval and
         checkpoint windows: steps > eval > checkpoint > between_steps > before_first_step >
         after_last_step > other. Parts come from one E(t), so they sum to E(t_end) - E(0)."""
-        from ..report.breakdown import INTERPOLATED, subtract, union
+        from ..accounting.breakdown import INTERPOLATED, subtract, union
 
         total = e_at(t_end) - e_at(0.0)
         ev = _clip_union(marked.get("eval", []), 0.0, t_end, t_end)
@@ -737,7 +752,7 @@ class Ledger:
 
 def _clip_union(spans: Sequence[tuple[float, Optional[float]]], lo: float, hi: float,
                 open_end: Optional[float] = None) -> list[tuple[float, float]]:
-    from ..report.breakdown import union
+    from ..accounting.breakdown import union
     end = hi if open_end is None else open_end
     return [(max(a, lo), min(b, hi)) for a, b in union(
         (s, e if e is not None else end) for s, e in spans) if b > lo and a < hi]

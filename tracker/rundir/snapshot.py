@@ -1,6 +1,6 @@
 """Snapshots: bounded disk and fast rebuilds for long runs.
 
-Every SEGMENT_S of run time the sampler thread checkpoints the run (api.Tracker._checkpoint):
+Every SEGMENT_S of run time the sampler thread checkpoints the run (checkpoint.Checkpoints):
 
   1. samples.jsonl is renamed to samples.<k>.jsonl and a new samples.jsonl is started;
   2. snapshot.json is written (atomically): the complete state of the run after that tick —
