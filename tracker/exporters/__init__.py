@@ -180,7 +180,8 @@ class ExportHub:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, run: Any) -> None:
-        """The tracker started. Only rank 0 of a job logs; its progress numbers are its own
+        """The tracker started (`run`: its read-only run_view.RunView, which the exporters'
+        own `start(run)` get too). Only rank 0 of a job logs; its progress numbers are its own
         devices' (a collective at a point other ranks may never reach could hang or, worse,
         pair with the training's own all-reduce), unless a framework callback feeds job-wide
         rows. Idempotent."""
