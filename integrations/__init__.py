@@ -1,8 +1,12 @@
 """Framework integrations: Hugging Face `Trainer`, Lightning, and plain PyTorch loops.
 
-    from integrations.huggingface import EnergyCallback     # transformers.Trainer
-    from integrations.lightning import EnergyCallback       # lightning / pytorch_lightning
-    from integrations.torch import count_samples, cuda_synchronize   # run.steps(...) helpers
+    from tracker.integrations.huggingface import EnergyCallback   # transformers.Trainer
+    from tracker.integrations.lightning import EnergyCallback     # lightning / pytorch_lightning
+    from tracker.integrations.torch import count_samples, cuda_synchronize   # run.steps helpers
+
+(The repository keeps these modules in integrations/; the distribution installs them as the
+subpackage tracker.integrations, so no top-level `integrations` package collides with another
+distribution's.)
 
 The callbacks only map framework hooks onto `TrainingSession` below, which maps them onto the
 tracker's windows; energy, emissions and projections are computed in `tracker/`.

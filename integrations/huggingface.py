@@ -1,7 +1,7 @@
 """Hugging Face `transformers.Trainer`: energy and CO2e per run, epoch, step, evaluation and
 checkpoint, added to the Trainer's own log rows (so they reach TensorBoard, W&B, ...).
 
-    from integrations.huggingface import EnergyCallback
+    from tracker.integrations.huggingface import EnergyCallback
     trainer = Trainer(model, args, train_dataset=ds, callbacks=[EnergyCallback(region="DE")])
     trainer.train()      # run logs in ./energy-runs/<time>-hf-trainer/
 
@@ -51,8 +51,15 @@ import sys
 import weakref
 from typing import Any, Callable, Optional
 
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_callback import DefaultFlowCallback
+try:   # the callback subclasses TrainerCallback: transformers is needed at import time
+    from transformers import Trainer, TrainerCallback
+    from transformers.trainer_callback import DefaultFlowCallback
+except ModuleNotFoundError as e:
+    if e.name != "transformers":
+        raise   # a dependency of transformers is missing: its own message says which
+    raise ModuleNotFoundError(
+        "tracker.integrations.huggingface needs transformers: "
+        "pip install 'trainjoule[huggingface]'", name="transformers") from e
 
 from tracker.config import given_options, signature_with_options
 from tracker.summary import Summary
@@ -250,7 +257,8 @@ class EnergyCallback(SessionResults, TrainerCallback):
         if control.should_save:
             self.session.open("checkpoint", "checkpoint", "checkpoint", step=state.global_step)
 
-    def on_predict(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None,
+                   **kwargs: Any) -> None:
         if self._side_by_hooks:
             self._end_side("finished")
             return
@@ -416,8 +424,10 @@ def _reported_tools(args: Any) -> set[str]:
     report_to = args.report_to if isinstance(args.report_to, (list, tuple)) else [args.report_to]
     names = {str(r) for r in report_to if r}
     if "all" in names:
-        from transformers.integrations import get_available_reporting_integrations
-        names |= set(get_available_reporting_integrations())
+        # untyped in transformers: reached through the module object, so it is Any here
+        import importlib
+        hub = importlib.import_module("transformers.integrations")
+        names |= {str(n) for n in hub.get_available_reporting_integrations()}
     return names & {"mlflow", "wandb", "tensorboard"}
 
 

@@ -1,7 +1,7 @@
 """Lightning (`lightning.pytorch` or `pytorch_lightning`): energy and CO2e per run, epoch, batch and
 validation, logged to every logger of the Trainer (`trainer.loggers`).
 
-    from integrations.lightning import EnergyCallback
+    from tracker.integrations.lightning import EnergyCallback
     trainer = lightning.pytorch.Trainer(max_epochs=10, callbacks=[EnergyCallback(region="DE")])
 
 `EnergyCallback` derives from `lightning.pytorch.Callback` when `lightning` is installed, else
@@ -296,8 +296,8 @@ def _default_package() -> str:
             return package
         except ImportError:
             continue
-    raise ImportError("integrations.lightning needs `lightning` or `pytorch_lightning`: "
-                      "pip install 'energy-tracker[lightning]'")
+    raise ImportError("tracker.integrations.lightning needs `lightning` or `pytorch_lightning`: "
+                      "pip install 'trainjoule[lightning]'")
 
 
 EnergyCallback = callback_class(_default_package())

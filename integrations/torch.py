@@ -1,7 +1,7 @@
 """Plain PyTorch loops: small helpers for `run.steps(...)`; torch is imported only when needed.
 
     from tracker import track
-    from integrations.torch import count_samples, count_tokens, cuda_synchronize
+    from tracker.integrations.torch import count_samples, count_tokens, cuda_synchronize
 
     with track("my-loop", region="DE") as run:
         for epoch in run.epochs(range(3)):

@@ -13,7 +13,15 @@ make_venv() {  # make_venv EXTRAS
         "$PY" -m venv "$VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
     fi
-    echo "==> installing energy-tracker[$extras] (first run takes a few minutes)"
+    echo "==> installing trainjoule[$extras] (first run takes a few minutes)"
+    # The distribution was called energy-tracker (a name taken on PyPI by another project): an
+    # editable install of this checkout under that name would sit beside trainjoule's, and
+    # uninstalling it later would delete the shared `energy-tracker` command. Only our own
+    # (an editable install of $ROOT) is removed.
+    if "$VENV/bin/python" -m pip show energy-tracker 2>/dev/null \
+            | grep -qxF "Editable project location: $ROOT"; then
+        "$VENV/bin/python" -m pip uninstall -q -y energy-tracker
+    fi
     "$VENV/bin/python" -m pip install -q "torch==2.13.0"
     "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
 }

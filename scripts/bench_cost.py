@@ -10,11 +10,18 @@ configurations interleaved in rotating order so drift hits all equally):
   codecarbon    - CodeCarbon's `OfflineEmissionsTracker` at its defaults (15 s measurement
                   interval), CPU only, when codecarbon is installed.
 Each reports: background CPU in ms per second (getrusage of the whole process, user + system,
-while the main thread sleeps), import + construction (s), start() (s), stop() of a 1 s run (s),
+while the main thread sleeps), import + construction (s), construction alone (`track()` /
+`OfflineEmissionsTracker()` once the package is imported, s), start() (s), construction +
+start() (s), stop() of a 1 s run (s),
 disk per hour (the run directory's growth while idle, extrapolated) and, for ours, disk per
 step (bytes in the run directory per empty `run.steps` step, over --steps steps).
 
+Byte-code: the children compile into a private PYTHONPYCACHEPREFIX and one warm-up child per
+configuration runs first (discarded), so start-up figures are those of an installed package
+(pip writes .pyc files at install), even where PYTHONDONTWRITEBYTECODE is set.
+
 Usage: python scripts/bench_cost.py [--repeats 5] [--idle-s 10] [--steps 200000] [--json OUT]
+       python scripts/bench_cost.py --idle-s 0.5 --steps 0 --repeats 9   # start-up figures
 """
 
 from __future__ import annotations
@@ -58,16 +65,21 @@ t0 = time.perf_counter()
 if kind == "codecarbon":
     import logging
     from codecarbon import OfflineEmissionsTracker
+    t1 = time.perf_counter()
     tracker = OfflineEmissionsTracker(country_iso_code="DEU", output_dir=tmp,
                                       log_level="error", project_name="bench")
     run_dir = tmp
 else:
     from tracker import track
+    t1 = time.perf_counter()
     tracker = track("bench", output_dir=tmp)
-out["construct_s"] = time.perf_counter() - t0
+t2 = time.perf_counter()
+out["construct_s"] = t2 - t0
+out["construct_only_s"] = t2 - t1
 t0 = time.perf_counter()
 tracker.start()
 out["start_s"] = time.perf_counter() - t0
+out["construct_start_s"] = out["construct_only_s"] + out["start_s"]
 if kind != "codecarbon":
     run_dir = str(tracker.run_dir)
     out["devices"] = [d.sensor.name for d in tracker.devices]
@@ -128,9 +140,14 @@ print("RESULT " + json.dumps({"fake_cpu_s": total, "per_call_s": per}))
 '''
 
 
+PYCACHE = tempfile.mkdtemp(prefix="bench-cost-pyc-")   # the children's byte-code (see above)
+
+
 def _env(kind: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ENERGY_TRACKER_RUN_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env["ENERGY_TRACKER_REPORT_HTML"] = env.get("ENERGY_TRACKER_REPORT_HTML", "1")
     pp = [str(ROOT)]
     if kind == "ours-8gpu":
@@ -186,7 +203,9 @@ def _real_gpu() -> bool:
 
 FIELDS = [("cpu_ms_per_s", "background CPU (ms/s)", "{:.2f}"),
           ("construct_s", "import + construction (s)", "{:.3f}"),
+          ("construct_only_s", "construction (s)", "{:.3f}"),
           ("start_s", "start() (s)", "{:.3f}"),
+          ("construct_start_s", "construction + start (s)", "{:.3f}"),
           ("stop_s", "stop() of a 1 s run (s)", "{:.3f}"),
           ("disk_bytes_per_hour", "disk per hour (MB)", "MB"),
           ("disk_bytes_per_step", "disk per step (B)", "{:.1f}")]
@@ -209,6 +228,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="empty steps for the disk-per-step figure (0: skip)")
     ap.add_argument("--only", nargs="*", help="configurations to run (default all available)")
     ap.add_argument("--json", help="also write the medians and every repeat to this file")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="discarded runs per configuration first (byte-code, disk caches)")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.idle_s <= 0 or args.steps < 0:
         ap.error(f"--repeats must be >= 1, --idle-s > 0 and --steps >= 0; got {args.repeats}, "
@@ -225,6 +246,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.only:
         kinds = [k for k in kinds if k in args.only]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for _ in range(max(args.warmup, 0)):
+        for kind in kinds:
+            one(kind, min(args.idle_s, 0.5), 0)
     for r in range(args.repeats):
         order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
         for kind in order:

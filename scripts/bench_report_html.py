@@ -8,15 +8,25 @@ closed-step records, the final reading), and a summary.json shaped like a finish
 figures come from the same synthetic power model, not from a replay). One GPU gets a single
 one-tick spike, which the report must still show after downsampling.
 
-Then, each in a fresh process, REPEATS times: `write_html(run_dir)` as shipped (worker
-processes scan byte ranges in parallel when the file is large) and with one process only.
-Prints the medians of wall time, CPU time (the process and its children: the figure to trust
-on a shared machine), peak RSS (the process itself, and the largest child) and the size of
-report.html.
+The run's report_timeline.jsonl (the pre-reduced timeline the tracker keeps as it goes) is
+written by feeding the same tick records, a round of 0.5 s at a time, to the tracker's own
+writer (rundir/report_timeline.py); its cost per tick is printed (the live overhead).
+
+Then, each in a fresh process, REPEATS times: `write_html(run_dir)` as shipped (it reads the
+pre-reduced timeline), and as for an old run without one (every sample scanned: worker
+processes scan byte ranges in parallel, and with one process only). Prints the medians of
+wall time, CPU time (the process and its children: the figure to trust on a shared machine),
+peak RSS (the process itself, and the largest child) and the size of report.html.
+
+Last, the page opened in headless Chromium (Playwright, the Debian chromium as
+tests/test_report_html.py uses; skipped with the reason when either is missing), REPEATS
+times: the time from navigation start to the first chart's SVG in the page (performance.now()
+in a MutationObserver installed before the page's scripts run) and to the next frame after it.
 
     python scripts/bench_report_html.py                   # 24 h x 8 GPUs x 10 Hz
     python scripts/bench_report_html.py --hours 1 --repeats 1
     python scripts/bench_report_html.py --demo           # demo-size: 20 s, 1 GPU
+    python scripts/bench_report_html.py --no-browser     # without the Chromium timing
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tracker.carbon import resolve_factor  # noqa: E402
+from tracker.rundir.report_timeline import ReportTimelineWriter  # noqa: E402
+from tracker.rundir.runlog import FLUSH_EVERY_S  # noqa: E402
 
 GRID = resolve_factor("DE").to_dict()
 GPU_W, CPU_W, RAM_W = 650.0, 180.0, 60.0
@@ -71,7 +83,7 @@ def write_run(run: Path, hours: float, gpus: int, rate: float) -> dict:
                 "host": {"hostname": "bench", "pid": 1}, "devices": devices, "grid": GRID,
                 "pue": 1.2, "pue_source": "user",
                 "config": {"rate_hz": rate, "sampling": {"rate_hz": rate}},
-                "versions": {"energy_tracker": "bench"}, "notes": []}
+                "versions": {"trainjoule": "bench"}, "notes": []}
     (run / "run.json").write_text(json.dumps(manifest, indent=2))
     spike_tick = ticks // 2 + 3
     energy = [0.0] * gpus
@@ -81,11 +93,16 @@ def write_run(run: Path, hours: float, gpus: int, rate: float) -> dict:
     every = max(1, round(rate))   # ticks per second
     windows, lines = [], 0
     step = 0
+    writer = ReportTimelineWriter(run)
+    per_round = max(1, round(rate * FLUSH_EVERY_S))
+    ticks_of_round: list[dict] = []
+    writer_s = 0.0
     with open(run / "samples.jsonl", "w", buffering=1 << 20) as f:
         w = f.write
         for k in range(ticks + 1):
             t = k / rate
             parts = []
+            d: dict = {}
             second = k % every == 0
             for g in range(gpus):
                 spiky = k == spike_tick and g == min(3, gpus - 1)
@@ -95,16 +112,29 @@ def write_run(run: Path, hours: float, gpus: int, rate: float) -> dict:
                 if second:   # the counter once a second, first in the record as the sampler does
                     parts.append(f'"gpu{g}":{{"c":{counter[g] + energy[g]:.3f},"w":{p:.3f},'
                                  f'"j":{energy[g]:.3f}}}')
+                    d[f"gpu{g}"] = {"c": counter[g] + energy[g], "w": p, "j": energy[g]}
                 else:
                     parts.append(f'"gpu{g}":{{"w":{p:.3f},"j":{energy[g]:.3f}}}')
+                    d[f"gpu{g}"] = {"w": p, "j": energy[g]}
             if second:
                 cpu_j += CPU_W
                 ram_j += RAM_W
                 parts.append(f'"cpu":{{"w":{CPU_W},"j":{cpu_j:.3f}}}')
                 parts.append(f'"ram":{{"w":{RAM_W},"j":{ram_j:.3f}}}')
+                d["cpu"] = {"w": CPU_W, "j": cpu_j}
+                d["ram"] = {"w": RAM_W, "j": ram_j}
             final = ',"final":true' if k == ticks else ""
             w(f'{{"t":{t:.6f},"d":{{{",".join(parts)}}}{final}}}\n')
             lines += 1
+            ticks_of_round.append({"t": t, "d": d})
+            if len(ticks_of_round) >= per_round or k == ticks:   # a round of the sampler
+                t_w = time.perf_counter()
+                writer.add(ticks_of_round)
+                writer.flush()
+                if k == ticks:
+                    writer.close()
+                writer_s += time.perf_counter() - t_w
+                ticks_of_round = []
             if second and k:   # the step that just closed (1 s steps, 64 samples each)
                 w(f'{{"t":{t:.6f},"steps":[[{1000 + step},0,{t - 1.0:.6f},{t - 0.001:.6f},'
                   f'{step},64,0]]}}\n')
@@ -156,7 +186,8 @@ def write_run(run: Path, hours: float, gpus: int, rate: float) -> dict:
         "sampling": {"rate_hz": rate}, "notes": ["synthetic run (scripts/bench_report_html.py)"],
         "degraded": []}
     (run / "summary.json").write_text(json.dumps(summary))
-    return {"lines": lines, "spike_t": spike_tick / rate}
+    return {"lines": lines, "spike_t": spike_tick / rate, "writer_us_per_tick":
+            writer_s / (ticks + 1) * 1e6, "timeline_bytes": writer.path.stat().st_size}
 
 
 CHILD = """
@@ -166,6 +197,8 @@ import tracker.report.html as h
 import tracker.report.scan as scan
 if {one!r}:
     scan.MAX_WORKERS = 1
+if {scan_all!r}:   # as for an old run without report_timeline.jsonl
+    scan._prereduced = lambda sources, grid, t_end, is_job: (grid, {{}})
 t0 = time.perf_counter()
 out = h.write_html({run!r})
 s = time.perf_counter() - t0
@@ -176,13 +209,66 @@ print(json.dumps({{"s": s, "rss_mb": me.ru_maxrss / 1024, "child_rss_mb": kids.r
 """
 
 
-def timed(run: Path, one: bool) -> dict:
+def timed(run: Path, one: bool, scan_all: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), run=str(run),
-                                                             one=one)],
+                                                             one=one, scan_all=scan_all)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"write_html failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Before any script of the page: note when the first chart's SVG enters the document, and the
+# frame after it (when it can first be painted). performance.now() counts from navigation start.
+FIRST_CHART = """(() => {
+  const seen = () => {
+    if (window.__etFirstChart != null || !document.querySelector('.et-chart svg')) return;
+    window.__etFirstChart = performance.now();
+    requestAnimationFrame(() => { window.__etFirstFrame = performance.now(); });
+  };
+  new MutationObserver(seen).observe(document, {childList: true, subtree: true});
+})();"""
+
+
+def open_times(page: Path, repeats: int) -> list[dict]:
+    """Open the page `repeats` times in headless Chromium, offline (every request but the file
+    refused); [] with the reason printed when Playwright or Chromium is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("Chromium timing skipped: the playwright package is not installed")
+        return []
+    if not os.access(CHROMIUM, os.X_OK):
+        print(f"Chromium timing skipped: no Chromium at {CHROMIUM}")
+        return []
+    url = page.resolve().as_uri()
+    out = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync",
+                  "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND"])
+        try:
+            for _ in range(repeats):
+                context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                              offline=True)
+                context.route("**/*", lambda route: route.continue_()
+                              if route.request.url == url else route.abort())
+                context.add_init_script(FIRST_CHART)
+                tab = context.new_page()
+                tab.goto(url, wait_until="load", timeout=120_000)
+                tab.wait_for_function("window.__etFirstFrame != null", timeout=120_000)
+                got = tab.evaluate("""() => ({svg_ms: window.__etFirstChart,
+                    frame_ms: window.__etFirstFrame,
+                    load_ms: performance.getEntriesByType('navigation')[0].loadEventStart,
+                    charts: document.querySelectorAll('.et-chart svg').length})""")
+                out.append(got)
+                context.close()
+        finally:
+            browser.close()
+    return out
 
 
 def main() -> None:
@@ -194,6 +280,7 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the synthetic run directory")
     p.add_argument("--demo", action="store_true",
                    help="a demo-size run (scripts/demo.sh): 20 s of 1 GPU, sets --hours --gpus")
+    p.add_argument("--no-browser", action="store_true", help="skip the Chromium timing")
     args = p.parse_args()
     if args.demo:
         args.hours, args.gpus = 20 / 3600, 1
@@ -204,10 +291,14 @@ def main() -> None:
     facts = write_run(run, args.hours, args.gpus, args.rate)
     size_mb = (run / "samples.jsonl").stat().st_size / 1e6
     print(f"synthetic run: {args.hours:g} h x {args.gpus} GPUs at {args.rate:g} Hz, "
-          f"{facts['lines']:,} lines, samples.jsonl {size_mb:.0f} MB "
+          f"{facts['lines']:,} lines, samples.jsonl {size_mb:.1f} MB "
           f"(generated in {time.perf_counter() - t_gen:.1f} s); {os.cpu_count()} CPUs here")
-    for label, one in (("as shipped (parallel scan)", False), ("one process", True)):
-        rows = [timed(run, one) for _ in range(args.repeats)]
+    print(f"report_timeline.jsonl: {facts['timeline_bytes'] / 1e6:.2f} MB, kept at "
+          f"{facts['writer_us_per_tick']:.1f} us per tick ({args.gpus} GPUs + CPU + RAM)")
+    for label, one, scan_all in (("as shipped (pre-reduced report_timeline.jsonl)", False, False),
+                                 ("old run, every sample scanned in parallel", False, True),
+                                 ("old run, every sample scanned in one process", True, True)):
+        rows = [timed(run, one, scan_all) for _ in range(args.repeats)]
         html = Path(rows[-1]["path"]).read_text()
         # the spike (one tick of one GPU among ~7 million readings) must survive downsampling
         spike = f"{SPIKE_W:.2f}".rstrip("0") in html
@@ -220,6 +311,14 @@ def main() -> None:
               + ", ".join(f"{r['s']:.2f}" for r in rows) + " s)")
         if not spike:
             raise SystemExit("the one-tick spike is missing from the report")
+    opened = [] if args.no_browser else open_times(run / "report.html", args.repeats)
+    if opened:
+        print(f"Chromium, navigation start to first chart SVG: "
+              f"{statistics.median(o['svg_ms'] for o in opened):.0f} ms, to the next frame "
+              f"{statistics.median(o['frame_ms'] for o in opened):.0f} ms, load event "
+              f"{statistics.median(o['load_ms'] for o in opened):.0f} ms; charts drawn "
+              f"{opened[-1]['charts']}  (median of {len(opened)}: "
+              + ", ".join(f"{o['svg_ms']:.0f}" for o in opened) + " ms)")
     if args.keep:
         print(f"kept: {run}")
     else:

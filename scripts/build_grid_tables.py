@@ -42,6 +42,21 @@ GOOGLE_DEFINITION = (
 EMAPS_DEFINITION = "lifecycle gCO2e/kWh, consumption-based (flow-traced imports and exports)"
 IPCC_DEFINITION = "lifecycle gCO2e/kWh of one generation technology (median of the literature)"
 
+# The `source` column is what every summary, report and export shows next to a factor: publisher
+# and dataset, then ", " and the licence (the year is a column of its own). Exactly one ", " so
+# readers can take the part before it as the publisher. Where the bytes were copied from (a
+# repository and commit, a mirror, a file) is provenance: it goes to SOURCES.md only.
+MAX_SOURCE_CHARS = 80
+
+
+def _short_source(text: str) -> str:
+    """`text`, checked against the rule above (the build stops on a source that breaks it)."""
+    if len(text) > MAX_SOURCE_CHARS or text.count(", ") != 1 or ";" in text:
+        raise SystemExit(f"source {text!r}: publisher and dataset, ', ', licence; at most "
+                         f"{MAX_SOURCE_CHARS} characters")
+    return text
+
+
 # Hand-written aliases (names people type); never factors.
 EXTRA_ALIASES = {"GB": ["UK"]}
 
@@ -50,7 +65,8 @@ EXTRA_ALIASES = {"GB": ["UK"]}
 # `owid_carbon_intensity_elec.csv` the whole 1990-2025 history it was built from, with Ember's
 # own aggregates ("EU (Ember)", ...). Nothing from the older co2.js Ember table (CC BY-SA) is
 # used: two Ember releases differ, and one summary must not mix them.
-OWID_SOURCE = (
+OWID_SOURCE = "Ember via Our World in Data (energy dataset), CC BY 4.0"
+OWID_PROVENANCE = (
     "Our World in Data energy dataset (owid/energy-data), carbon_intensity_elec, based on Ember "
     "Yearly Electricity Data and Yearly Electricity Data Europe; OWID grapher "
     "export at sayanarman/CAP6938-Final-Project@2f9bd5a, checked against owid/energy-data@e7897ae"
@@ -224,7 +240,8 @@ def _gcp_country(code: str, location: str) -> str:
 
 
 # IPCC AR5 WG3 Annex III medians, as given by the product owner in the issue (gCO2e/kWh).
-IPCC_SOURCE = (
+IPCC_SOURCE = "IPCC AR5 WG3 Annex III (2014) Table A.III.2 lifecycle medians, cited figures"
+IPCC_PROVENANCE = (
     "IPCC 2014, AR5 WG3 Annex III (Schlömer et al.), Table A.III.2, median lifecycle "
     "emissions; values as given in the project issue"
 )
@@ -315,7 +332,8 @@ def owid_rows(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     if (world["gco2_per_kwh"], world["year"]) != (ours["gco2_per_kwh"], ours["year"]):
         raise SystemExit("countries.csv's WORLD differs from the OWID extract's latest World")
     for row in latest:
-        row.update(source=OWID_SOURCE, licence=OWID_LICENCE, definition=OWID_DEFINITION)
+        row.update(source=_short_source(OWID_SOURCE), provenance=OWID_PROVENANCE,
+                   licence=OWID_LICENCE, definition=OWID_DEFINITION)
         row.setdefault("note", "")
     history = []
     for entity, code in codes_by_entity.items():
@@ -333,6 +351,15 @@ def owid_rows(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     return latest, history
 
 
+EGRID_SOURCE = {   # by eGRID table (state, subregion, U.S. total)
+    "state": "EPA eGRID2023 rev2 (state CO2e output rates), public domain",
+    "egrid_subregion": "EPA eGRID2023 rev2 (subregion CO2e output rates), public domain",
+    "national": "EPA eGRID2023 rev2 (U.S. CO2e output rate), public domain",
+}
+EMAPS_SOURCE = "Electricity Maps yearly averages (via co2.js), ODbL-1.0"
+GOOGLE_SOURCE = "Google Cloud region carbon data (region-carbon-info), Apache-2.0"
+
+
 def egrid_rows(src: Path) -> list[dict[str, str]]:
     kinds = {
         "state": "us_state", "egrid_subregion": "egrid_subregion", "national": "egrid_national",
@@ -345,7 +372,8 @@ def egrid_rows(src: Path) -> list[dict[str, str]]:
         rows.append({
             "code": code, "name": r["name"], "kind": kinds[r["kind"]],
             "gco2_per_kwh": r["gco2e_per_kwh"], "year": r["year"],
-            "source": r["source"] + "; CO2e column used", "licence": r["licence"],
+            "source": _short_source(EGRID_SOURCE[r["kind"]]), "licence": r["licence"],
+            "provenance": r["source"] + "; CO2e column used",
             "definition": EGRID_DEFINITION,
             "aliases": "eGRID-US" if r["kind"] == "national" else "",
             "co2_only_gco2_per_kwh": r["gco2_per_kwh"],
@@ -367,7 +395,8 @@ def emaps_rows(src: Path) -> list[dict[str, str]]:
                 aliases.append(zone.split("-", 1)[1])  # SE3, NO1, DK1 as people write them
         rows.append({
             "code": code, "name": name, "kind": EMAPS_KIND[r["kind"]],
-            "gco2_per_kwh": r["gco2e_per_kwh"], "year": r["year"], "source": r["source"],
+            "gco2_per_kwh": r["gco2e_per_kwh"], "year": r["year"],
+            "source": _short_source(EMAPS_SOURCE), "provenance": r["source"],
             "licence": r["licence"], "definition": EMAPS_DEFINITION,
             "aliases": ";".join(aliases),
         })
@@ -379,7 +408,8 @@ def google_rows(src: Path) -> list[dict[str, str]]:
         {
             "code": r["code"], "name": f"Google Cloud {r['name']} ({r['location']})",
             "kind": "cloud_region", "gco2_per_kwh": r["grid_gco2_per_kwh"], "year": r["year"],
-            "source": r["source"], "licence": r["licence"], "definition": GOOGLE_DEFINITION,
+            "source": _short_source(GOOGLE_SOURCE), "provenance": r["source"],
+            "licence": r["licence"], "definition": GOOGLE_DEFINITION,
             "google_cfe_pct": r["google_cfe_pct"],
             "country": _gcp_country(r["code"], r["location"]),
         }
@@ -405,6 +435,28 @@ def _ccf_year_note(source: str, year: str) -> str:
     return "no year: CCF's value matches no Google yearly file"
 
 
+def _ccf_source(source: str) -> str:
+    """The short source of a CCF factor, naming what CCF cites (the long text, with CCF's commit
+    and file names, is provenance)."""
+    cited = source.split("cited: ", 1)[-1]
+    inferred = "[source inferred" in cited
+    if cited.startswith("carbonfootprint.com"):
+        what = "citing carbonfootprint.com 2021"
+    elif cited.startswith("EPA eGRID"):
+        what = f"citing EPA eGRID NERC {cited.split('NERC region ', 1)[1].split()[0]}"
+    elif cited.startswith("Google region carbon data"):
+        what = "citing Google region carbon data"
+    elif cited.startswith("EEA"):
+        what = "citing EEA"
+    elif cited.startswith("source not stated"):
+        what = "source not stated"
+    else:
+        raise SystemExit(f"CCF source {source!r}: add it to _ccf_source")
+    # "inferred": CCF names no source for the row; its value equals rows that cite this one
+    return _short_source(f"Cloud Carbon Footprint ({'inferred: ' if inferred else ''}{what})"
+                         ", Apache-2.0")
+
+
 def ccf_rows(src: Path, known_codes: set[str]) -> list[dict[str, str]]:
     provider_names = {"aws": "AWS", "azure": "Azure", "gcp": "GCP"}
     rows = []
@@ -425,8 +477,8 @@ def ccf_rows(src: Path, known_codes: set[str]) -> list[dict[str, str]]:
             "code": "ccf:" + cloud_code,
             "name": f"{provider_names[r['provider']]} {region}{where} (CCF factor)",
             "kind": "ccf_cloud_region", "gco2_per_kwh": r["gco2_per_kwh"], "year": r["year"],
-            "source": r["source"], "licence": r["licence"],
-            "definition": _ccf_definition(r["source"]),
+            "source": _ccf_source(r["source"]), "provenance": r["source"],
+            "licence": r["licence"], "definition": _ccf_definition(r["source"]),
             "note": _ccf_year_note(r["source"], r["year"]),
             "cloud_code": cloud_code, "provider": r["provider"], "location": r["location"],
             "mapped_to": mapped_to, "mapping_source": mapping,
@@ -439,7 +491,8 @@ def ipcc_rows() -> list[dict[str, str]]:
     return [
         {
             "key": key, "technology": tech, "aliases": aliases, "gco2e_per_kwh": value,
-            "source": IPCC_SOURCE, "licence": "cited figures (facts from a published report)",
+            "source": _short_source(IPCC_SOURCE), "provenance": IPCC_PROVENANCE,
+            "licence": "cited figures (facts from a published report)",
             "definition": IPCC_DEFINITION,
         }
         for key, tech, aliases, value in IPCC_ROWS
@@ -467,11 +520,19 @@ def _sources_md(tables: dict[str, list[dict[str, str]]]) -> str:
             lines += [
                 f"- Licence: {first(name, 'licence')}",
                 f"- Definition: {first(name, 'definition')}",
-                f"- Source (first row): {first(name, 'source')}",
+                "- Source, as summaries show it:",
+                *(f"  - `{s}`" for s in _distinct(rows, "source")),
+                "- Copied from (provenance):",
+                *(f"  - {p}" for p in _distinct(rows, "provenance")),
             ]
         lines += SOURCE_NOTES.get(name, [])
         lines.append("")
     return "\n".join(lines)
+
+
+def _distinct(rows: list[dict[str, str]], col: str) -> list[str]:
+    """The values of `col` in first-seen order, each once."""
+    return list(dict.fromkeys(r[col] for r in rows if r.get(col)))
 
 
 SOURCE_NOTES = {

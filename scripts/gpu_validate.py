@@ -86,7 +86,7 @@ def hf(out_dir: str, epochs: int = 3) -> dict:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-    from integrations.huggingface import EnergyCallback
+    from tracker.integrations.huggingface import EnergyCallback
 
     pynvml.nvmlInit()
     cuda = torch.cuda.is_available()

@@ -1,4 +1,7 @@
-"""The import graph of `tracker/` (every import, top-level or inside a function) and its cycles.
+"""The import graph of the `tracker` package (every import, top-level or inside a function) and
+its cycles. The package is what the wheel installs: tracker/, and the folders that
+pyproject.toml's [tool.setuptools.package-dir] maps into it (integrations/ is
+tracker.integrations), each module under its installed name.
 
     python scripts/import_graph.py          # prints each cycle (strongly connected component)
 
@@ -14,16 +17,34 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "tracker"
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
-    parts = list(rel.parts)
+def package_dirs(root: Path = ROOT) -> dict[str, Path]:
+    """Installed package name -> its folder: `tracker` and the subpackages that pyproject.toml
+    maps from elsewhere (the same table the build uses, so the graph cannot drift from it)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python < 3.11
+        import tomli as tomllib
+    with open(root / "pyproject.toml", "rb") as f:
+        mapped = tomllib.load(f).get("tool", {}).get("setuptools", {}).get("package-dir", {})
+    out = {"tracker": root / "tracker"}
+    out.update({name: root / folder for name, folder in mapped.items()
+                if name.startswith("tracker.")})
+    return out
+
+
+def module_name(path: Path, package: str = "tracker", folder: Path = PKG) -> str:
+    """The installed name of `path`, a module in `folder`, which installs as `package`."""
+    parts = [*package.split("."), *path.relative_to(folder).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
 
 
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for package, folder in package_dirs(root).items():
+        out.update({module_name(p, package, folder): p for p in sorted(folder.rglob("*.py"))})
+    return out
 
 
 def _resolve(mod: str, is_pkg: bool, level: int, name: str | None) -> str:

@@ -40,7 +40,8 @@ def test_known_values_from_the_sources():
     # countries and aggregates: Ember via Our World in Data (see grid_values.py)
     assert lookup("DE").gco2_per_kwh == country("DE")[0]
     assert lookup("WORLD").gco2_per_kwh == country("WORLD")[0]
-    assert lookup("DE").source.startswith("Our World in Data")
+    # the source names the publisher and dataset, and the licence; never a mirror
+    assert lookup("DE").source == "Ember via Our World in Data (energy dataset), CC BY 4.0"
     # eGRID: the CO2e column, not CO2 (194.348)
     assert lookup("US-eGRID-CAMX").gco2_per_kwh == 195.037
     assert lookup("US-CA").gco2_per_kwh == 179.064

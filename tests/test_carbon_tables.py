@@ -43,4 +43,5 @@ def test_countries_come_from_one_release_only():
 
     for r in all_regions():
         if r.kind in ("country", "aggregate"):
-            assert r.source.startswith("Our World in Data") and "CC BY 4.0" in r.licence, r.code
+            assert r.source.startswith("Ember via Our World in Data") and \
+                "CC BY 4.0" in r.licence, r.code

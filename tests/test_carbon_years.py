@@ -80,7 +80,8 @@ def test_track_grid_year_lands_in_the_summary(tmp_path):
     grid = run.summary.to_dict()["grid"]
     assert (grid["year"], grid["gco2_per_kwh"]) == (2019, country_in("FR", 2019))
     assert "grid_year=2019" in grid["note"]
-    assert "(FR: France, Our World in Data" in run.summary.format()
+    assert ("(FR: France; Ember via Our World in Data (energy dataset), 2019, CC BY 4.0)"
+            in run.summary.format())
 
 
 def test_track_rejects_a_bad_grid_year_at_construction(tmp_path):

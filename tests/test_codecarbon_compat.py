@@ -98,7 +98,12 @@ def test_values_units_and_what_is_not_measured(emissions_csv):
         assert row["cloud_provider"] == cloud and row["on_cloud"] == ("Y" if cloud else "N")
         assert row["experiment_id"] == "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
         missing = set(row["not_measured"].split(";"))
-        assert {"water_consumed", "cpu_utilization_percent", "ram_used_gb", "wue"} <= missing
+        assert {"water_consumed", "ram_used_gb", "wue"} <= missing
+        # the CPU model's mean utilisation is written where the CPU was modelled, and only there
+        modelled = row["cpu_method"] == "modeled"
+        assert ("cpu_utilization_percent" in missing) is not modelled, region
+        assert (0.0 <= float(row["cpu_utilization_percent"]) <= 100.0) if modelled \
+            else float(row["cpu_utilization_percent"]) == 0.0
         # kWh and kg, as CodeCarbon: facility energy x factor = emissions
         assert float(row["emissions"]) == pytest.approx(
             float(row["energy_consumed"]) * float(row["gco2_per_kwh"]) / 1000, rel=1e-6)

@@ -21,7 +21,7 @@ def test_a_configuration_opens_no_device(fake_nvml, tmp_path):
 
 def test_a_callback_validates_without_opening_nvml(fake_nvml, tmp_path):
     """It used to build a throwaway Tracker (an NVML session never closed)."""
-    from integrations import TrainingSession
+    from tracker.integrations import TrainingSession
 
     fake = fake_nvml(1)
     TrainingSession("x", {"region": "FR", "output_dir": str(tmp_path)})

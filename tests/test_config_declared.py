@@ -59,7 +59,7 @@ def test_the_signature_is_derived_from_the_declaration(func):
 
 
 def test_the_callbacks_take_the_options_as_typed_keywords():
-    from integrations.lightning import EnergyCallback, PLEnergyCallback
+    from tracker.integrations.lightning import EnergyCallback, PLEnergyCallback
 
     for cls in (EnergyCallback, PLEnergyCallback):
         params = inspect.signature(cls).parameters
@@ -68,7 +68,7 @@ def test_the_callbacks_take_the_options_as_typed_keywords():
         assert params["region"].annotation == OPTIONS["region"].accepts
     if importlib.util.find_spec("transformers") is None:
         pytest.skip("transformers is not installed: the Hugging Face callback is not checked")
-    from integrations.huggingface import EnergyCallback as HFCallback
+    from tracker.integrations.huggingface import EnergyCallback as HFCallback
 
     params = inspect.signature(HFCallback).parameters
     assert {"project_after_steps", "model_card", *OPTIONS} <= set(params)
@@ -89,7 +89,7 @@ def test_type_checks_and_bounds_come_from_the_declaration(tmp_path):
 
 
 def test_a_misspelt_option_of_a_callback_names_the_closest(tmp_path):
-    from integrations.lightning import EnergyCallback
+    from tracker.integrations.lightning import EnergyCallback
 
     with pytest.raises(ConfigError, match=r"unknown option 'pu'.*did you mean pue"):
         EnergyCallback(pu=1.2, output_dir=tmp_path)

@@ -54,9 +54,10 @@ def test_cpu_model_describes_itself(machine):
         "tdp_source": "user",
         "idle_fraction": 0.3,
         "logical_cpus": 8,
+        "cpu_scope": "machine",
     }
     assert sensor.info.description == (
-        "CPU power model: 30% idle + utilisation x TDP 205 W (user-given)"
+        "CPU power model: 30% idle + utilisation x TDP 205 W (user-given); scope: whole machine"
     )
 
 
@@ -99,7 +100,8 @@ def test_ram_power_is_constant_per_installed_gib(machine):
     assert sensor.read_power_w() == 6.0
     assert (sensor.name, sensor.component, sensor.method) == ("ram", "ram", MODELED)
     assert (sensor.has_power, sensor.power_interval_s) == (True, 1.0)
-    assert sensor.info.details == {"w_per_gib": 0.375, "installed_gib": 16.0}
+    assert sensor.info.details == {"w_per_gib": 0.375, "installed_gib": 16.0,
+                                   "cpu_scope": "machine"}
     assert sensor.info.description == "RAM power model: 0.375 W/GiB x 16.0 GiB = 6.0 W"
 
 

@@ -49,7 +49,7 @@ def hf_parts(tmp_path):
 def test_hf_evaluate_and_predict_after_training_are_runs_of_their_own(tmp_path, fake_gpu,
                                                                       capsys):
     transformers, model, args, data = hf_parts(tmp_path)
-    from integrations.huggingface import EnergyCallback
+    from tracker.integrations.huggingface import EnergyCallback
 
     cb = EnergyCallback("tiny", sensors=fake_gpu, cpu=False, ram=False, rate_hz=100,
                         output_dir=tmp_path / "runs", report_html=False)
@@ -82,7 +82,7 @@ def test_hf_evaluate_and_predict_after_training_are_runs_of_their_own(tmp_path, 
 
 def test_hf_callback_added_later_tracks_an_evaluate_by_its_hooks(tmp_path, fake_gpu):
     transformers, model, args, data = hf_parts(tmp_path)
-    from integrations.huggingface import EnergyCallback
+    from tracker.integrations.huggingface import EnergyCallback
 
     trainer = transformers.Trainer(model=model, args=args, eval_dataset=data[:8])
     cb = EnergyCallback("later", sensors=fake_gpu, cpu=False, ram=False, rate_hz=100,
@@ -134,7 +134,7 @@ def test_lightning_validate_test_predict_are_runs_of_their_own(tmp_path, fake_gp
     pl, Regressor, loader = lightning_parts()
     from lightning.pytorch.loggers import CSVLogger
 
-    from integrations.lightning import EnergyCallback
+    from tracker.integrations.lightning import EnergyCallback
 
     cb = EnergyCallback("reg", sensors=fake_gpu, cpu=False, ram=False, rate_hz=100,
                         output_dir=tmp_path / "runs", report_html=False)
@@ -179,7 +179,7 @@ warnings.simplefilter("always")
 import torch
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, TensorDataset
-from integrations.lightning import EnergyCallback
+from tracker.integrations.lightning import EnergyCallback
 
 class Regressor(pl.LightningModule):
     def __init__(self):

@@ -252,7 +252,7 @@ def test_missing_library_names_the_extra(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "wandb" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"pip install 'energy-tracker\[wandb\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'trainjoule\[wandb\]'"):
         track("x", log_to=["tensorboard", "wandb"], output_dir=tmp_path)
 
 

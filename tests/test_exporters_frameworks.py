@@ -47,7 +47,7 @@ def wandb_offline(tmp_path, monkeypatch):
 # -- Hugging Face --------------------------------------------------------------------------------
 def hf_train(tmp_path, fake_gpu, log_to, report_to):
     transformers = pytest.importorskip("transformers")
-    from integrations.huggingface import EnergyCallback
+    from tracker.integrations.huggingface import EnergyCallback
 
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
@@ -114,7 +114,7 @@ def lightning_fit(tmp_path, fake_gpu, log_to, logger):
     pl = pytest.importorskip("lightning.pytorch")
     from torch.utils.data import DataLoader, TensorDataset
 
-    from integrations.lightning import EnergyCallback
+    from tracker.integrations.lightning import EnergyCallback
 
     class Regressor(pl.LightningModule):
         def __init__(self):

@@ -84,8 +84,10 @@ def test_sigkill_at_random_times_loses_at_most_half_a_second(tmp_path):
         got = one_trial(d, rnd.uniform(0.3, 1.6), signal.SIGKILL)
         s = rebuild_summary(got["run"])
         assert s.status == "killed"
-        # the fake GPU's exact energy over the logged run time
-        assert s.energy_j == pytest.approx(WATTS * s.duration_s, rel=1e-3, abs=0.5)
+        # the fake GPU's exact energy over the logged run time; abs: a reading's time stamp and
+        # its counter read can be a few ms apart when this loaded 2-core box preempts the
+        # sampler between them (5 ms x 300 W = 1.5 J; seen once: 1.0 J)
+        assert s.energy_j == pytest.approx(WATTS * s.duration_s, rel=1e-3, abs=1.5)
         assert s.steps.get("count", 0) == got["steps"]
         trials.append(got)
     losses = sorted(t["sample_loss"] for t in trials)

@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 from conftest import step_windows  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
-from integrations.huggingface import EnergyCallback  # noqa: E402
+from tracker.integrations.huggingface import EnergyCallback  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WATTS = 200.0

@@ -15,7 +15,7 @@ from conftest import step_windows  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from integrations.lightning import EnergyCallback, callback_class  # noqa: E402
+from tracker.integrations.lightning import EnergyCallback, callback_class  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WATTS = 200.0

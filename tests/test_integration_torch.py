@@ -1,5 +1,6 @@
-"""A plain PyTorch loop with run.epochs / run.steps and the integrations.torch helpers, against a
-fake GPU drawing a constant 200 W: every window's energy is exactly 200 W x its duration."""
+"""A plain PyTorch loop with run.epochs / run.steps and the tracker.integrations.torch helpers,
+against a fake GPU drawing a constant 200 W: every window's energy is exactly 200 W x its
+duration."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from integrations.torch import (  # noqa: E402
+from tracker import Tracker  # noqa: E402
+from tracker.integrations.torch import (  # noqa: E402
     count_samples,
     count_tokens,
     cuda_synchronize,
     process_gpus,
 )
-from tracker import Tracker  # noqa: E402
 from tracker.rundir.ledger import read_steps  # noqa: E402
 
 WATTS = 200.0
@@ -110,8 +111,8 @@ def test_process_gpus(device, env, expected):
 def test_session_joins_a_run_started_by_the_cli(tmp_path, monkeypatch, fake_gpu):
     """Under `energy-tracker run`, ENERGY_TRACKER_RUN_DIR is set: a callback's tracker joins that
     run (its windows land in the parent's run) instead of sampling a second time."""
-    from integrations import TrainingSession
     from tracker.api import ENV_RUN_DIR
+    from tracker.integrations import TrainingSession
 
     parent = Tracker("cli-run", sensors=fake_gpu, cpu=False, ram=False, rate_hz=100,
                      output_dir=tmp_path).start()

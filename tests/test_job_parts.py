@@ -122,7 +122,7 @@ def test_two_launches_that_reuse_an_id_are_two_jobs(tmp_path):
     a = open_job_dir(tmp_path, replace(first, launch="token-a"), "x")
     again = open_job_dir(tmp_path, replace(first, launch="token-a"), "x")
     b = open_job_dir(tmp_path, replace(first, launch="token-b"), "x")
-    assert a == again and a.name == "same-id" and b.name == "same-id-2"
+    assert a == again and a.name == "x-torchrun-same-id" and b.name == "x-torchrun-same-id-2"
     named = detect({}, job="mine", agree=False)
     assert named is not None
     assert open_job_dir(tmp_path, named, "x") == open_job_dir(tmp_path, named, "x")
@@ -134,7 +134,7 @@ def test_explicit_job_id_appends_later_launches_as_attempts(fake_nvml, job_env, 
     for _ in range(2):
         with track("resume", job="llama-ft", output_dir=tmp_path, job_timeout_s=0, **FAST):
             time.sleep(0.2)
-    job = tmp_path / "llama-ft"
+    job = tmp_path / "resume-env-llama-ft"     # <name>-<launcher>-<job id>
     s = json.loads((job / "summary.json").read_text())
     assert len(list(job.glob("*/rank0*"))) == 2
     assert len(s["job"]["attempts"]) == 2           # each launch is an attempt of the job
@@ -172,7 +172,7 @@ def test_job_report_of_a_job_that_never_ended(fake_nvml, job_env, tmp_path):
     with track("r", job="orphan", output_dir=tmp_path, emissions_csv=False, job_timeout_s=0,
                **FAST):
         time.sleep(0.2)
-    job = tmp_path / "orphan"
+    job = tmp_path / "r-env-orphan"     # <name>-<launcher>-<job id>
     (job / "summary.json").unlink()
     from tracker.cli import main
     assert main(["report", str(job)]) == 0

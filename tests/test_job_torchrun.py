@@ -173,7 +173,7 @@ def test_two_nodes_on_one_host(tmp_path):
     root = tmp_path / "runs"
     job = only_job_dir(root)
     # static rendezvous: TORCHELASTIC_RUN_ID is "none"; the id was agreed through the store
-    assert job.name.startswith("torchrun-")
+    assert "-torchrun-" in job.name          # <name>-<launcher>-<short id>
     assert sorted(p.name for p in job.iterdir() if p.is_dir()) == ["node-a", "node-b"]
     s = job_summary(job)
     assert s["job"]["world_size"] == 4 and s["job"]["nnodes"] == 2
@@ -192,7 +192,7 @@ def test_node_local_output_dirs_merge_later(tmp_path):
     emissions row; `energy-tracker merge` of the parts gives the whole job and its one row."""
     two_nodes(tmp_path, TRAIN_OUT=lambda n: str(tmp_path / f"disk-{n}"),
               ENERGY_TRACKER_LOCK_DIR=lambda n: str(tmp_path / f"locks-{n}"))
-    parts = [next((tmp_path / f"disk-{n}").glob("torchrun-*")) for n in ("node-a", "node-b")]
+    parts = [next((tmp_path / f"disk-{n}").glob("*-torchrun-*")) for n in ("node-a", "node-b")]
     assert parts[0].name == parts[1].name           # one job id on both disks
     for part in parts:
         s = job_summary(part)
@@ -260,7 +260,7 @@ def test_elastic_restart_appends_an_attempt(tmp_path):
     assert rc == 0, out[-3000:]
     root = tmp_path / "runs"
     job = only_job_dir(root)
-    assert job.name == "elastic-test"
+    assert job.name.endswith("-torchrun-elastic-test")   # <name>-<launcher>-<rdzv id>
     s = job_summary(job)
     attempts = s["job"]["attempts"]
     assert [a["restart"] for a in attempts] == [0, 1]

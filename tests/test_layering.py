@@ -31,6 +31,11 @@ RUN_FILES = ("samples.jsonl", "summary.json", "run.json", "steps.bin", "windows.
 FORBIDDEN = {
     "tracker.accounting": ("tracker.report", "tracker.api", "tracker.cli", "tracker.exporters"),
     "tracker.rundir": ("tracker.report", "tracker.api", "tracker.cli"),
+    # the options are checked below what is built from them (a Price: accounting/price.py;
+    # the exporters' options: exporters/options.py)
+    "tracker.config": ("tracker.summary_build", "tracker.summary", "tracker.api", "tracker.cli",
+                       "tracker.report", "tracker.job", "tracker.rebuild", "tracker.assembly",
+                       "tracker.rundir"),
 }
 
 # Spelled in two pieces so this file does not match its own search.
@@ -158,6 +163,9 @@ def test_a_planted_upward_import_is_found():
         ("tracker.accounting.advice", "tracker.report.html")]
     assert upward_imports(edges, "tracker.rundir", FORBIDDEN["tracker.rundir"]) == [
         ("tracker.rundir.ledger", "tracker.api")]
+    edges["tracker.config"].add("tracker.summary_build")
+    assert upward_imports(edges, "tracker.config", FORBIDDEN["tracker.config"]) == [
+        ("tracker.config", "tracker.summary_build")]
     # a sibling whose name only starts like a forbidden one is not forbidden
     assert upward_imports({"tracker.rundir.x": {"tracker.reporting"}}, "tracker.rundir",
                           ("tracker.report",)) == []

@@ -1,5 +1,5 @@
 """The Lightning callback configured the way LightningCLI users configure callbacks (issue 19
-item 3): `--trainer.callbacks+=integrations.lightning.EnergyCallback
+item 3): `--trainer.callbacks+=tracker.integrations.lightning.EnergyCallback
 --trainer.callbacks.region=DE`, or a YAML file, through the real LightningCLI/jsonargparse
 (the callback's options are typed keyword parameters derived from tracker.config)."""
 
@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
-CALLBACK = "integrations.lightning.EnergyCallback"
+CALLBACK = "tracker.integrations.lightning.EnergyCallback"
 
 
 class Tiny(pl.LightningModule):

@@ -18,7 +18,7 @@ WATTS = 300.0
 
 SCRIPT = """
 import json, sys, time
-from integrations import TrainingSession
+from tracker.integrations import TrainingSession
 time.sleep(float(sys.argv[2]))                       # imports, data loading: before training
 session = TrainingSession("cb", {"cpu": False, "ram": False})
 run = session.start()

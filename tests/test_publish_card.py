@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from publish_helpers import h100_run, summary_of, tree_state
 
+from tracker import __version__
 from tracker.cli import main
 
 hub = pytest.importorskip("huggingface_hub", reason="huggingface_hub is needed to parse cards")
@@ -42,7 +43,8 @@ def test_card_metadata_parses_and_equals_the_summary(tmp_path, fake_h100, capsys
     assert co2["training_type"] == "fine-tuning"
     assert co2["geographical_location"] == "Germany (DE)"
     assert co2["hardware_used"] == "1 × NVIDIA H100 80GB HBM3"
-    assert co2["source"].startswith("energy-tracker ") and "gpu: counter" in co2["source"]
+    assert co2["source"].startswith(f"trainjoule {__version__} ")
+    assert "gpu: counter" in co2["source"]
     assert co2["energy_kwh"] == pytest.approx(s["facility_energy_kwh"], rel=1e-5)
     assert co2["grid_year"] == s["grid"]["year"] and co2["grid_source"] == s["grid"]["source"]
     low, high = co2["emissions_range_g"]

@@ -17,7 +17,8 @@ hub = pytest.importorskip("huggingface_hub")
 
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
-from integrations.huggingface import EnergyCallback  # noqa: E402
+from tracker import __version__  # noqa: E402
+from tracker.integrations.huggingface import EnergyCallback  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_trainer_model_card_carries_co2_eq_emissions(tmp_path, fake_gpu):
     assert co2["training_type"] == "pre-training"      # built from a config, not loaded
     assert co2["geographical_location"] == "France (FR)"
     assert co2["hardware_used"] == "1 × Fake GPU 200 W"
-    assert co2["source"].startswith("energy-tracker")
+    assert co2["source"].startswith(f"trainjoule {__version__} ")
     assert co2["water_litres"] == pytest.approx(summary["facility_energy_kwh"] * 1.2, rel=1e-5)
     # the Trainer's own card is still there: its body and its metadata
     assert "tiny" in card_path.read_text()

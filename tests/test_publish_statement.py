@@ -13,6 +13,7 @@ import subprocess
 import pytest
 from publish_helpers import h100_run, summary_of, tree_state
 
+from tracker import __version__
 from tracker.cli import main
 from tracker.publish import facts_from_summary
 from tracker.publish.statement import latex_escape, render
@@ -49,7 +50,7 @@ def test_md_and_text_show_the_checkable_numbers(tmp_path, fake_h100, capsys):
         assert f"{s['emissions_kg'] * 1000:.4g} gCO2e" in out
         assert f"± {s['energy_uncertainty_j'] * s['pue'] / 3.6e6:.4g}" in out
         assert s["grid"]["source"] in out and str(s["grid"]["year"]) in out
-        assert "gpu: counter" in out and "PUE" in out and "energy-tracker" in out
+        assert "gpu: counter" in out and "PUE" in out and f"trainjoule {__version__}" in out
         assert "Embodied emissions" in out and "estimate" in out
         assert "NVIDIA Technical Blog" in out           # the H100 figure names its source
 

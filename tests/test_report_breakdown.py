@@ -185,7 +185,8 @@ def test_findings_on_a_run_built_to_stall(fake_nvml, manual_clock, tmp_path):
     gap = next(f for f in run.summary.advice if f["kind"] == "between_steps")
     assert gap["numbers"]["share"] == pytest.approx(
         run.summary.breakdown["between_steps"]["share"])
-    assert "%" in gap["finding"] and "kWh" in gap["finding"]
+    from tracker.units import energy_text  # the energy in the unit that fits (J here)
+    assert "%" in gap["finding"] and energy_text(gap["numbers"]["energy_j"]) in gap["finding"]
 
 
 def test_no_findings_on_a_clean_run(clocked_h100, manual_clock, tmp_path):

@@ -207,7 +207,7 @@ def two_node_job(fake_nvml, job_env, tmp_path: Path) -> Path:
     time.sleep(1.2)
     b.stop()
     a.stop()
-    job_dir = tmp_path / "html-job"
+    job_dir = next(tmp_path.glob("*-html-job"))   # <name>-<launcher>-<job id>
     assert (job_dir / "job.json").is_file()
     return job_dir
 
@@ -443,7 +443,8 @@ def test_cli_html_option(tmp_path, fake_gpu):
     assert custom.is_file()
     err = io.StringIO()
     with redirect_stderr(err):
-        assert main(["report", str(tmp_path), "--html"]) == 2
+        # (a root gets its index.html: tests/test_report_index.py; two runs need --compare)
+        assert main(["report", str(run_dir), str(run_dir), "--html"]) == 2
     assert "--html takes one run directory" in err.getvalue()
 
 

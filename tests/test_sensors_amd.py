@@ -138,7 +138,7 @@ def test_no_amdsmi_on_a_machine_with_the_amd_driver_names_the_extra(monkeypatch)
     found = discover_amd_gpus()
     assert found.sensors == []
     (note,) = found.notes
-    assert "amdsmi is not installed" in note and "energy-tracker[amd]" in note
+    assert "amdsmi is not installed" in note and "trainjoule[amd]" in note
 
 
 def test_a_driver_that_is_not_loaded_is_a_note(fake_amdsmi, monkeypatch):
@@ -277,10 +277,21 @@ def test_a_job_claims_a_partitioned_gpu_once(fake_amdsmi, tmp_path, monkeypatch)
                          HIP_VISIBLE_DEVICES=rank).items():
             monkeypatch.setenv(k, str(v))
 
+    # devices are opened by start(): a's own reads are those from its sampler's first tick on
+    # (after its discovery's probe read)
+    import tracker.sampler as sampler_module
+    started: list[float] = []
+    real_start = sampler_module.Sampler.start
+
+    def start(self, *args, **kwargs):
+        started.append(time.monotonic())
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(sampler_module.Sampler, "start", start)
     as_rank(0)
     a = track("a", job="amd-cpx", output_dir=tmp_path, job_timeout_s=2, **FAST)
-    since = time.monotonic()   # after a's discovery (its probe read)
     a.start()
+    since = started[0]
     as_rank(1)
     b = track("b", job="amd-cpx", output_dir=tmp_path, job_timeout_s=2, **FAST).start()
     time.sleep(0.3)

@@ -285,8 +285,19 @@ def three_meters(fake_nvml, fake_amdsmi, hwmon_tree):
     return nv_reads, amd.gpus[0], hwmon_tree
 
 
-def test_a_run_on_nvidia_amd_and_a_node_meter(three_meters, tmp_path):
+def test_a_run_on_nvidia_amd_and_a_node_meter(three_meters, tmp_path, monkeypatch):
     nv_reads, amd_gpu, tree = three_meters
+    # devices are opened by start() (their probes read the counter too): the run's own reads
+    # are those from the sampler's first tick on
+    import tracker.sampler as sampler_module
+    started: list[float] = []
+    real_start = sampler_module.Sampler.start
+
+    def start(self, *args, **kwargs):
+        started.append(time.monotonic())
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(sampler_module.Sampler, "start", start)
     pytest.importorskip("prometheus_client")
     from tracker.prometheus import _Collector
     csv_path = tmp_path / "e.csv"
@@ -295,8 +306,8 @@ def test_a_run_on_nvidia_amd_and_a_node_meter(three_meters, tmp_path):
     run = track("three", hwmon_root=tree.root, powercap_root=tmp_path / "none",
                 output_dir=tmp_path / "runs", report_html=True,
                 **{**FAST, "emissions_csv": csv_path})
-    since = time.monotonic()
     with run:
+        (since,) = started
         with run.window("train"):
             time.sleep(0.5)
         families = {f.name: f for f in _Collector(run).collect()}

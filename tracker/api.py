@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from . import signals
-from .assembly import close_sensors, declare_options
+from .assembly import close_sensors, declare_options, discover_sensors, sensor_stop_hooks
 from .config import TrackerConfig
 from .errors import ConfigError
 from .final_files import print_end_block_if_due, write_final_files
@@ -130,8 +130,8 @@ class Tracker(WindowsAPI, Readings):
         self.joined, self.start_wall = False, 0.0
         self._config = dict(config.manifest(), region=self.region)   # region: as used
         self._sampling = sampling_record(config)
-        self._view = RunView(self, state=lambda: self._state, final=lambda: self._final,
-                             job=lambda: self._job)   # what the exporters see of the run
+        self.view = RunView(self, state=lambda: self._state, final=lambda: self._final,
+                            job=lambda: self._job)   # what exporters and Prometheus see
 
     def start(self) -> Tracker:
         with self._lock:
@@ -142,6 +142,8 @@ class Tracker(WindowsAPI, Readings):
         joined = os.environ.get(ENV_RUN_DIR)
         if joined and self._explicit_run_dir is None and self._given_sensors is None:
             return self._join(Path(joined))
+        if self._sensors is None:   # not needed at construction (assembly.assemble)
+            self._sensors, self._discovery_notes = discover_sensors(self.config)
         self.notes.extend(self._discovery_notes)
         for n in self._discovery_notes:
             log.info("energy-tracker: %s", n)
@@ -159,6 +161,8 @@ class Tracker(WindowsAPI, Readings):
             raise
         sampling = Sampling(sensors, interval_s=1.0 / self.rate_hz)
         self.devices = sampling.devices
+        for hook in sensor_stop_hooks(self.devices, self.notes):   # e.g. whose CPU time
+            self.on_stop(hook)
         ticks = self._keep_books(self.run_dir, sampling)
         if self._live is not None:
             self._live._on_update = ticks.intensity
@@ -174,7 +178,7 @@ class Tracker(WindowsAPI, Readings):
         if self.prometheus_port is not None:
             from .prometheus import serve
             try:
-                self._metrics_server = serve(self, self.prometheus_port)
+                self._metrics_server = serve(self.view, self.prometheus_port)
             except ConfigError as e:  # the run goes on; the endpoint is what failed
                 self.notes.append(f"Prometheus endpoint not started: {e}")
                 log.warning("energy-tracker: %s", e)
@@ -208,12 +212,13 @@ class Tracker(WindowsAPI, Readings):
             live=self._live, start_wall=self.start_wall, joined=self.joined, job=self._job,
             sampling=sampling, notes=self.notes, clock=lambda: self.clock(), build=self._build,
             running=lambda: self._state == "running", summary_every_s=self.summary_every_s,
-            rewrite_manifest=self._write_manifest)
+            rewrite_manifest=self._write_manifest,
+            step_detail_steps=self.config.step_detail_steps)
         return self._ticks
 
     def _started(self) -> Tracker:
         if self._exporters is not None:   # a joined script still logs its own tools
-            self._exporters.start(self._view)
+            self._exporters.start(self.view)
         atexit.register(self._stop_at_exit)
         return self
 
@@ -307,7 +312,7 @@ class Tracker(WindowsAPI, Readings):
                 timeout_s=self.job_timeout_s, report_html=self.report_html,
                 own_end_wall=self.start_wall + t_end)
         if self._exporters is not None:   # after the files: summary.json is attached
-            self._exporters.stop(self._view, summary)
+            self._exporters.stop(self.view, summary)
         print_end_block_if_due(summary, quiet=self.config.quiet, joined=self.joined, job=self._job)
         return summary
 

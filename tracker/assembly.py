@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     from .config import TrackerConfig
@@ -26,7 +26,7 @@ class Parts:
     factor: Any                    # carbon.factor.GridFactor
     live: Any                      # the live provider, or None
     hub: Any                       # exporters.ExportHub, or None without log_to
-    sensors: list[Sensor]
+    sensors: Optional[list[Sensor]]   # None: found by start() (see assemble)
     discovery_notes: list[str]
 
 
@@ -49,7 +49,13 @@ def assemble(config: TrackerConfig) -> Parts:
                                cache_dir=config.output_dir / ".intensity-cache")
     # log_to was checked by the configuration; the tools' libraries are imported on use
     hub = make_hub(config.log_to, config.log_every_steps, config.log_min_interval_s)
-    sensors, notes = discover_sensors(config)
+    # Devices are opened by start() (NVML, amdsmi, plugin entry points: tens of ms that
+    # construction need not pay); an explicit gpus= names hardware, so it is checked now and
+    # an unknown GPU is a ConfigError here. None: discovery waits for start().
+    sensors: Optional[list[Sensor]] = None
+    notes: list[str] = []
+    if config.gpus is not None or config.sensors is not None:
+        sensors, notes = discover_sensors(config)
     return Parts(region, note, factor, live, hub, sensors, notes)
 
 
@@ -62,9 +68,25 @@ def discover_sensors(config: TrackerConfig) -> tuple[list[Sensor], list[str]]:
     found = registry.discover(registry.Options(
         gpus=list(config.gpus) if config.gpus is not None else None, cpu=config.cpu,
         ram=config.ram, node=config.node, cpu_tdp_w=config.cpu_tdp_w,
+        cpu_scope=config.cpu_scope,
         powercap_root=config.powercap_root, hwmon_root=config.hwmon_root,
         counter_interval_s=config.counter_interval_s))
     return list(found.sensors), list(found.notes)
+
+
+def sensor_stop_hooks(devices: Sequence[Any], notes: list[str]) -> list[Callable[[float], None]]:
+    """Stop hooks that add each sensor's word at stop (`sensor.scope_note()`, e.g. the CPU
+    model's share of CPU time that was not the run's) to the run's notes."""
+    hooks: list[Callable[[float], None]] = []
+    for d in devices:
+        note = getattr(d.sensor, "scope_note", None)
+        if callable(note):
+            def hook(_t_end: float, note: Callable[[], Optional[str]] = note) -> None:
+                text = note()
+                if text:
+                    notes.append(text)
+            hooks.append(hook)
+    return hooks
 
 
 def close_sensors(devices: Sequence[Any]) -> None:

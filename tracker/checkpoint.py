@@ -7,7 +7,10 @@ Run by the sampler thread's rounds of bookkeeping (ticks.py), after the ledger h
   so totals, windows and emissions stay exact (curve.py);
 - a checkpoint (every snapshot.SEGMENT_S): the raw log is rotated, a snapshot of the whole
   state is written, and the rotated segment is condensed into a 1 s timeline on a thread of
-  its own (rundir/snapshot.py), which the run waits for at stop (bounded by CONDENSE_JOIN_S).
+  its own (rundir/snapshot.py), which the run waits for at stop (bounded by CONDENSE_JOIN_S);
+- every round: the round's ticks folded into the report's timeline (report_timeline.jsonl,
+  rundir/report_timeline.py), its completed buckets appended every TIMELINE_FLUSH_S;
+  closed at stop (`finish`).
 
 Also here: what the run does when its directory was deleted mid-run and has just been
 recreated (rewrite what memory still has, say once what was lost).
@@ -32,6 +35,7 @@ log = logging.getLogger("tracker")
 RECENT_S = 600.0
 SKELETON_S = 300.0
 COMPACT_EVERY_S = 60.0
+TIMELINE_FLUSH_S = 5.0          # report_timeline.jsonl appended at most this often
 CONDENSE_JOIN_S = 10.0    # at stop, the longest wait for the last segments to be condensed
 
 RECREATED_NOTE = ("the run directory was deleted during the run and recreated: samples.jsonl "
@@ -61,10 +65,30 @@ class Checkpoints:
         self.segment = 0                  # raw log segments rotated so far
         self.last_compact = 0.0
         self.last_checkpoint = 0.0
+        self.last_timeline_flush = 0.0
         self._condensing: list[threading.Thread] = []
+        # The report's timeline, kept as the run goes (rundir/report_timeline.py): the owner's
+        # only (a joined process logs nothing of its own readings).
+        self.timeline: Optional[Any] = None
+        if not joined:
+            from .rundir.report_timeline import ReportTimelineWriter
+            self.timeline = ReportTimelineWriter(run_dir)
 
-    def due(self, t: float) -> None:
-        """Compact and checkpoint when due (sampler thread, after the ledger advanced)."""
+    def due(self, t: float, ticks: Sequence[dict[str, Any]] = ()) -> None:
+        """Compact and checkpoint when due (sampler thread, after the ledger advanced);
+        `ticks`: the round's tick records, folded into the report's timeline."""
+        if self.timeline is not None:   # (its methods never raise)
+            self.timeline.add(ticks)
+            try:
+                self.timeline.note_periods(self.periods())
+            except Exception:   # the provider's periods unreadable now: next round
+                pass
+            # Flushed every TIMELINE_FLUSH_S, not every round: a report scans samples.jsonl
+            # for the tail the file does not cover, so a later write loses nothing, and fewer
+            # writes keep the sampler's own CPU below CodeCarbon's (scripts/bench_cost.py).
+            if t - self.last_timeline_flush >= TIMELINE_FLUSH_S:
+                self.timeline.flush()
+                self.last_timeline_flush = t
         if t - self.last_compact >= COMPACT_EVERY_S:
             self.compact(t)
         if t - self.last_checkpoint >= self.segment_s:
@@ -109,6 +133,16 @@ class Checkpoints:
                                   name="energy-tracker-condense", daemon=True)
         self._condensing = [th for th in self._condensing if th.is_alive()] + [thread]
         thread.start()
+
+    def finish(self, timeout_s: Optional[float] = None) -> bool:
+        """At stop, after the last round: the report's timeline closed (its last bucket and
+        its end written), then `join`."""
+        if self.timeline is not None:
+            try:
+                self.timeline.close(self.periods())
+            except Exception as e:   # never into training
+                log.warning("energy-tracker: could not close the report timeline: %s", e)
+        return self.join(timeout_s)
 
     def join(self, timeout_s: Optional[float] = None) -> bool:
         """Wait for the segments still being condensed (at stop; bounded: a segment left

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from .errors import TrackerError
 from .rundir import names
-from .units import J_PER_KWH
+from .units import J_PER_KWH, energy_text
 
 EXIT_USAGE = 2
 
@@ -69,8 +69,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="what-if: this run's energy under other regions' factors, e.g. DE,FR")
     rep.add_argument("--html", nargs="?", const="", default=None, metavar="OUT",
                      help="also write a self-contained offline HTML report (default "
-                          "<dir>/report.html; needs the `report` extra)")
+                          "<dir>/report.html; needs the `report` extra); of a root of runs: "
+                          "its index, ROOT/index.html")
+    rep.add_argument("--compare", action="store_true",
+                     help="several run or job directories side by side (with --html: a page, "
+                          "default ./compare.html); a root with --html gets ROOT/index.html")
     rep.set_defaults(func=cmd_report)
+
+    inv = sub.add_parser("inventory", help="monthly kWh, tCO2e and GPU-hours per project and "
+                                           "region over roots of runs")
+    inv.add_argument("roots", nargs="+", help="roots of runs (output directories), run or job "
+                                              "directories")
+    inv.add_argument("--csv", nargs="?", const="-", default=None, metavar="OUT",
+                     help="write the inventory as CSV to OUT (no OUT: to stdout)")
+    inv.add_argument("--json", action="store_true", help="print one JSON object")
+    inv.set_defaults(func=cmd_inventory)
 
     m = sub.add_parser("merge", help="join the parts of one job copied from node-local disks")
     m.add_argument("parts", nargs="+", help="job directories of one job (one per node)")
@@ -256,7 +269,9 @@ def _status_line(tracker: Any, done: threading.Event) -> None:
             kwh = e_j * tracker.pue / J_PER_KWH
             mm, ss = divmod(int(t), 60)
             hh, mm = divmod(mm, 60)
-            sys.stderr.write(f"\r[energy-tracker] {w:8.1f} W  {kwh:.6f} kWh  "
+            # padded: the line is redrawn in place, a shorter unit must cover the longer one
+            sys.stderr.write(f"\r[energy-tracker] {w:8.1f} W  "
+                             f"{energy_text(e_j * tracker.pue):>9}  "
                              f"{kwh * factor:.3f} g CO2e  {hh:02d}:{mm:02d}:{ss:02d} ")
             sys.stderr.flush()
         except Exception:
@@ -273,9 +288,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not path.exists():
             raise _usage(f"{path} does not exist (give a run directory, a job directory or a "
                          "root of runs)")
+    if args.compare:
+        return _compare_report(paths, args)
     single = len(paths) == 1 and (is_job_dir(paths[0]) or (paths[0] / MANIFEST).exists())
     if args.html is not None and not single:
-        raise _usage("--html takes one run directory or one job directory")
+        if len(paths) == 1 and paths[0].is_dir():   # a root of runs: its index page
+            from .report.index_page import write_index
+            out = write_index(paths[0], Path(args.html) if args.html else None)
+            print(f"index: {out}", file=sys.stderr if args.json else sys.stdout)
+            return 0 if not args.json else _report_table(paths[0], args)
+        raise _usage("--html takes one run directory, one job directory or one root of runs "
+                     "(several runs: add --compare)")
     if len(paths) > 1 or is_job_dir(paths[0]):
         if not all(is_job_dir(p) for p in paths):
             raise _usage("several paths must all be parts of one job directory (job.json)")
@@ -396,13 +419,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _compare(data: dict[str, Any], codes_text: str) -> tuple[dict[str, Any], str]:
-    from .carbon import compare_regions, extremes
+    from .carbon import cleanest_and_dirtiest, compare_regions
     codes = [c.strip() for c in codes_text.split(",") if c.strip()]
     kwh = data.get("facility_energy_kwh")
     if kwh is None:
         raise _usage("this run has no measured energy to compare")
     rows = compare_regions(kwh, codes)
-    best, worst = extremes("country")
+    # the countries the advice picks from too (carbon/candidates.py: one rule for both)
+    best, worst = cleanest_and_dirtiest()
     bounds = {label: compare_regions(kwh, [r.code])[0]
               for label, r in (("cleanest country", best), ("dirtiest country", worst))}
     return dict(data, compare_regions=rows, compare_extremes=bounds), \
@@ -411,7 +435,8 @@ def _compare(data: dict[str, Any], codes_text: str) -> tuple[dict[str, Any], str
 
 def _format_compare(rows: list[dict[str, Any]], kwh: float,
                     bounds: dict[str, dict[str, Any]]) -> str:
-    lines = [f"what-if: {kwh:.6f} kWh under other grids (annual factors)"]
+    lines = [f"what-if: {energy_text(kwh * J_PER_KWH)} under other grids (annual factors; "
+             "cleanest and dirtiest among countries with a cloud region)"]
     for label, r in [("", r) for r in rows] + [(f" ({k})", v) for k, v in bounds.items()]:
         year = r.get("year") or "n/a"
         lines.append(f"  {r.get('code')!s:<22} {r.get('gco2_per_kwh', 0):8.1f} gCO2e/kWh  "
@@ -465,18 +490,8 @@ def _report_table(root: Path, args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs under {root}")
         return 0
-    print(f"{'started (UTC)':<26}{'name':<20}{'status':<12}{'s':>9}{'kWh':>12}{'g CO2e':>10}"
-          "  methods")
-    for r in rows:
-        kwh = "n/a" if r["energy_kwh"] is None else f"{r['energy_kwh']:.6f}"
-        g = "n/a" if r["emissions_kg"] is None else f"{r['emissions_kg'] * 1000:.3f}"
-        methods = ", ".join(f"{k}={v}" for k, v in r["methods"].items())
-        job = (f"  [job: {r['world_size']} processes on {r['nodes']} node(s)]"
-               if r["kind"] == "job" else "")
-        why = f"  ({r['error']})" if r.get("error") else ""
-        print(f"{r['started_utc']!s:<26}{str(r['name'])[:19]:<20}"
-              f"{r['status']!s:<12}{r['duration_s'] or 0:9.1f}{kwh:>12}{g:>10}  {methods}{job}"
-              f"{why}")
+    from .report.terminal import runs_table
+    print(runs_table(rows))   # full names, energy in the unit that fits
     return 0
 
 
@@ -546,6 +561,55 @@ def cmd_card(args: argparse.Namespace) -> int:
     --update file."""
     from .publish.cli import card_command
     return card_command(args)
+
+
+def _compare_report(paths: list[Path], args: argparse.Namespace) -> int:
+    """`report RUN1 RUN2 ... --compare [--html [OUT]]`: the runs side by side."""
+    from .report.compare import compare_runs, write_compare
+
+    if args.html is not None:
+        out, comp = write_compare(paths, Path(args.html) if args.html else None)
+    else:
+        out, comp = None, compare_runs(paths, Path.cwd())
+    print(json.dumps(comp.to_dict(), indent=2, default=str) if args.json else comp.format())
+    if out is not None:
+        print(f"comparison: {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    """Monthly inventory over roots of runs (tracker/accounting/inventory.py); reads only."""
+    from .accounting.inventory import inventory
+
+    roots = [Path(r) for r in args.roots]
+    for r in roots:
+        if not r.is_dir():
+            raise _usage(f"{r} is not a directory (give roots of runs, or run/job directories)")
+    inv = inventory(roots)
+    if args.csv is not None and args.csv != "-":
+        from .rundir.runlog import write_text_atomic
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(args.csv), inv.to_csv())
+    if args.json:
+        print(json.dumps(inv.to_dict(), indent=2, default=str))
+    elif args.csv == "-":
+        sys.stdout.write(inv.to_csv())
+    else:
+        print(f"{'month':<9}{'project':<20}{'region':<14}{'kWh':>14}{'t CO2e':>14}"
+              f"{'GPU-h':>10}{'runs':>6}  factor (source, year); month split")
+        for row in inv.rows:
+            c = row.csv_row()
+            print(f"{row.month:<9}{row.project[:19]:<20}{row.region[:13]:<14}"
+                  f"{row.facility_energy_kwh:>14.6g}{row.emissions_tco2e:>14.6g}"
+                  f"{row.gpu_hours:>10.4g}{len(row.entries):>6}  {c['factor']} "
+                  f"({c['factor_source'][:60]}, {c['factor_year']}); {c['split_basis']}")
+        print(f"{inv.entries} runs/jobs counted; location-based; facility energy (IT x PUE); "
+              "months in UTC")
+        for n in inv.notes:
+            print(f"note: {n}")
+    if args.csv not in (None, "-"):
+        print(f"inventory: {args.csv}", file=sys.stderr)
+    return 0
 
 
 def cmd_regions(args: argparse.Namespace) -> int:

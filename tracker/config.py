@@ -40,8 +40,8 @@ from typing import (
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .accounting.price import Price
     from .sensors.base import Sensor
-    from .summary_build import Price
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "DEFAULT_RATE_HZ", "ENV_PREFIX", "OPTIONS", "Option",
            "TrackerConfig", "check_option_names", "given_options", "option_names",
@@ -159,6 +159,11 @@ def _tdp(value: Any) -> float:
     return validate_tdp_w(value)
 
 
+def _cpu_scope(value: Any) -> str:
+    from .sensors.cpu_scope import check_cpu_scope
+    return check_cpu_scope(value)
+
+
 def _check_gpus(gpus: Any) -> Optional[tuple[Union[int, str], ...]]:
     if gpus is None:
         return None
@@ -207,19 +212,36 @@ def _check_embodied_option(value: Any) -> Any:
 
 
 def _check_log_to(value: Any) -> Any:
-    from .exporters import make_exporters
-    make_exporters(value)   # names and libraries checked; nothing imported
+    from .exporters.options import check_log_to
+    check_log_to(value)   # names and libraries checked; nothing imported
     return value
 
 
 def _check_log_every(value: Any) -> Optional[int]:
-    from .exporters import _check_every_steps
-    return _check_every_steps(value)
+    from .exporters.options import check_every_steps
+    return check_every_steps(value)
+
+
+def _check_step_detail(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_STEP_DETAIL:
+        raise ConfigError(f"step_detail_steps must be a whole number of steps >= "
+                          f"{MIN_STEP_DETAIL:,} (the default is {DEFAULT_STEP_DETAIL:,}), or "
+                          f"None to keep every step's record; got {value!r}")
+    return value
+
+
+# 500 000 per-step records (~22 MB of steps.bin, ~31 MB at most with its segments) are the
+# last ~80 min of 10 ms steps, 3 days of 0.5 s steps: the per-step detail one looks at to
+# find a slow step; older steps are kept as their groups, which are what a summary shows.
+DEFAULT_STEP_DETAIL = 500_000
+MIN_STEP_DETAIL = 1_000
 
 
 def _check_log_interval(value: Any) -> Any:
-    from .exporters import _check_min_interval
-    _check_min_interval(value)
+    from .exporters.options import check_min_interval
+    check_min_interval(value)
     return value
 
 
@@ -317,6 +339,16 @@ class TrackerConfig:
     cpu_tdp_w: Optional[float] = field(default=None, metadata=_option(
         Optional[float], "CPU TDP (W) for the CPU power model", check=_tdp,
         env=_env("CPU_TDP_W"), cli="--cpu-tdp", cli_help="CPU TDP in W for the CPU model"))
+    cpu_scope: str = field(default="machine", metadata=_option(
+        str,
+        "whose CPU time the CPU and RAM models bill: \"machine\" (default: the whole "
+        "machine's, as a RAPL counter counts it; right when the run has the machine to "
+        "itself) or \"process\" (on a shared machine: the run's share, i.e. this process "
+        "tree's CPU time, dataloader workers and `energy-tracker run`'s command included, or "
+        "a SLURM job's cgroup, over the machine's busy CPU time; RAM: the run's resident "
+        "memory). RAPL counters stay whole-machine",
+        check=_cpu_scope, env=_env("CPU_SCOPE"), cli="--cpu-scope",
+        metavar="machine|process"))
     powercap_root: PathLike = field(default="/sys/class/powercap", metadata=_option(
         Union[str, os.PathLike],
         "where to look for RAPL meters (default /sys/class/powercap)",
@@ -343,6 +375,14 @@ class TrackerConfig:
         float, "how often summary.json is rewritten while running (default 10 s)",
         what="a number of seconds", bounds=(0.5, 86400.0, "the default is 10 s"),
         env=_env("SUMMARY_EVERY_S"), cli="--summary-every-s"))
+    step_detail_steps: Optional[int] = field(default=DEFAULT_STEP_DETAIL, metadata=_option(
+        Optional[int],
+        "how many of the newest steps keep their own record on disk (steps.bin, 44 B a step; "
+        "default 500000, ~31 MB at most); older steps are kept as their groups "
+        "(step_groups.jsonl: energy, steps, samples, tokens, first/last step), so totals, "
+        "windows and the summary are unchanged; None: every step's record",
+        check=_check_step_detail, env=_env("STEP_DETAIL_STEPS"), cli="--step-detail-steps",
+        metavar="N"))
     emissions_csv: Union[bool, Path] = field(default=True, metadata=_option(
         Union[bool, str, os.PathLike],
         "True (default): append a row to <output_dir>/emissions.csv at stop (CodeCarbon's "
@@ -507,13 +547,15 @@ class TrackerConfig:
 
     @property
     def pue_source(self) -> str:
-        return "default (1.0: IT energy only)" if self.pue is None else "user"
+        # the default says what it means and how to change it (readers match "default")
+        return ("default: IT energy only; pass pue= or ENERGY_TRACKER_PUE" if self.pue is None
+                else "user")
 
     @property
     def price(self) -> Optional[Price]:
         if self.price_per_kwh is None or self.currency is None:
             return None
-        from .summary_build import Price
+        from .accounting.price import Price
         return Price(self.price_per_kwh, self.currency)
 
     def live_options(self) -> dict[str, Any]:
@@ -786,22 +828,9 @@ def _check_number(name: str, value: Any, *, low: float, high: float, hint: str =
 
 
 def _check_price(price_per_kwh: Any, currency: Any) -> Optional[Price]:
-    """A Price, or None. Both or neither: a cost without its currency means nothing."""
-    from .summary_build import Price
-
-    if price_per_kwh is None and currency is None:
-        return None
-    if price_per_kwh is None:
-        raise ConfigError(f"currency={currency!r} was given without price_per_kwh=; give both "
-                          "(e.g. price_per_kwh=0.21, currency=\"EUR\") or neither")
-    if isinstance(price_per_kwh, bool):
-        raise ConfigError(f"price_per_kwh must be a number (price of 1 kWh), got {price_per_kwh!r}")
-    value = _check_number("price_per_kwh", price_per_kwh, low=0.0, high=1000.0,
-                          hint="the price of 1 kWh of electricity, e.g. 0.21")
-    if not isinstance(currency, str) or not currency.strip() or len(currency.strip()) > 8:
-        raise ConfigError(f"price_per_kwh needs currency= as a short code such as \"EUR\" or "
-                          f"\"USD\", got {currency!r}")
-    return Price(value, currency.strip())
+    """A Price, or None (accounting/price.py checks the pair: both or neither)."""
+    from .accounting.price import parse_price
+    return parse_price(price_per_kwh, currency)
 
 
 def _check_embodied(value: Mapping[str, Any]) -> dict[str, float]:

@@ -76,7 +76,12 @@ def write_windows_file(run_dir: Path, summary: Summary) -> None:
                            "format": "blocks: b'STB1', uint32 n, then n values of each "
                                      "column (little-endian); read with "
                                      "tracker.rundir.ledger.read_steps",
-                           "columns": [f"{name}:{code}" for name, code in COLUMNS]}})
+                           "columns": [f"{name}:{code}" for name, code in COLUMNS],
+                           "segments": "steps.<first row>.bin after steps.bin; steps older "
+                                       "than the step_detail_steps horizon are in "
+                                       f"{names.STEP_GROUPS} as their groups (read_steps "
+                                       "of the run directory gives them at group "
+                                       "resolution, resolution='group')"}})
 
 
 def print_end_block_if_due(summary: Summary, *, quiet: bool, joined: bool, job: Any) -> None:

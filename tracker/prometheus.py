@@ -1,4 +1,4 @@
-"""Prometheus metrics of a running tracker (optional: `pip install energy-tracker[prometheus]`).
+"""Prometheus metrics of a running tracker (optional: `pip install 'trainjoule[prometheus]'`).
 
 Metrics are computed when Prometheus scrapes, from the tracker's curves: nothing is added to the
 sampler's work. The server listens on 127.0.0.1 unless another address is asked for.
@@ -21,37 +21,51 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import ConfigError
+from .run_view import RunView
 from .sensors.base import INCLUDED_IN
 
 
-def identity_labels(tracker: Any) -> tuple[str, str, str]:
-    """(job, node, rank) of a tracker's process."""
-    member = getattr(tracker, "_job", None)
+def run_view(run: Any) -> RunView:
+    """The read-only view the endpoint reads: `run` itself, or a Tracker's `view` (nothing
+    here reads a Tracker's private parts, nor can change the run)."""
+    view = run if isinstance(run, RunView) else getattr(run, "view", None)
+    if not isinstance(view, RunView):
+        raise TypeError(f"the Prometheus endpoint reads a run_view.RunView or a Tracker, got "
+                        f"{type(run).__name__}")
+    return view
+
+
+def identity_labels(run: Any) -> tuple[str, str, str]:
+    """(job, node, rank) of a run's process."""
+    view = run_view(run)
+    member = view.job
     if member is not None:
         ident = member.identity
         return ident.job_id, ident.node, str(ident.rank)
     import socket
-    return tracker.name, (socket.gethostname() or "localhost").split(".")[0], "0"
+    return view.name, (socket.gethostname() or "localhost").split(".")[0], "0"
 
 
-def port_for(tracker: Any, port: int) -> int:
+def port_for(run: Any, port: int) -> int:
     """The port this process serves on: `port` plus its local rank in a job (0 = the OS
     picks a free port, as prometheus_client does)."""
-    member = getattr(tracker, "_job", None)
+    member = run_view(run).job
     local = member.identity.local_rank if member is not None else None
     return port + local if port and local else port
 
 
-def serve(tracker: Any, port: int, addr: str = "127.0.0.1") -> Any:
-    """Start an HTTP endpoint with `tracker`'s metrics; returns the server (call .shutdown())."""
+def serve(run: Any, port: int, addr: str = "127.0.0.1") -> Any:
+    """Start an HTTP endpoint with the metrics of `run` (a RunView, or a Tracker: its view);
+    returns the server (call .shutdown())."""
+    view = run_view(run)
     try:
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError as e:
         raise ConfigError("prometheus_port= needs prometheus-client: "
-                          "pip install 'energy-tracker[prometheus]'") from e
+                          "pip install 'trainjoule[prometheus]'") from e
     registry = CollectorRegistry()
-    registry.register(_Collector(tracker))
-    port = port_for(tracker, port)
+    registry.register(_Collector(view))
+    port = port_for(view, port)
     try:
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as e:
@@ -61,15 +75,15 @@ def serve(tracker: Any, port: int, addr: str = "127.0.0.1") -> Any:
 
 
 class _Collector:
-    """Reads the tracker at scrape time (thread-safe: curves lock their own reads)."""
+    """Reads the run's view at scrape time (thread-safe: curves lock their own reads)."""
 
-    def __init__(self, tracker: Any):
-        self.tracker = tracker
+    def __init__(self, run: Any):
+        self.run = run_view(run)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        tr = self.tracker
+        tr = self.run
         ident = list(identity_labels(tr))
         labels = ["job", "node", "rank", "run", "device", "component", "method"]
         energy = CounterMetricFamily("energy_tracker_energy_joules",

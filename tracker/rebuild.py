@@ -14,7 +14,6 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 from .rundir import names, snapshot
-from .rundir.ledger import STEPS_FILE
 from .rundir.liveness import owner_state
 from .rundir.names import MANIFEST, SAMPLES, SUMMARY
 from .rundir.records import apply_window_record, checked_reading, checked_step_row
@@ -63,7 +62,9 @@ def load_run(run_dir: Path, *, with_ledger: bool = False
             periods.clear()
             devices, ledger, windows = _fresh(manifest, with_ledger)
             devs = list(devices.values())
-    steps = _StepFeed(run_dir / STEPS_FILE, skip_rows) if ledger is not None else None
+    if ledger is not None:   # steps older than the per-step horizon: their group records
+        skip_rows = _restore_groups(run_dir, ledger, skip_rows, notes)
+    steps = _StepFeed(run_dir, skip_rows) if ledger is not None else None
     if snap is None and snapshot.timelines(run_dir) and not snapshot.segments(run_dir):
         notes.append("no usable snapshot: the condensed timeline segments are not replayed, so "
                      "the energy before the oldest raw log is missing")
@@ -131,39 +132,61 @@ def _fresh(manifest: dict[str, Any], with_ledger: bool
     return devices, ledger, windows
 
 
+def _restore_groups(run_dir: Path, ledger: Any, skip_rows: int, notes: list[str]) -> int:
+    """Continue from step_groups.jsonl when it reaches past what the snapshot holds (rows
+    before `skip_rows`): the ledger's step accounts after its last whole record. Returns the
+    first row the per-step records are then replayed from."""
+    from .rundir.step_groups import read_groups
+
+    disk = read_groups(run_dir)
+    if disk is None:
+        return skip_rows
+    if disk.note:
+        notes.append(disk.note)
+    if disk.to > skip_rows:
+        ledger.restore_steps(disk)
+        return disk.to
+    return skip_rows
+
+
 class _StepFeed:
-    """steps.bin fed to a rebuild's ledger a block at a time, as the replay's frontier
-    reaches each block (as the live run fed them), so a rebuild holds the steps near the
-    frontier, not every step of the run. Rows with implausible times are skipped."""
+    """The per-step records (steps.bin and its segments) fed to a rebuild's ledger a block at
+    a time, as the replay's frontier reaches each block (as the live run fed them), so a
+    rebuild holds the steps near the frontier, not every step of the run. Rows before
+    `skip_rows` are held already (snapshot, group records); rows with implausible times are
+    skipped; rows missing (deleted, no group record for them) are said."""
 
     HOLD_STEPS = 1 << 20      # after the last tick: settle early rather than hold more
 
-    def __init__(self, path: Path, skip_rows: int):
+    def __init__(self, run_dir: Path, skip_rows: int):
         from .rundir.ledger import StepFileDamage
         self.damage = StepFileDamage()
         self._skip = skip_rows
-        self._blocks = self._read(path)
+        self._blocks = self._read(run_dir)
         self._next: Optional[list[tuple[Any, ...]]] = None
         self._error: Optional[str] = None
         self.bad = 0
+        self.missing = 0
         self._advance()
 
-    def _read(self, path: Path) -> Iterator[list[tuple[Any, ...]]]:
-        from .rundir.ledger import read_step_columns
-        if not path.exists():
-            return
-        seen = 0
-        for c in read_step_columns(path, self.damage):
+    def _read(self, run_dir: Path) -> Iterator[list[tuple[Any, ...]]]:
+        from .rundir.step_segments import read_step_blocks
+        expected = self._skip
+        for start, c in read_step_blocks(run_dir, self.damage, self._skip):
             n = len(c["t_start"])
-            first = max(0, self._skip - seen)
-            seen += n
+            if start + n <= self._skip:
+                continue
+            if start > expected:
+                self.missing += start - expected
+            expected = start + n
+            first = max(0, self._skip - start)
             rows = []
             for i in range(first, n):
                 t0, t1 = c["t_start"][i], c["t_end"][i]
                 if not (run_seconds(t0) and run_seconds(t1) and t1 >= t0):
                     self.bad += 1
                     continue
-                rows.append((seen - n + i, c["parent"][i], t0, t1, c["index"][i],
+                rows.append((start + i, c["parent"][i], t0, t1, c["index"][i],
                              c["samples"][i], c["tokens"][i]))
             if rows:
                 yield rows
@@ -191,7 +214,10 @@ class _StepFeed:
     def note(self) -> Optional[str]:
         parts = [p for p in (self._error, self.damage.note(),
                              f"{self.bad:,} steps of steps.bin with implausible times skipped"
-                             if self.bad else None) if p]
+                             if self.bad else None,
+                             f"{self.missing:,} steps have neither a per-step record nor a "
+                             "group record (their segment of steps.bin is gone)"
+                             if self.missing else None) if p]
         return "; ".join(parts) or None
 
 
@@ -386,16 +412,12 @@ def rebuild_summary(run_dir: Path, status: Optional[str] = None) -> Summary:
 
 
 def _price(manifest: dict[str, Any]) -> Any:
-    from .summary_build import Price
+    from .accounting.price import saved_price
 
-    cfg = manifest.get("config") or {}
-    if cfg.get("price_per_kwh") is None or not cfg.get("currency"):
-        return None
-    if not number(cfg["price_per_kwh"], 1e6) or not isinstance(cfg["currency"], str):
-        manifest["notes"].append(
-            f"{names.MANIFEST}'s price_per_kwh/currency are not usable: no cost")
-        return None
-    return Price(float(cfg["price_per_kwh"]), cfg["currency"])
+    price, problem = saved_price(manifest.get("config") or {})
+    if problem:
+        manifest["notes"].append(f"{names.MANIFEST}'s {problem}")
+    return price
 
 
 def is_alive(manifest: dict[str, Any], run_dir: Optional[Path] = None) -> bool:

@@ -11,9 +11,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from .accounting.parts import DictPart, as_part
+from .accounting.price import Cost
+from .accounting.steps import Steps
+from .carbon.citation import citation
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
-from .units import J_PER_KWH
+from .units import J_PER_KWH, energy_text
 from .windows import StepTable, Window
 
 __all__ = ["COMPONENTS", "J_PER_KWH", "ComponentEnergy", "DeviceEnergy", "StepTable", "Summary",
@@ -118,6 +122,44 @@ class WindowEnergy:
         return cls(**_known(cls, d))
 
 
+@dataclass(frozen=True, eq=False)
+class Sampling(DictPart):
+    """A summary's `sampling` part: how the run read its sensors (manifest.sampling_record).
+    Empty (no key) for a summary that does not say, such as one rebuilt from an old run.json."""
+
+    rate_hz: Optional[float] = None           # the sampler's tick rate
+    rate_source: Optional[str] = None         # "default" or "user"
+    counter_interval_s: Optional[float] = None   # energy counters' read cadence (None: auto)
+    counter_reads: Optional[str] = None       # when counters are read besides the schedule
+    model_interval_s: Optional[float] = None  # modeled components' cadence
+
+    @classmethod
+    def empty(cls) -> Sampling:
+        return cls(keys_=())
+
+
+@dataclass(frozen=True, eq=False)
+class CarbonDetail(DictPart):
+    """A summary's `carbon` part: how its emissions were accounted (carbon/accounting.py's
+    Emissions, and the live provider's status), or for a job the grid factor of each node.
+    Empty when nothing was measured (no emissions)."""
+
+    emissions_g: Optional[float] = None
+    energy_j: Optional[float] = None                  # facility energy accounted (J)
+    gco2_per_kwh_effective: Optional[float] = None    # energy-weighted intensity
+    gco2_per_kwh_time_weighted: Optional[float] = None
+    parts: Optional[list[dict[str, Any]]] = None      # one per intensity span
+    fallback_used: Optional[bool] = None              # a live provider fell back to the table
+    notes: Optional[list[str]] = None
+    emissions_kg: Optional[float] = None
+    live: Optional[dict[str, Any]] = None             # the live provider's status
+    grids: Optional[list[dict[str, Any]]] = None      # a job: {grid, nodes} per factor used
+
+    @classmethod
+    def empty(cls) -> CarbonDetail:
+        return cls(keys_=())
+
+
 @dataclass(frozen=True)
 class Summary:
     """What a run consumed and emitted. Energies in J and kWh, power in W, CO2e in kg/g."""
@@ -132,30 +174,39 @@ class Summary:
     components: dict[str, ComponentEnergy]
     energy_j: Optional[float]          # IT energy: sum of measured components
     pue: float
-    pue_source: str                    # "default (1.0: IT energy only)" or "user"
+    pue_source: str                    # "default: IT energy only; pass pue= ..." or "user"
     facility_energy_j: Optional[float]
     emissions_kg: Optional[float]
     emissions_rate_kg_per_s: Optional[float]
     gco2_per_kwh: Optional[float]      # energy-weighted intensity actually applied
     grid: dict[str, Any]               # GridFactor.to_dict(): value, region, source, year ...
-    carbon: dict[str, Any]             # accounting detail: parts, live provider status
+    carbon: CarbonDetail               # accounting detail: parts, live provider status
     windows: tuple[WindowEnergy, ...]
-    steps: dict[str, Any]
+    steps: Steps                       # count, energy in steps, groups, J/sample, J/token
     notes: tuple[str, ...]
     degraded: tuple[str, ...]
     run_dir: Optional[str] = None
-    sampling: dict[str, Any] = field(default_factory=dict)  # rate, counter cadence, defaults
+    sampling: Sampling = field(default_factory=Sampling.empty)  # rate, counter cadence
     job: Optional[dict[str, Any]] = None   # distributed job: id, world size, nodes, missing
     # Where the energy went (accounting/breakdown.py): part -> energy_j, share, seconds, method;
     # idle GPU energy per device; findings with their numbers; the electricity cost.
     breakdown: dict[str, Any] = field(default_factory=dict)
     idle: dict[str, Any] = field(default_factory=dict)
     advice: tuple[dict[str, Any], ...] = ()
-    cost: Optional[dict[str, Any]] = None
+    cost: Optional[Cost] = None
     report_html: Optional[str] = None   # the run's report.html, when one was written
     # ± bound (J) on the measured part of energy_j (counter and sampled devices;
     # uncertainty.py says how it is computed); None when nothing measured has a bound
     energy_uncertainty_j: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        # The typed parts, also when given as the dicts they are written as (a Summary made
+        # by hand, or by code that predates them).
+        object.__setattr__(self, "sampling", as_part(Sampling, self.sampling))
+        object.__setattr__(self, "steps", as_part(Steps, self.steps))
+        object.__setattr__(self, "carbon", as_part(CarbonDetail, self.carbon))
+        if self.cost is not None:
+            object.__setattr__(self, "cost", as_part(Cost, self.cost))
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -178,16 +229,16 @@ class Summary:
             "emissions_kg": self.emissions_kg,
             "emissions_rate_kg_per_s": self.emissions_rate_kg_per_s,
             "gco2_per_kwh": self.gco2_per_kwh,
-            "grid": self.grid, "carbon": self.carbon,
+            "grid": self.grid, "carbon": self.carbon.to_dict(),
             "components": {k: v.to_dict() for k, v in self.components.items()},
             "devices": [d.to_dict() for d in self.devices],
             "windows": [w.to_dict() for w in self.windows],
-            "steps": self.steps,
-            "sampling": self.sampling,
+            "steps": self.steps.to_dict(),
+            "sampling": self.sampling.to_dict(),
             "notes": list(self.notes), "degraded": list(self.degraded),
             "run_dir": self.run_dir,
             "breakdown": self.breakdown, "idle": self.idle, "advice": list(self.advice),
-            **({"cost": self.cost} if self.cost is not None else {}),
+            **({"cost": self.cost.to_dict()} if self.cost is not None else {}),
             **({"job": self.job} if self.job is not None else {}),
             **({"report_html": self.report_html} if self.report_html else {}),
             **({"energy_uncertainty_j": self.energy_uncertainty_j}
@@ -227,23 +278,24 @@ class Summary:
                 lines.append(f"  {c.component:<4} not measured ({c.status})")
                 continue
             peak = f", peak {c.peak_power_w:.1f} W" if c.peak_power_w is not None else ""
-            kwh = c.energy_j / J_PER_KWH
-            lines.append(f"  {c.component:<4} {c.energy_j:12.1f} J  {kwh:.6f} kWh"
+            lines.append(f"  {c.component:<4} {energy_text(c.energy_j):>9}"
                          f"  mean {c.mean_power_w or 0:.1f} W{peak}  [{c.method}]"
                          + ("" if c.status == "ok" else f" ({c.status})")
                          + scope.get(c.component, ""))
         if len(self.devices) <= 16:
             for d in self.devices:
                 if d.component == "gpu" or len(self.devices) <= 6 or d.node is not None:
-                    e = "not measured" if d.energy_j is None else f"{d.energy_j:.1f} J"
+                    e = "not measured" if d.energy_j is None else energy_text(d.energy_j)
                     where = f"{d.node}/" if d.node is not None else ""
                     lines.append(f"    {where}{d.name}: {e} [{d.method}] {d.description}")
         if self.energy_j is None:
             lines.append("  total: nothing could be measured")
         else:
-            lines.append(f"  total (IT) {self.energy_j:.1f} J{_pm(self.energy_uncertainty_j)} = "
-                         f"{self.energy_kwh:.6f} kWh; PUE {self.pue:g} ({self.pue_source}) -> "
-                         f"facility {self.facility_energy_kwh:.6f} kWh")
+            facility = self.facility_energy_j
+            lines.append(f"  total (IT) {energy_text(self.energy_j)}"
+                         f"{_pm(self.energy_uncertainty_j)}; PUE {_pue(self.pue)} "
+                         f"({self.pue_source}) -> facility "
+                         f"{'n/a' if facility is None else energy_text(facility)}")
         if job:
             lines += _format_job(job)
         for w in self.windows[:20]:
@@ -253,7 +305,7 @@ class Summary:
                 ranks = ("" if not isinstance(spread, dict) else
                          f" ({n} ranks, edges within {max(spread.values()):.3f} s)" if n != 1
                          else " (one rank)")
-                lines.append(f"  window {w.name!r} [{w.kind}]: {w.energy_j:.1f} J"
+                lines.append(f"  window {w.name!r} [{w.kind}]: {energy_text(w.energy_j)}"
                              f"{_pm(w.uncertainty_j, w.energy_j)} over "
                              f"{w.duration_s or 0:.2f} s{ranks}")
         if len(self.windows) > 20:
@@ -264,16 +316,19 @@ class Summary:
                           if k in st)
             groups = (f" (reported in groups of {st['group_size']}; per-step energies are "
                       "interpolated)" if st.get("group_size") else "")
-            lines.append(f"  steps: {st['count']} steps, {st['energy_j_in_steps']:.1f} J in "
-                         f"steps{per}{groups}")
-        if self.breakdown:
+            lines.append(f"  steps: {st['count']} steps, {energy_text(st['energy_j_in_steps'])}"
+                         f" in steps{per}{groups}")
+        shown = {k: p for k, p in self.breakdown.items()
+                 if p.get("share") is not None and p["energy_j"] > 0}
+        if set(shown) == {"other"}:   # no step or window: "other 100 %" says nothing
+            lines.append(f"  where it went: {NO_BREAKDOWN}")
+        elif shown:
             lines.append("  where it went: " + ", ".join(
-                f"{k.replace('_', ' ')} {p['share']:.1%}" for k, p in self.breakdown.items()
-                if p.get("share") is not None and p["energy_j"] > 0))
+                f"{k.replace('_', ' ')} {p['share']:.1%}" for k, p in shown.items()))
         for name, v in self.idle.items():
             if v.get("time_share") is not None:
                 lines.append(f"  {name} idle {v['time_share']:.0%} of the time, "
-                             f"{v['energy_j']:.1f} J [{v['method'].split(':')[0]}]")
+                             f"{energy_text(v['energy_j'])} [{v['method'].split(':')[0]}]")
         g = self.grid
         if self.emissions_kg is not None and g.get("region_code") == "mixed":
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
@@ -282,13 +337,14 @@ class Summary:
             for e in self.carbon.get("grids") or ():
                 f = e.get("grid") or {}
                 lines.append(f"    {f.get('region_code')}: {f.get('gco2_per_kwh', 0):.1f} "
-                             f"gCO2e/kWh ({f.get('region_name')}, {f.get('source')}, "
-                             f"{f.get('year') or 'year n/a'}) on {', '.join(e.get('nodes', []))}")
+                             f"gCO2e/kWh ({f.get('region_name')}, "
+                             f"{citation(f.get('source'), f.get('year'))}) on "
+                             f"{', '.join(e.get('nodes', []))}")
         elif self.emissions_kg is not None:
-            year = g.get("year") or "year n/a"
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
                          f"{self.gco2_per_kwh:.1f} gCO2e/kWh ({g.get('region_code')}: "
-                         f"{g.get('region_name')}, {g.get('source')}, {year})")
+                         f"{g.get('region_name')}; "
+                         f"{citation(g.get('source'), g.get('year'))})")
         if self.cost is not None and self.cost.get("amount") is None:
             lines.append(f"  cost: not summed ({self.cost.get('basis')})")
         elif self.cost is not None:
@@ -308,12 +364,24 @@ class Summary:
         return "\n".join(lines)
 
 
+# What a run with nothing but "other" in its breakdown prints instead of "other 100.0%".
+NO_BREAKDOWN = ("no steps or windows were recorded, so there is no breakdown; wrap the loop "
+                "(`for batch in run.steps(loader)`, or `with run.step():` per step), mark "
+                "phases with `run.window(\"eval\")`, or add the Hugging Face / Lightning "
+                "callback")
+
+
 def _pm(bound: Optional[float], of: Optional[float] = None) -> str:
     """" ± 1.2 J (0.3 %)" for a bound on a measured energy; "" when there is none."""
     if bound is None:
         return ""
     share = f" ({bound / of:.1%})" if of else ""
-    return f" ± {bound:.1f} J{share}"
+    return f" ± {energy_text(bound)}{share}"
+
+
+def _pue(pue: float) -> str:
+    """"1.0", "1.2", "1.25": one decimal at least, so a PUE never reads as a count."""
+    return f"{pue:.1f}" if round(pue, 1) == pue else f"{pue:g}"
 
 
 def _scopes(devices: Sequence[DeviceEnergy]) -> dict[str, str]:
@@ -335,7 +403,7 @@ def _format_job(job: dict[str, Any]) -> list[str]:
              f"{len(job.get('attempts') or [])} attempt(s)"]
     nodes = job.get("nodes") or []
     for n in nodes[:32]:
-        e = "n/a" if n.get("energy_j") is None else f"{n['energy_j']:.1f} J"
+        e = "n/a" if n.get("energy_j") is None else energy_text(n["energy_j"])
         ranks = n.get("ranks") or []
         rtext = (f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 3 and
                  ranks == list(range(ranks[0], ranks[-1] + 1))

@@ -1,25 +1,43 @@
-"""Assembling a Summary from device curves, windows and the grid factor (live and rebuilt runs).
+"""Building a Summary: one build for a run (live, at stop, rebuilt) and for a job.
 
-Path: device curves -> per-device energy -> per-component sums -> facility energy (x PUE) ->
-emissions (energy in each intensity period x that period's gCO2e/kWh).
+A run: device curves -> per-device energy -> IT energy -> facility energy (x PUE) ->
+emissions (energy in each intensity period x that period's gCO2e/kWh); windows, steps
+(accounting/steps.py), breakdown and cost beside them (`build_summary`). A job: its members'
+parts gathered by job/merge.py (devices counted once, node energies, each node's emissions).
+Both end in `assemble(SummaryParts)`, the only place a Summary is made from parts: the
+components, the emission rate, the uncertainty bound, the times and the findings are derived
+there once. And the emissions.csv row of a summary.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from .accounting.advice import findings
 from .accounting.breakdown import breakdown, idle_energy
+from .accounting.parts import as_part
+from .accounting.price import Cost, Price
+from .accounting.steps import (
+    MAX_STEP_GROUPS,
+    STEP_GROUP_MIN_S,
+    Steps,
+    per_unit,
+    step_groups,
+    step_summary,
+)
 from .it_energy import it_energy_at
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
 from .summary import (
+    CarbonDetail,
+    DeviceEnergy,
+    Sampling,
     Summary,
     Window,
+    WindowEnergy,
     combine,
     device_energy,
     ordered,
@@ -31,12 +49,11 @@ from .units import J_PER_KWH
 # Components every machine has: a summary without one says it is not in the totals.
 EXPECTED = ("gpu", "cpu", "ram")
 
-# Steps shorter than this are reported in groups: the GPU counter moves every ~100 ms and is
-# read every ~1 s, so a 5 ms step's own energy is an interpolation, not a measurement.
-STEP_GROUP_MIN_S = 1.0
-# ... and in at most this many groups, so a summary stays small however long the run (a day
-# of 1 s steps would otherwise be 86 400 groups in every summary.json).
-MAX_STEP_GROUPS = 1000
+# Step grouping and J/sample, J/token live in accounting/steps.py (one grouping for runs and
+# jobs); their names stay importable from here.
+__all__ = ["EXPECTED", "MAX_STEP_GROUPS", "STEP_GROUP_MIN_S", "Price", "SummaryParts",
+           "assemble", "build_summary", "emissions_row", "marked_spans", "per_unit",
+           "step_groups", "step_summary"]
 
 
 def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_end: float,
@@ -58,8 +75,6 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
     rate = float((sampling or {}).get("rate_hz") or 10.0)
     interval = 1.0 / rate if rate > 0 else 0.1
     devs = tuple(device_energy(d, t0, t_end, interval) for d in devices)
-    components = {c: combine(c, [d for d in devs if d.component == c], duration)
-                  for c in ordered(d.component for d in devs)}
     it_j, notes = _it_total(devs, list(notes), elsewhere)
 
     def e_it(t: float) -> float:
@@ -109,27 +124,79 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         idle = idle_energy(devices, t_end)
     degraded = [e if e.startswith(d.name) else f"{d.name}: {e}" for d in devs for e in d.errors]
     facility = None if it_j is None else it_j * pue
-    emissions_kg = None if emissions is None else emissions.emissions_g / 1000.0
     carbon = {} if emissions is None else emissions.to_dict()
     if live_status:
         carbon["live"] = live_status
-    final = status != "running"    # the breakdown and findings cost O(steps): at stop only
-    summary = Summary(
-        run_id=run_id, name=name, status=status, started_utc=utc_iso(start_wall),
-        ended_utc=None if status == "running" else utc_iso(start_wall + t_end),
-        duration_s=duration, devices=devs, components=components, energy_j=it_j, pue=pue,
-        pue_source=pue_source, facility_energy_j=facility, emissions_kg=emissions_kg,
-        emissions_rate_kg_per_s=(emissions_kg / duration if emissions_kg is not None
-                                 and duration > 0 else None),
+    return assemble(SummaryParts(
+        run_id=run_id, name=name, status=status, start_wall=start_wall, duration_s=duration,
+        devices=devs, energy_j=it_j, pue=pue, pue_source=pue_source, facility_energy_j=facility,
+        emissions_kg=None if emissions is None else emissions.emissions_g / 1000.0,
         gco2_per_kwh=None if emissions is None else emissions.gco2_per_kwh_effective,
-        grid=factor.to_dict(), carbon=carbon, windows=tuple(wins), steps=steps,
+        grid=factor.to_dict(), carbon=as_part(CarbonDetail, carbon), windows=tuple(wins),
+        steps=as_part(Steps, steps),
         notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
-        sampling=dict(sampling or {}),
-        breakdown=parts, idle=idle,
-        energy_uncertainty_j=_total_bound(devs),
-        cost=price.cost(facility) if price is not None and facility is not None else None)
-    if final:
-        summary = replace(summary, advice=tuple(findings(summary.to_dict(), periods)))
+        sampling=as_part(Sampling, sampling or {}), breakdown=parts, idle=idle,
+        cost=price.cost(facility) if price is not None and facility is not None else None,
+        # the breakdown and findings cost O(steps): at stop only
+        advise=status != "running", periods=periods))
+
+
+@dataclass(frozen=True)
+class SummaryParts:
+    """What a Summary is built from, every part already measured: a run's from its device
+    curves, windows, steps ledger and grid factor (build_summary: the live stop, a snapshot
+    while running, the rebuild of a killed run), a job's from its members (job/merge.py:
+    devices counted once, energies by node, each node's emissions). `assemble` turns either
+    into the Summary: the derived numbers (components, rate, bound, times, findings) are
+    computed in that one place, so a job and a run of one process say the same."""
+
+    run_id: str
+    name: str
+    status: str
+    start_wall: float                  # wall time of run time 0 (a job: its first member's)
+    duration_s: float
+    devices: tuple[DeviceEnergy, ...]
+    energy_j: Optional[float]          # IT energy: the counted devices' (None: none measured)
+    pue: float
+    pue_source: str
+    facility_energy_j: Optional[float]
+    emissions_kg: Optional[float]
+    gco2_per_kwh: Optional[float]      # energy-weighted intensity applied
+    grid: dict[str, Any]
+    carbon: CarbonDetail
+    windows: tuple[WindowEnergy, ...]
+    steps: Steps
+    notes: tuple[str, ...]
+    degraded: tuple[str, ...]
+    run_dir: Optional[str]
+    sampling: Sampling
+    breakdown: dict[str, Any]
+    idle: dict[str, Any]
+    cost: Optional[Cost]
+    job: Optional[dict[str, Any]] = None
+    advise: bool = True                # compute the findings (accounting/advice.py)
+    periods: Optional[Sequence[Any]] = field(default=None, repr=False)   # live intensity
+
+
+def assemble(p: SummaryParts) -> Summary:
+    """The Summary of `p`: the one build every summary goes through (a run's and a job's)."""
+    duration = p.duration_s
+    components = {c: combine(c, [d for d in p.devices if d.component == c], duration)
+                  for c in ordered(d.component for d in p.devices)}
+    kg = p.emissions_kg
+    summary = Summary(
+        run_id=p.run_id, name=p.name, status=p.status, started_utc=utc_iso(p.start_wall),
+        ended_utc=None if p.status == "running" else utc_iso(p.start_wall + duration),
+        duration_s=duration, devices=p.devices, components=components, energy_j=p.energy_j,
+        pue=p.pue, pue_source=p.pue_source, facility_energy_j=p.facility_energy_j,
+        emissions_kg=kg,
+        emissions_rate_kg_per_s=kg / duration if kg is not None and duration > 0 else None,
+        gco2_per_kwh=p.gco2_per_kwh, grid=p.grid, carbon=p.carbon, windows=p.windows,
+        steps=p.steps, notes=p.notes, degraded=p.degraded, run_dir=p.run_dir,
+        sampling=p.sampling, job=p.job, breakdown=p.breakdown, idle=p.idle, cost=p.cost,
+        energy_uncertainty_j=_total_bound(p.devices))
+    if p.advise:
+        summary = replace(summary, advice=tuple(findings(summary.to_dict(), p.periods)))
     return summary
 
 
@@ -162,78 +229,6 @@ def marked_spans(windows: Sequence[Window]) -> dict[str, list[tuple[float, Optio
         if w.kind in out:
             out[w.kind].append((w.t_start, w.t_end))
     return out
-
-
-@dataclass(frozen=True)
-class Price:
-    """Electricity price per kWh of facility energy, in a named currency."""
-
-    per_kwh: float
-    currency: str
-
-    def of_j(self, facility_j: float) -> float:
-        return facility_j / J_PER_KWH * self.per_kwh
-
-    def cost(self, facility_j: float) -> dict[str, Any]:
-        return {"amount": self.of_j(facility_j), "currency": self.currency,
-                "price_per_kwh": self.per_kwh, "basis": "facility energy (IT x PUE)"}
-
-
-def step_groups(rows: Sequence[dict[str, Any]], min_group_s: float = STEP_GROUP_MIN_S
-                ) -> list[dict[str, Any]]:
-    """Consecutive steps in fixed-size groups, each group spanning >= `min_group_s` (median),
-    at most MAX_STEP_GROUPS groups.
-
-    The group size is fixed for the whole run (from the median step duration), so groups are
-    comparable; the last group may be smaller. Energies include the gaps between the group's
-    steps, so the groups plus the time outside any step add up to the run's total.
-    """
-    steps = [r for r in rows if r.get("kind", "step") == "step" and r.get("end_s") is not None]
-    if not steps:
-        return []
-    durations = sorted(r["duration_s"] for r in steps)
-    median = durations[len(durations) // 2]
-    size = max(1, math.ceil(min_group_s / median)) if median > 0 else len(steps)
-    size = max(size, math.ceil(len(steps) / MAX_STEP_GROUPS))
-    groups = []
-    for i in range(0, len(steps), size):
-        g = steps[i:i + size]
-        energy = sum(r["energy_j"] or 0.0 for r in g)
-        n_samples = sum(r["attrs"].get("samples", 0) for r in g)
-        n_tokens = sum(r["attrs"].get("tokens", 0) for r in g)
-        row = {"first_step": g[0]["attrs"].get("index", i), "last_step":
-               g[-1]["attrs"].get("index", i + len(g) - 1), "steps": len(g),
-               "start_s": g[0]["start_s"], "end_s": g[-1]["end_s"],
-               "energy_j": energy, "j_per_step": energy / len(g)}
-        groups.append(per_unit(row, energy, n_samples, n_tokens))
-    return groups
-
-
-def per_unit(row: dict[str, Any], energy_j: float, samples: int, tokens: int
-             ) -> dict[str, Any]:
-    """Add the sample and token counts and J/sample, J/token to `row` (when counted)."""
-    if samples:
-        row["samples"] = samples
-        row["j_per_sample"] = energy_j / samples
-    if tokens:
-        row["tokens"] = tokens
-        row["j_per_token"] = energy_j / tokens
-    return row
-
-
-def step_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    if not rows:
-        return {}
-    groups = step_groups(rows)
-    energy = sum(r["energy_j"] or 0.0 for r in rows)
-    samples = sum(r["attrs"].get("samples", 0) for r in rows)
-    tokens = sum(r["attrs"].get("tokens", 0) for r in rows)
-    out: dict[str, Any] = {
-        "count": len(rows), "energy_j_in_steps": energy,
-        "group_size": groups[0]["steps"] if groups else None, "groups": groups,
-        "resolution_note": "per-step energies are interpolated on E(t); groups span >= "
-                           f"{STEP_GROUP_MIN_S:g} s; all steps are listed in windows.json"}
-    return per_unit(out, energy, samples, tokens)
 
 
 def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -275,8 +270,11 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     if wue is not None and facility_kwh is not None:
         # on-site water, an estimate from the user's WUE (litres), as CodeCarbon 3.x computes it
         defaults.update(water_consumed=facility_kwh * float(wue), wue=float(wue))
+    # the run's means where they were read (CPU model: psutil; GPUs: NVML; RAM: process scope)
+    read = {k: v for k, v in _run_means(summary).items() if v is not None}
+    defaults.update(read)
     not_measured = [k for k, v in measured.items() if v is None] + [
-        k for k in defaults if not (water and k in ("water_consumed", "wue"))]
+        k for k in defaults if k not in read and not (water and k in ("water_consumed", "wue"))]
     return {
         "timestamp": summary.ended_utc or summary.started_utc,
         "project_name": summary.name, "run_id": summary.run_id,
@@ -306,10 +304,27 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "job_id": (summary.job or {}).get("job_id"),
         "world_size": (summary.job or {}).get("world_size"),
         "nodes": len((summary.job or {}).get("nodes") or ()) or None,
-        "cost": (summary.cost or {}).get("amount"),
-        "currency": (summary.cost or {}).get("currency"),
-        "price_per_kwh": (summary.cost or {}).get("price_per_kwh"),
+        "cost": summary.cost.amount if summary.cost is not None else None,
+        "currency": summary.cost.currency if summary.cost is not None else None,
+        "price_per_kwh": summary.cost.price_per_kwh if summary.cost is not None else None,
     }
+
+
+def _run_means(summary: Summary) -> dict[str, Optional[float]]:
+    """The run's mean CPU utilisation (the CPU model's reads, time-weighted), GPU utilisation
+    (NVML's, from the idle accounts: 1 - idle time / covered time) and, with
+    cpu_scope="process", the run's memory (GiB); None where nothing was read."""
+    cpu = [d.details["utilization_pct_mean"] for d in summary.devices if d.component == "cpu"
+           and isinstance(d.details.get("utilization_pct_mean"), (int, float))]
+    ram = [d.details["run_gib_mean"] for d in summary.devices if d.component == "ram"
+           and isinstance(d.details.get("run_gib_mean"), (int, float))]
+    gpus = {d.name for d in summary.devices if d.component == "gpu"}
+    idle = [v for k, v in (summary.idle or {}).items() if k in gpus and isinstance(v, dict)]
+    covered = sum(float(v.get("covered_s") or 0.0) for v in idle)
+    idle_s = sum(float(v.get("seconds") or 0.0) for v in idle)
+    return {"cpu_utilization_percent": sum(cpu) / len(cpu) if cpu else None,
+            "gpu_utilization_percent": 100.0 * (1.0 - idle_s / covered) if covered > 0 else None,
+            "ram_used_gb": sum(ram) if ram else None}
 
 
 def _more_components(summary: Summary) -> dict[str, Any]:

@@ -21,14 +21,18 @@ from . import signals
 from .it_energy import frontier, it_energy_at
 
 
-def new_ledger(devices: Sequence[Any], run_dir: Optional[Path], book: Any) -> Any:
+def new_ledger(devices: Sequence[Any], run_dir: Optional[Path], book: Any,
+               step_detail_steps: Optional[int] = None) -> Any:
     """The run's step and utilisation accounts (rundir/ledger.py), settled by the rounds;
-    steps.bin in `run_dir` (None: a process joined to another's run keeps no steps file)."""
+    steps.bin in `run_dir` (None: a process joined to another's run keeps no steps file),
+    per-step records for the newest `step_detail_steps` steps (None: all), older steps as
+    their groups (rundir/step_groups.py)."""
     from .rundir.ledger import STEPS_FILE, Ledger, StepFile
     from .summary_build import marked_spans
 
-    return Ledger(lambda ts: it_energy_at(devices, ts), devices,
-                  steps_file=StepFile(run_dir / STEPS_FILE) if run_dir is not None else None,
+    steps_file = StepFile(run_dir / STEPS_FILE, horizon_steps=step_detail_steps) \
+        if run_dir is not None else None
+    return Ledger(lambda ts: it_energy_at(devices, ts), devices, steps_file=steps_file,
                   marked=lambda: marked_spans(book.snapshot()))
 
 
@@ -36,17 +40,19 @@ def keep_books(runlog: Any, book: Any, devices: Sequence[Any], *, run_dir: Path,
                steps_dir: Optional[Path], live: Any, start_wall: float, joined: bool,
                job: Any, sampling: Any, notes: list[str], clock: Callable[[], float],
                build: Callable[[float, str], Any], running: Callable[[], bool],
-               summary_every_s: float, rewrite_manifest: Callable[[], None]) -> TickRounds:
+               summary_every_s: float, rewrite_manifest: Callable[[], None],
+               step_detail_steps: Optional[int] = None) -> TickRounds:
     """A started run's books: its step accounts (steps.bin in `steps_dir`), its checkpoints
     and the sampler thread's rounds that keep them. `live`: the live intensity provider or
     None; `job`: the job.member.JobMember of a part of a job (its devices claimed late go to
     `sampling`, its notes to `notes`); `rewrite_manifest()`: run.json again, when it changed.
-    A run this process owns also rewrites what memory has if its directory is deleted."""
+    A run this process owns also rewrites what memory has if its directory is deleted.
+    `step_detail_steps`: the per-step horizon (the option; None: every step's record)."""
     from .checkpoint import Checkpoints, run_dir_recreated
     from .job.participation import add_late_claims
     from .rundir import snapshot
 
-    ledger = new_ledger(devices, steps_dir, book)
+    ledger = new_ledger(devices, steps_dir, book, step_detail_steps)
     checkpoints = Checkpoints(run_dir, runlog, ledger, book, devices,
                               periods=live.periods if live is not None else (lambda: ()),
                               start_wall=start_wall, joined=joined,
@@ -104,7 +110,7 @@ class TickRounds:
         self.pending = []
         self.drain(pending)
         self.ledger.advance(frontier(self.devices))
-        self.checkpoints.due(t)
+        self.checkpoints.due(t, pending)
         if self.runlog.flush_if_due(t) and self.ledger.file:
             self.ledger.file.flush()
         if self.late_claims is not None:
@@ -138,7 +144,7 @@ class TickRounds:
         settled, the last segments condensed (bounded)."""
         self.drain()
         self.ledger.finish()
-        self.checkpoints.join()
+        self.checkpoints.finish()
 
     def write_summary(self, t: float, status: str) -> None:
         """summary.json as the run stands at `t`."""

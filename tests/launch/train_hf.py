@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-from integrations.huggingface import EnergyCallback
+from tracker.integrations.huggingface import EnergyCallback
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from integrations.lightning import EnergyCallback
+from tracker.integrations.lightning import EnergyCallback
 
 
 class Regressor(pl.LightningModule):

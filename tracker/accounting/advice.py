@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from ..units import J_PER_KWH
+from ..units import energy_text
 
 THRESHOLDS = {
     "gpu_idle_share": 0.10,        # of GPU energy
@@ -26,13 +26,12 @@ THRESHOLDS = {
     "cleaner_hours": 0.05,
     "straggler": 0.80,             # a GPU below this fraction of its node's median
 }
-# Low-carbon grids people can actually move a job to (regions with large data centres).
-CANDIDATE_REGIONS = ("SE", "NO", "FR", "FI", "CA-QC", "IS", "CH")
 CLEAN_WINDOW_S = 6 * 3600.0
 
 
 def _kwh(j: float) -> str:
-    return f"{j / J_PER_KWH:.3g} kWh"
+    """Energy in the unit that fits ("519 J", "3.2 kWh"): named for what it once printed."""
+    return energy_text(j)
 
 
 def _dur(s: float) -> str:
@@ -101,7 +100,9 @@ def findings(summary: dict[str, Any], periods: Optional[Sequence[Any]] = None
 
 
 def _cleaner_grid(summary: dict[str, Any]) -> Optional[dict[str, Any]]:
-    from ..carbon import compare_regions
+    """The cleanest candidate country (carbon/candidates.py: the what-if's cleanest country
+    is the same one), when moving there would cut emissions by a share worth naming."""
+    from ..carbon import candidate_countries, compare_regions
     from ..errors import TrackerError
 
     kwh = summary.get("facility_energy_kwh")
@@ -109,24 +110,22 @@ def _cleaner_grid(summary: dict[str, Any]) -> Optional[dict[str, Any]]:
     own = summary.get("gco2_per_kwh")
     if not kwh or not own or grid.get("region_code") in (None, "mixed"):
         return None
-    rows = []
-    for code in CANDIDATE_REGIONS:
-        if code == grid.get("region_code"):
-            continue
-        try:
-            rows += compare_regions(kwh, [code])
-        except TrackerError:   # a table without that region: compare with the others
-            continue
+    try:
+        codes = [r.code for r in candidate_countries() if r.code != grid.get("region_code")]
+        rows = compare_regions(kwh, codes[:1])
+    except (TrackerError, OSError, ValueError):   # tables unreadable: no finding, no error
+        return None
     if not rows:
         return None
-    best = min(rows, key=lambda r: r["gco2_per_kwh"])
+    best = rows[0]
     cut = 1.0 - best["gco2_per_kwh"] / own
     if cut < THRESHOLDS["cleaner_grid"] or own - best["gco2_per_kwh"] < \
             THRESHOLDS["cleaner_grid_gco2"]:
         return None
     return {"kind": "cleaner_grid", "finding":
             f"This run in {best['code']} ({best.get('name')}, {best['gco2_per_kwh']:.0f} "
-            f"gCO2e/kWh, {best.get('year') or 'year n/a'}) instead of "
+            f"gCO2e/kWh, {best.get('year') or 'year n/a'}; the cleanest country with a cloud "
+            f"region) instead of "
             f"{grid.get('region_code')} ({own:.0f} gCO2e/kWh): -{cut:.0%} CO2e",
             "numbers": {"region": best["code"], "gco2_per_kwh": best["gco2_per_kwh"],
                         "own_gco2_per_kwh": own, "reduction": cut,
@@ -182,4 +181,4 @@ def _stragglers(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["CANDIDATE_REGIONS", "THRESHOLDS", "findings"]
+__all__ = ["THRESHOLDS", "findings"]

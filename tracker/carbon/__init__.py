@@ -3,7 +3,8 @@
 Modules: `regions` (bundled tables) <- `gridfactor` (GridFactor, a region's annual factor) <-
 `mix` (energy mixes) <- `factor` (the run's factor: override, mix, region or world);
 `providers` (the live-provider registry, one module per provider) <- `live` (LiveIntensity)
-<- `accounting`. Nothing is read from disk or the network at import time.
+<- `accounting`; `candidates` (the countries a run is compared with); `citation` (a factor's
+source, year and licence on one line). Nothing is read from disk or the network at import time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 if TYPE_CHECKING:
     from .accounting import Emissions, account_emissions, compare_regions, extremes
     from .autodetect import detect_region
+    from .candidates import candidate_countries, cleanest_and_dirtiest
     from .factor import GridFactor, resolve_factor
     from .live import PROVIDERS, IntensityPeriod, LiveIntensity
     from .mix import known_sources, mix_factor
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 _HOME = {
     "Emissions": "accounting", "account_emissions": "accounting",
     "compare_regions": "accounting", "extremes": "accounting", "detect_region": "autodetect",
+    "candidate_countries": "candidates", "cleanest_and_dirtiest": "candidates",
     "GridFactor": "factor", "resolve_factor": "factor", "PROVIDERS": "live",
     "IntensityPeriod": "live", "LiveIntensity": "live", "known_sources": "mix",
     "mix_factor": "mix", "Region": "regions", "all_regions": "regions",
@@ -58,6 +61,8 @@ __all__ = [
     "Region",
     "account_emissions",
     "all_regions",
+    "candidate_countries",
+    "cleanest_and_dirtiest",
     "compare_regions",
     "default_region",
     "detect_region",

@@ -17,13 +17,15 @@ __all__ = ["MAX_GCO2_PER_KWH", "GridFactor", "factor_for_region", "world_factor"
 # The highest grid intensity accepted anywhere (gCO2e/kWh); real grids span about 0-1300.
 MAX_GCO2_PER_KWH = 2000.0
 
-# Short publisher names for one-line labels such as "GB (Ember 2024)".
+# Short publisher names for one-line labels such as "GB (Ember 2024)", matched at the start of
+# a bundled source ("<publisher> <dataset>, <licence>", scripts/build_grid_tables.py).
 _PUBLISHERS = (
-    ("Ember", "Ember"),
-    ("Our World in Data", "Ember"),   # Ember's data as OWID publishes it
+    ("Ember", "Ember"),               # "Ember via Our World in Data (energy dataset), ..."
+    ("Our World in Data", "Ember"),   # summaries written before the sources were shortened
     ("EPA eGRID", "EPA eGRID"),
     ("Google", "Google"),
     ("Electricity Maps", "Electricity Maps"),
+    ("Cloud Carbon Footprint", "CCF"),
     ("CCF", "CCF"),
     ("IPCC", "IPCC"),
 )
@@ -115,10 +117,16 @@ def _pinned_year(region: Region, year: int) -> tuple[float, int, str]:
     if year == region.year:
         return region.gco2_per_kwh, year, f"grid_year={year}: the table's own year"
     raise ConfigError(
-        f"grid_year={year}: {region.code} is valued from {region.source.split(';')[0]} for "
+        f"grid_year={year}: {region.code} is valued from {_publisher(region.source)} for "
         f"{region.year or 'an unnamed year'} only. Yearly values (1990-2025) are bundled for "
         "countries and aggregates (Ember via Our World in Data): use the country's code "
         "(e.g. 'US', 'DE'), or drop grid_year.")
+
+
+def _publisher(source: str) -> str:
+    """A bundled source without its licence: "<publisher> <dataset>, <licence>" -> the first
+    part (older, longer sources: up to the first ';')."""
+    return source.split(";")[0].rsplit(", ", 1)[0] if ", " in source else source
 
 
 def _year_ranges(years: list[int]) -> str:

@@ -93,7 +93,9 @@ def mix_factor(mix: Mapping[str, float], grid: Optional[GridFactor] = None) -> G
     ipcc = next(iter(techs.values())).source
     region_name = f"mix: {', '.join(parts)}"
     if grid_used is not None:
-        source = f"{ipcc}; grid share: {grid_used.source}"
+        # "IPCC AR5 medians + grid: Ember via ..., CC BY 4.0": one line in a summary
+        # (end_block.MAX_SOURCE_CHARS); `licence` names both parts' licences
+        source = f"{' '.join(ipcc.split()[:2])} medians + grid: {grid_used.source}"
         licence = f"IPCC figures cited; grid: {grid_used.licence}"
         definition = f"IPCC lifecycle medians blended with the grid ({grid_used.definition})"
         code, year = grid_used.region_code, grid_used.year

@@ -19,19 +19,27 @@ is checked, so a missing one is a ConfigError naming the extra.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import math
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional
 
-from ..errors import ConfigError
 from ..rundir import names
 from .base import BaseExporter, Exporter, summary_metrics, summary_params
+from .options import (
+    AUTO,
+    DEFAULT_EVERY_STEPS,
+    DEFAULT_MIN_INTERVAL_S,
+    check_every_steps,
+    check_min_interval,
+    check_named_once,
+    known_names,
+    register,
+    resolve,
+)
 
 log = logging.getLogger("tracker")
 
@@ -47,103 +55,35 @@ PROGRESS_NAMES = {
     "projected_energy_kwh": "energy/projected_kwh",
     "projected_emissions_kg": "energy/projected_emissions_kg",
 }
-DEFAULT_EVERY_STEPS = 50
-DEFAULT_MIN_INTERVAL_S = 10.0
-
-
-# name -> "module:Class", imported when a run asks for it. register() adds more.
-_REGISTRY: dict[str, Union[str, Callable[[], Any]]] = {
-    "mlflow": "tracker.exporters.mlflow:MlflowExporter",
-    "wandb": "tracker.exporters.wandb:WandbExporter",
-    "tensorboard": "tracker.exporters.tensorboard:TensorBoardExporter",
-}
-AUTO = "auto"
-
-
-def register(name: str, factory: Callable[[], Any]) -> None:
-    """Make `log_to=name` build `factory()` (an object with on_progress and on_stop)."""
-    if not isinstance(name, str) or not name.strip() or name == AUTO:
-        raise ConfigError(f"an exporter name must be a non-empty string other than 'auto', "
-                          f"got {name!r}")
-    _REGISTRY[name] = factory
-
-
-def known_names() -> list[str]:
-    return [*_REGISTRY, AUTO]
-
-
-def _exporter_class(name: str) -> Any:
-    spec = _REGISTRY[name]
-    if not isinstance(spec, str):
-        return spec
-    module, _, cls = spec.partition(":")
-    return getattr(importlib.import_module(module), cls)
+# The option checks and the registry of tools live in options.py (below the configuration);
+# their old private names here still work.
+_check_every_steps = check_every_steps
+_check_min_interval = check_min_interval
 
 
 def make_exporters(log_to: Any) -> list[Any]:
-    """The exporters `log_to=` asks for; ConfigError naming the option, the value and what
-    it accepts. Libraries are only looked for here, not imported."""
-    accepts = (f"log_to must be one of {', '.join(repr(n) for n in known_names())}, a list "
-               "of them, or an exporter object with on_progress(metrics, step) and "
-               "on_stop(summary, files)")
-    if log_to is None or log_to is False:
-        return []
-    items = list(log_to) if isinstance(log_to, (list, tuple)) else [log_to]
-    if not items:
-        return []
+    """The exporters `log_to=` asks for (checked as options.resolve says); ConfigError naming
+    the option, the value and what it accepts. Libraries are only looked for, not imported."""
     out: list[Any] = []
     seen: set[str] = set()
-    for item in items:
-        if isinstance(item, str):
-            name = item.strip().lower()
-            if name == AUTO:
-                from .auto import AutoExporter
-                exporter: Any = AutoExporter()
-            elif name in _REGISTRY:
-                cls = _exporter_class(name)
-                if hasattr(cls, "check_available"):
-                    cls.check_available()
-                exporter = cls()
-            else:
-                import difflib
-                close = difflib.get_close_matches(name, known_names(), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"log_to={log_to!r}: unknown tool {item!r}.{hint} {accepts}.")
-        elif isinstance(item, Exporter):
-            exporter = item
+    for kind, value in resolve(log_to):
+        if kind == AUTO:
+            from .auto import AutoExporter
+            exporter: Any = AutoExporter()
+        elif kind == "tool":
+            exporter = value()
         else:
-            raise ConfigError(f"log_to={log_to!r}: {accepts}; got {type(item).__name__} "
-                              f"{item!r}.")
-        key = str(getattr(exporter, "name", repr(exporter)))
-        if key in seen:
-            raise ConfigError(f"log_to={log_to!r} names {key!r} twice; name each tool once.")
-        seen.add(key)
+            exporter = value
+        check_named_once(log_to, str(getattr(exporter, "name", repr(exporter))), seen)
         out.append(exporter)
     return out
-
-
-def _check_every_steps(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"log_every_steps must be a whole number of steps >= 1, or None to "
-                          f"log at epoch ends only; got {value!r}")
-    return value
-
-
-def _check_min_interval(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or not 0 <= value <= 86400:
-        raise ConfigError(f"log_min_interval_s must be a number of seconds in [0, 86400] (the "
-                          f"least time between two step-triggered logs); got {value!r}")
-    return float(value)
 
 
 def make_hub(log_to: Any, log_every_steps: Any = DEFAULT_EVERY_STEPS,
              log_min_interval_s: Any = DEFAULT_MIN_INTERVAL_S) -> Optional[ExportHub]:
     """The Tracker's hub, or None when nothing is to be logged (options checked either way)."""
-    every = _check_every_steps(log_every_steps)
-    interval = _check_min_interval(log_min_interval_s)
+    every = check_every_steps(log_every_steps)
+    interval = check_min_interval(log_min_interval_s)
     exporters = make_exporters(log_to)
     return ExportHub(exporters, every, interval) if exporters else None
 
@@ -331,5 +271,6 @@ def _job_summary(job_dir: Path, run_dir: Any, *, wait_s: float
         time.sleep(0.2)
 
 
-__all__ = ["PROGRESS_NAMES", "BaseExporter", "ExportHub", "Exporter", "known_names",
+__all__ = ["AUTO", "DEFAULT_EVERY_STEPS", "DEFAULT_MIN_INTERVAL_S", "PROGRESS_NAMES",
+           "BaseExporter", "ExportHub", "Exporter", "known_names",
            "make_exporters", "make_hub", "register", "summary_metrics", "summary_params"]

@@ -47,7 +47,7 @@ class BaseExporter:
         if cls.module and importlib.util.find_spec(cls.module) is None:
             raise ConfigError(
                 f"log_to={cls.name!r} needs the {cls.module} library, which is not installed: "
-                f"pip install 'energy-tracker[{cls.extra}]' (or leave {cls.name!r} out of log_to)")
+                f"pip install 'trainjoule[{cls.extra}]' (or leave {cls.name!r} out of log_to)")
 
     def start(self, run: Any) -> None:
         """The tracker started (rank 0 only). Nothing is imported or opened before first use."""
@@ -84,8 +84,44 @@ def summary_metrics(summary: Any) -> dict[str, float]:
     out["energy/j_per_token"] = steps.get("j_per_token")
     if summary.cost is not None:
         out["energy/cost"] = summary.cost.get("amount")
+    est = publish_estimates(summary)
+    out["energy/embodied_estimate_g"] = est.get("embodied_emissions_g")
+    out["energy/water_estimate_l"] = est.get("water_litres")
     return {k: float(v) for k, v in out.items()
-            if isinstance(v, (int, float)) and math.isfinite(v)}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def publish_estimates(summary: Any) -> dict[str, Any]:
+    """The embodied-emissions and water estimates exactly as the model card states them
+    (tracker/publish: card_metadata's embodied_emissions_g, embodied_method, water_litres,
+    water_method), with the options the run was started with (its run.json); {} when there
+    are none or they cannot be made (never an error at the end of a run)."""
+    try:
+        from ..publish.card import KEY, card_metadata
+        from ..publish.facts import facts_from_summary
+        co2 = card_metadata(facts_from_summary(summary.to_dict(), _manifest(summary)))[KEY]
+    except Exception:
+        return {}
+    return {k: co2[k] for k in ("embodied_emissions_g", "embodied_method", "water_litres",
+                                "water_method") if k in co2}
+
+
+def _manifest(summary: Any) -> dict[str, Any]:
+    """run.json of the summary's run (a job: of its first member), or {}."""
+    from ..rundir.names import MANIFEST
+    from ..rundir.runlog import read_json
+
+    where = getattr(summary, "run_dir", None)
+    if not where:
+        return {}
+    path = Path(where)
+    found = read_json(path / MANIFEST)
+    if found is None and path.is_dir():
+        for member in sorted(p for p in path.iterdir() if p.is_dir()):
+            found = read_json(member / MANIFEST)
+            if found:
+                break
+    return found or {}
 
 
 def summary_params(summary: Any, scope: str = "run") -> dict[str, str]:
@@ -106,5 +142,8 @@ def summary_params(summary: Any, scope: str = "run") -> dict[str, str]:
     if summary.job:
         out["energy/job_id"] = summary.job.get("job_id")
         out["energy/world_size"] = summary.job.get("world_size")
+    est = publish_estimates(summary)   # method 'estimate', as on the card; not in emissions
+    out["energy/embodied_method"] = est.get("embodied_method")
+    out["energy/water_method"] = est.get("water_method")
     # MLflow caps a param value (6000 chars); every tool shows short strings better.
     return {k: str(v)[:500] for k, v in out.items() if v is not None and v != ""}

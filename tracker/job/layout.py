@@ -1,7 +1,7 @@
-"""The job directory: `<output_dir>/<job id>/job.json`, one folder per node, one run directory
-per process inside it (each crash-safe exactly like a single run's directory).
+"""The job directory: `<output_dir>/<name>-<launcher>-<short id>/job.json`, one folder per node,
+one run directory per process inside it (each crash-safe exactly like a single run's directory).
 
-    energy-runs/torchrun-3f9a1c2b7d4e/
+    energy-runs/train-torchrun-3f9a1c2b/
         job.json                 who the job is (written once, atomically, by the first process)
         summary.json             the job's summary (written by the process that ends the job)
         node-a/node.json         which machine this folder is
@@ -13,12 +13,19 @@ Everything is created with operations that are atomic on local and network files
 (mkdir, rename of a fresh directory, O_EXCL create), so processes starting together agree on
 one directory without talking to each other. On a node-local `output_dir` each node writes
 its own part; `energy-tracker merge` joins the parts once they are copied together.
+
+The directory's name is for people (`job_dir_name`); who the job is stays in job.json (its
+`job_id`, e.g. torchrun's run id, a UUID). A process finds its job's directory by that id: it
+looks at every directory whose name ends in this job's `<launcher>-<short id>` (whatever run
+name made it) and at the directory named by the bare job id, the layout before names were
+readable, so a job begun by an older version is still joined and read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +39,37 @@ from .identity import JobIdentity, safe_name
 
 # A job directory without any member for this long is not "being created" any more.
 _FRESH_S = 60.0
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}$")
+SHORT_ID_CHARS = 24    # a longer id (a job= name) is cut; job.json keeps it whole
+NAME_CHARS = 40
+
+
+def short_id(identity: JobIdentity) -> str:
+    """The job id as a directory name shows it: a UUID's first 8 hex digits, an id without its
+    launcher prefix ("slurm-4242.0" -> "4242.0"), at most SHORT_ID_CHARS characters. Two jobs
+    with one short id still get two directories (open_job_dir compares job.json's id)."""
+    job_id, prefix = identity.job_id, f"{identity.launcher}-"
+    rest = job_id[len(prefix):] if job_id.startswith(prefix) and len(job_id) > len(prefix) \
+        else job_id
+    if _UUID.match(rest):
+        rest = rest.replace("-", "")[:8]
+    return safe_name(rest[:SHORT_ID_CHARS].strip("-."), "job")
+
+
+def job_dir_name(identity: JobIdentity, name: str) -> str:
+    """`<name>-<launcher>-<short id>`, e.g. "train-torchrun-3f9a1c2b" (safe characters only)."""
+    readable = re.sub(r"\.{2,}", ".", safe_name(name, "job"))[:NAME_CHARS].strip("-.")
+    return f"{readable or 'job'}-{_job_tail(identity)}"
+
+
+# Launcher names as a directory shows them (a job= id outside any launcher: "job").
+_LAUNCHER_LABEL = {"explicit": "job", "torch.distributed": "dist"}
+
+
+def _job_tail(identity: JobIdentity) -> str:
+    launcher = _LAUNCHER_LABEL.get(identity.launcher, identity.launcher)
+    return f"{safe_name(launcher, 'job')}-{short_id(identity)}"
 
 
 def job_uid(identity: JobIdentity) -> str:
@@ -81,11 +119,42 @@ def _joinable(path: Path, existing: dict[str, Any], identity: JobIdentity) -> bo
     return True
 
 
+def _numbered(entry: str, base: str) -> bool:
+    """Is `entry` `base` or `base-<n>`?"""
+    return entry == base or (entry.startswith(base + "-") and entry[len(base) + 1:].isdigit())
+
+
+def find_job_dir(root: Path, identity: JobIdentity) -> Optional[Path]:
+    """An existing directory of this job under `root` that this process may join: named
+    `<any name>-<launcher>-<short id>[-n]`, or the bare job id[-n] (the older layout)."""
+    tail, legacy = _job_tail(identity), identity.job_id
+    try:
+        entries = sorted(e.name for e in os.scandir(root) if not e.name.startswith("."))
+    except OSError:
+        return None
+    for entry in entries:
+        named = re.fullmatch(rf".+-{re.escape(tail)}(-\d+)?", entry) is not None
+        if not (named or _numbered(entry, legacy)):
+            continue
+        path = root / entry
+        existing = read_json(path / JOB_MANIFEST)
+        if existing is not None and _joinable(path, existing, identity):
+            return path
+    return None
+
+
 def open_job_dir(root: Path, identity: JobIdentity, name: str) -> Path:
-    """Find or create this job's directory under `root` (atomic; see module docstring)."""
+    """Find or create this job's directory under `root` (atomic; see module docstring).
+
+    Processes of one job that pass one `name` (the usual case: every rank runs one script)
+    agree on one directory even when they start together (the rename below is atomic). A
+    process that starts later finds the directory whatever name made it (find_job_dir)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    base = identity.job_id
+    found = find_job_dir(root, identity)
+    if found is not None:
+        return found
+    base = job_dir_name(identity, name)
     for n in range(1, 1000):
         path = root / (base if n == 1 else f"{base}-{n}")
         if not path.exists():
@@ -220,5 +289,6 @@ def members(job_dir: Path) -> Iterator[Member]:
                 yield Member(run, manifest)
 
 
-__all__ = ["JOB_MANIFEST", "Member", "create_member_dir", "is_job_dir", "job_manifest", "job_uid",
-           "member_dir_name", "members", "open_job_dir", "open_node_dir", "safe_name"]
+__all__ = ["JOB_MANIFEST", "Member", "create_member_dir", "find_job_dir", "is_job_dir",
+           "job_dir_name", "job_manifest", "job_uid", "member_dir_name", "members",
+           "open_job_dir", "open_node_dir", "safe_name", "short_id"]

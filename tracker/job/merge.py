@@ -1,45 +1,42 @@
 """Run directories of a job -> one job summary. A pure function of what is on disk, so the same
 code serves a live job, a killed job, and parts copied together from node-local disks.
 
+This module gathers the members' parts (`job_parts`); the Summary is built from them by
+summary_build.assemble, the same build as every run's (live stop, rebuild), and the steps
+part by accounting/steps.job_steps, next to a run's step grouping. What is gathered:
+
 - Devices: each member run lists the devices it measured (claims make that exactly once); a
   device found in two members at overlapping times is counted once, and said so.
 - Energy: node energy = the sum of its devices; job energy = the sum of the node energies.
 - Emissions: each member's own (its node's grid factor and PUE); the factors are listed.
-- Windows: matched across ranks (align.py); a job window's energy is the sum over members of
-  their devices' energy between that member's own edges of the window (each edge anchored on
-  the counters of the process that measured the device). A member that measured devices but
-  did not record the window is read at the reference rank's edges from its energy curve.
+- Windows: matched across ranks, energies summed over members (job/windows.py).
 - Steps: counted once (the reference rank's), samples and tokens summed over ranks, energy
-  summed over members; groups merged when every member used the same group size.
+  summed over members; groups merged when every member used the same group size
+  (accounting/steps.py).
 - Missing: ranks that left no files, members killed without a final reading (from when).
 """
 
 from __future__ import annotations
 
 import logging
-from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..accounting.advice import findings
 from ..accounting.breakdown import merge_parts
+from ..accounting.parts import as_part
+from ..accounting.price import Cost
+from ..accounting.steps import GroupArrays, MemberSteps, Steps, job_steps
 from ..errors import ConfigError
 from ..rundir.runlog import read_json
 from ..rundir.untrusted import wall_seconds
 from ..sensors.base import counted
-from ..summary import (
-    DeviceEnergy,
-    Summary,
-    WindowEnergy,
-    combine,
-    utc_iso,
-)
-from ..summary_build import per_unit
+from ..summary import CarbonDetail, DeviceEnergy, Sampling, Summary, utc_iso
+from ..summary_build import SummaryParts, assemble
 from ..units import J_PER_KWH
-from . import align
 from .layout import JOB_MANIFEST, Member, members
+from .windows import count_of, job_windows
 
 log = logging.getLogger("tracker")
 
@@ -116,32 +113,6 @@ def _rank(r: Any) -> bool:
     return r.__class__ is int and 0 <= r < 1 << 30
 
 
-def _count(n: Any) -> int:
-    """A count (world size, nodes) from job.json or a member's run.json; 0 when it is not
-    one (a damaged or forged file)."""
-    return n if _rank(n) else 0
-
-
-class GroupArrays:
-    """Step groups of one member: the reference fields and the summed quantities, as arrays."""
-
-    FIELDS = ("first_step", "last_step", "steps", "start_s", "end_s", "energy_j", "samples",
-              "tokens")
-
-    def __init__(self) -> None:
-        self.cols = {f: array("d") for f in self.FIELDS}
-
-    @classmethod
-    def of(cls, groups: list[dict[str, Any]]) -> GroupArrays:
-        g = cls()
-        for f in cls.FIELDS:   # one comprehension per column: ~50 ns a value
-            g.cols[f] = array("d", [r.get(f) or 0.0 for r in groups])
-        return g
-
-    def __len__(self) -> int:
-        return len(self.cols["steps"])
-
-
 def load(member: Member) -> Loaded:
     from ..rebuild import rebuild_summary
 
@@ -182,6 +153,14 @@ def merge(job_dirs: Sequence[Path]) -> Summary:
 
 def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
                  job_dir: Optional[str] = None) -> Summary:
+    """The job summary of its loaded members: their parts gathered (job_parts), built by the
+    same summary_build.assemble as every run's summary."""
+    return assemble(job_parts(manifest, loaded, job_dir=job_dir))
+
+
+def job_parts(manifest: dict[str, Any], loaded: list[Loaded], *,
+              job_dir: Optional[str] = None) -> SummaryParts:
+    """What the job's summary is built from, gathered from its members (module docstring)."""
     if not loaded:
         raise ConfigError(f"job {manifest.get('job_id')!r} has no run directories yet")
     t0 = min(x.start_wall for x in loaded)
@@ -190,15 +169,11 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
     notes: list[str] = []
 
     devices, node_energy, dropped = _devices(loaded, notes)
-    components = {}
-    for c in dict.fromkeys(d.component for d in devices):
-        components[c] = combine(c, [d for d in devices if d.component == c], duration)
     energy = _sum_nodes(node_energy)
-
     facility = emissions_kg = 0.0
     any_emissions = False
     for x in loaded:
-        keep = 1.0 - dropped.get(id(x), 0.0)
+        keep = 1.0 - dropped.get(id(x), 0.0)   # a duplicate device's share is counted once
         s = x.summary
         if s.get("facility_energy_j") is not None:
             facility += s["facility_energy_j"] * keep
@@ -213,42 +188,37 @@ def merge_loaded(manifest: dict[str, Any], loaded: list[Loaded], *,
         "source": "each node's own factor (carbon.grids)", "year": None, "gco2_per_kwh": None}
     it = energy or 0.0
     pues = {float(x.summary.get("pue") or 1.0) for x in loaded}
-    status = _job_status(loaded)
-    windows = _windows(loaded, t0)
-    steps = _steps(loaded, notes)
+    windows = job_windows(loaded, t0, _attempts(loaded))
+    steps = as_part(Steps, job_steps([MemberSteps(x.summary.get("steps") or {}, x.groups,
+                                                  x.attempt) for x in loaded], notes))
     job = _job_section(manifest, loaded, devices, node_energy, grids, t0, t_end)
     for x in loaded:
         where = f"{x.node}/{x.member.path.name}"
         for n in x.summary.get("notes") or ():
             notes.append(f"[{where}] {n}")
-    notes = _dedupe_notes(notes)
-    degraded = [f"[{x.node}/{x.member.path.name}] {d}" for x in loaded
-                for d in x.summary.get("degraded") or ()]
-    sampling = loaded[0].summary.get("sampling") or {}
-    summary = Summary(
+    return SummaryParts(
         run_id=str(manifest.get("job_uid")), name=str(manifest.get("name") or "job"),
-        status=status, started_utc=utc_iso(t0),
-        ended_utc=None if status == "running" else utc_iso(t_end), duration_s=duration,
-        devices=tuple(devices), components=components, energy_j=energy,
+        status=_job_status(loaded), start_wall=t0, duration_s=duration,
+        devices=tuple(devices), energy_j=energy,
         pue=(facility / it) if it > 0 and facility else (pues.pop() if len(pues) == 1 else 1.0),
         pue_source=_pue_source(loaded), facility_energy_j=facility if energy is not None else None,
         emissions_kg=emissions_kg if any_emissions else None,
-        emissions_rate_kg_per_s=(emissions_kg / duration if any_emissions and duration > 0
-                                 else None),
         gco2_per_kwh=(emissions_kg * 1000.0 / (facility / J_PER_KWH)
                       if any_emissions and facility > 0 else None),
-        grid=grid, carbon={"grids": grids}, windows=tuple(windows), steps=steps,
-        notes=tuple(notes), degraded=tuple(degraded), run_dir=job_dir, sampling=sampling,
-        job=job, breakdown=merge_parts((x.summary.get("breakdown") for x in loaded), energy),
+        grid=grid, carbon=CarbonDetail(grids=grids, keys_=("grids",)), windows=tuple(windows),
+        steps=steps,
+        notes=tuple(_dedupe_notes(notes)),
+        degraded=tuple(f"[{x.node}/{x.member.path.name}] {d}" for x in loaded
+                       for d in x.summary.get("degraded") or ()),
+        run_dir=job_dir, sampling=as_part(Sampling, loaded[0].summary.get("sampling") or {}),
+        job=job,
+        breakdown=merge_parts((x.summary.get("breakdown") for x in loaded), energy),
         idle={f"{x.node}/{name}": v for x in loaded
               for name, v in (x.summary.get("idle") or {}).items()},
-        cost=_cost(loaded),
-        energy_uncertainty_j=sum(bounds) if (bounds := [
-            d.uncertainty_j for d in devices if d.uncertainty_j is not None]) else None)
-    return replace(summary, advice=tuple(findings(summary.to_dict())))
+        cost=_cost(loaded))
 
 
-def _cost(loaded: list[Loaded]) -> Optional[dict[str, Any]]:
+def _cost(loaded: list[Loaded]) -> Optional[Cost]:
     """The members' costs summed (one currency; prices may differ by node)."""
     costs = [x.summary.get("cost") for x in loaded]
     given = [c for c in costs if c]
@@ -256,12 +226,12 @@ def _cost(loaded: list[Loaded]) -> Optional[dict[str, Any]]:
         return None
     currencies = {c["currency"] for c in given}
     if len(currencies) > 1 or len(given) < len([x for x in loaded if x.summary.get("energy_j")]):
-        return {"amount": None, "currency": "mixed", "price_per_kwh": None,
-                "basis": "members were given different currencies, or some no price"}
+        return Cost(amount=None, currency="mixed", price_per_kwh=None,
+                    basis="members were given different currencies, or some no price")
     prices = {c["price_per_kwh"] for c in given}
-    return {"amount": sum(c["amount"] for c in given), "currency": currencies.pop(),
-            "price_per_kwh": prices.pop() if len(prices) == 1 else None,
-            "basis": given[0]["basis"] + ("" if len(prices) == 1 else ", prices per node")}
+    return Cost(amount=sum(c["amount"] for c in given), currency=currencies.pop(),
+                price_per_kwh=prices.pop() if len(prices) == 1 else None,
+                basis=given[0]["basis"] + ("" if len(prices) == 1 else ", prices per node"))
 
 
 # -- devices and nodes ----------------------------------------------------------------------------
@@ -393,9 +363,9 @@ def _job_section(manifest: dict[str, Any], loaded: list[Loaded], devices: list[D
             "ended_utc": utc_iso(max(x.end_wall for x in xs)),
             "status": next((s for s in _STATUS_ORDER if s in statuses), "finished"),
             "energy_j": sum(x.summary.get("energy_j") or 0.0 for x in xs)})
-    world = max([_count(x.member.identity.get("world_size")) for x in loaded]
-                + [_count(manifest.get("world_size"))])
-    nnodes = max([_count(x.member.identity.get("nnodes")) for x in loaded] + [0]) or None
+    world = max([count_of(x.member.identity.get("world_size")) for x in loaded]
+                + [count_of(manifest.get("world_size"))])
+    nnodes = max([count_of(x.member.identity.get("nnodes")) for x in loaded] + [0]) or None
     nodes = []
     grid_of = {n: e["grid"] for e in grids for n in e["nodes"]}
     for node in sorted(node_energy):
@@ -496,186 +466,5 @@ def _dedupe_notes(notes: list[str]) -> list[str]:
     return out
 
 
-# -- windows and steps ---------------------------------------------------------------------------
-def _windows(loaded: list[Loaded], t0: float) -> list[WindowEnergy]:
-    out: list[WindowEnergy] = []
-    next_id = 0
-    attempts = _attempts(loaded)
-    for key in attempts:
-        xs = [x for x in loaded if x.attempt == key]
-        by = {i: [(x, w) for w in x.summary.get("windows") or ()] for i, x in enumerate(xs)}
-
-        def start(xw: tuple[Loaded, dict[str, Any]]) -> float:
-            return xw[0].start_wall - t0 + float(xw[1].get("start_s") or 0.0)
-
-        def end(xw: tuple[Loaded, dict[str, Any]]) -> Optional[float]:
-            e = xw[1].get("end_s")
-            return None if e is None else xw[0].start_wall - t0 + float(e)
-
-        matches = align.match(by, kind=lambda xw: str(xw[1].get("kind")),
-                              name=lambda xw: str(xw[1].get("name")), start=start)
-        key_of = {}
-        for i, seq in by.items():
-            for k, keyed in align.keyed(seq, lambda xw: str(xw[1].get("kind")),
-                                        lambda xw: str(xw[1].get("name")), start):
-                key_of[(i, keyed[1].get("id"))] = k
-        id_of: dict[align.Key, int] = {}
-        for m in matches:
-            id_of[m.key] = next_id
-            next_id += 1
-        for m in matches:
-            ref_x, ref_w = m.by[m.ref]
-            a, b = start(m.by[m.ref]), end(m.by[m.ref])
-            energy = emissions = cost = 0.0
-            have_energy = have_emissions = have_cost = False
-            bound: Optional[float] = 0.0     # None once a measured part has no bound
-            by_c: dict[str, float] = {}
-            methods: dict[str, set[str]] = {}
-            ranks = 0
-            read_from_curve: list[str] = []
-            for i, x in enumerate(xs):
-                xw = m.by.get(i)
-                if xw is not None:
-                    w = xw[1]
-                    ranks += _count((w.get("attrs") or {}).get("ranks")) or max(len(x.ranks), 1)
-                    if w.get("energy_j") is not None:
-                        energy += w["energy_j"]
-                        have_energy = True
-                        u = w.get("uncertainty_j")
-                        measured = any(v != "modeled" for v in
-                                       (w.get("method_by_component") or {}).values())
-                        if isinstance(u, (int, float)) and bound is not None:
-                            bound += u
-                        elif measured:
-                            bound = None
-                    if w.get("emissions_g") is not None:
-                        emissions += w["emissions_g"]
-                        have_emissions = True
-                    if w.get("cost") is not None:
-                        cost += w["cost"]
-                        have_cost = True
-                    for c, e in (w.get("by_component_j") or {}).items():
-                        by_c[c] = by_c.get(c, 0.0) + e
-                    for c, meth in (w.get("method_by_component") or {}).items():
-                        methods.setdefault(c, set()).add(meth)
-                elif b is not None and x.summary.get("devices"):
-                    # This member measured devices but did not record the window: read its
-                    # curves at the reference edges.
-                    got = _curve_window(x, t0 + a - x.start_wall, t0 + b - x.start_wall)
-                    if got:
-                        read_from_curve.append(x.member.path.name)
-                        bound = None   # no readings of its own at these edges
-                        for c, (e, meth) in got.items():
-                            by_c[c] = by_c.get(c, 0.0) + e
-                            methods.setdefault(c, set()).add(meth)
-                            energy += e
-                            have_energy = True
-                        em = _scaled_emissions(x, sum(e for e, _ in got.values()))
-                        if em is not None:
-                            emissions += em
-                            have_emissions = True
-            attrs = dict(ref_w.get("attrs") or {})
-            spread = m.spread_s(start, end)
-            for xw in m.by.values():   # a member's own ranks may already be spread (CLI)
-                inner = (xw[1].get("attrs") or {}).get("edge_spread_s")
-                if isinstance(inner, dict):
-                    spread = {k: max(spread[k], float(inner.get(k) or 0.0)) for k in spread}
-            attrs.update(ranks=ranks, edge_spread_s=spread,
-                         reference=f"{ref_x.node}/{ref_x.member.path.name}")
-            if read_from_curve:
-                attrs["read_at_reference_edges"] = read_from_curve
-            if len(attempts) > 1:
-                attrs["attempt_restart"] = key[1]
-            parent = align.remap_parent(m, lambda xw: xw[1].get("parent"), key_of, id_of)
-            out.append(WindowEnergy(
-                id=id_of[m.key], name=str(ref_w.get("name")), kind=str(ref_w.get("kind")),
-                parent=parent, start_s=a, end_s=b,
-                duration_s=(b - a) if b is not None else None,
-                energy_j=energy if have_energy else None, by_component_j=by_c,
-                emissions_g=emissions if have_emissions else None, attrs=attrs,
-                method_by_component={c: _one(ms) for c, ms in methods.items()},
-                cost=cost if have_cost else None,
-                uncertainty_j=bound if have_energy and bound else None))
-    return out
-
-
-def _one(methods: set[str]) -> str:
-    return next(iter(methods)) if len(methods) == 1 else "mixed: " + "+".join(sorted(methods))
-
-
-def _curve_window(x: Loaded, a: float, b: float) -> dict[str, tuple[float, str]]:
-    """Energy per component of one member between two of its run times; a device included in
-    a whole-node meter is left out (its energy is in the meter's)."""
-    out: dict[str, tuple[float, str]] = {}
-    for d in x.summary.get("devices") or ():
-        if not counted(d.get("details")):
-            continue
-        e0, e1 = x.energy_at(str(d.get("name")), a), x.energy_at(str(d.get("name")), b)
-        if e0 is None or e1 is None:
-            continue
-        c = str(d.get("component"))
-        prev = out.get(c, (0.0, str(d.get("method"))))
-        out[c] = (prev[0] + (e1 - e0), prev[1])
-    return out
-
-
-def _scaled_emissions(x: Loaded, energy_j: float) -> Optional[float]:
-    """Emissions (g) of part of a member's energy, at that member's effective intensity."""
-    g = x.summary.get("gco2_per_kwh")
-    pue = float(x.summary.get("pue") or 1.0)
-    return None if g is None else energy_j * pue / J_PER_KWH * g
-
-
-def _steps(loaded: list[Loaded], notes: list[str]) -> dict[str, Any]:
-    rows = [x for x in loaded if (x.summary.get("steps") or {}).get("count")]
-    if not rows:
-        return {}
-    energy = sum((x.summary["steps"].get("energy_j_in_steps") or 0.0) for x in rows)
-    if any(x.summary["steps"].get("energy_j_in_steps") is None for x in rows):
-        notes.append("some members were still running: step energies are computed at stop")
-    samples = sum(int(x.summary["steps"].get("samples") or 0) for x in rows)
-    tokens = sum(int(x.summary["steps"].get("tokens") or 0) for x in rows)
-    count = 0
-    for key in _attempts(rows):
-        count += max(int(x.summary["steps"]["count"]) for x in rows if x.attempt == key)
-    out: dict[str, Any] = {"count": count, "energy_j_in_steps": energy,
-                           "note": "steps counted once (every rank runs the same steps); "
-                                   "energy summed over the devices of every node, samples and "
-                                   "tokens over every rank"}
-    per_unit(out, energy, samples, tokens)
-    sizes = {x.summary["steps"].get("group_size") for x in rows}
-    if len(sizes) == 1 and None not in sizes and len(_attempts(rows)) == 1:
-        out["group_size"] = sizes.pop()
-        out["groups"] = _merge_groups([x.groups for x in rows if x.groups is not None])
-    elif rows:
-        notes.append("members grouped their steps differently: the job reports step totals "
-                     "only (each member's groups are in its own summary.json)")
-    return out
-
-
-def _merge_groups(per_member: list[GroupArrays]) -> list[dict[str, Any]]:
-    """Group i of the job = group i of every member (same group size, same step indices)."""
-    if not per_member:
-        return []
-    ref = max(per_member, key=len)
-    n = len(ref)
-    sums = {f: [0.0] * n for f in ("energy_j", "samples", "tokens")}
-    for g in per_member:
-        for f, acc in sums.items():
-            col = g.cols[f]
-            for i in range(min(n, len(col))):
-                acc[i] += col[i]
-    out = []
-    for i in range(n):
-        steps = int(ref.cols["steps"][i]) or 1
-        energy = sums["energy_j"][i]
-        row: dict[str, Any] = {"first_step": int(ref.cols["first_step"][i]),
-                               "last_step": int(ref.cols["last_step"][i]), "steps": steps,
-                               "start_s": ref.cols["start_s"][i], "end_s": ref.cols["end_s"][i],
-                               "energy_j": energy, "j_per_step": energy / steps}
-        out.append(per_unit(row, energy, int(sums["samples"][i]), int(sums["tokens"][i])))
-    return out
-
-
-__all__ = ["Loaded", "load", "merge", "merge_loaded", "read_members"]
+__all__ = ["Loaded", "job_parts", "load", "merge", "merge_loaded", "read_members"]
 

@@ -15,7 +15,7 @@ from ..embodied import DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, EmbodiedEsti
 from ..errors import ConfigError
 from ..units import J_PER_KWH
 
-TOOL = "energy-tracker"
+TOOL = "trainjoule"   # the distribution, named with its version in cards and statements
 TRAINING_TYPES = ("pre-training", "fine-tuning", "training", "inference", "evaluation")
 # Off-site water (of electricity generation) needs a per-region water-intensity dataset with a
 # licence that allows bundling; none was found (see docs/reporting.md), so only on-site water
@@ -172,7 +172,7 @@ def facts_from_summary(summary: dict[str, Any], manifest: Optional[dict[str, Any
             "definition", "kind", "is_default")},
         emissions_g=emissions_g, emissions_low_g=low, emissions_high_g=high,
         training_type=training_type, tool=TOOL,
-        tool_version=str((manifest.get("versions") or {}).get("energy_tracker") or _version()),
+        tool_version=_tool_version(manifest.get("versions") or {}),
         not_measured=_not_measured(summary, emb, water), embodied=emb, water=water,
         notes=tuple(notes))
 
@@ -249,3 +249,9 @@ def _not_measured(summary: dict[str, Any], emb: Optional[EmbodiedEstimate],
 def _version() -> str:
     from .. import __version__
     return __version__
+
+
+def _tool_version(versions: dict[str, Any]) -> str:
+    """The version that measured the run (its manifest; runs made before the distribution was
+    renamed trainjoule recorded it as "energy_tracker"), else this installation's."""
+    return str(versions.get("trainjoule") or versions.get("energy_tracker") or _version())

@@ -30,6 +30,11 @@ def _num(x: Optional[float], digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def _pue(pue: float) -> str:
+    """"1.0", "1.25": a PUE never reads as a count."""
+    return f"{pue:.1f}" if round(pue, 1) == pue else f"{pue:g}"
+
+
 def rows(f: PublishFacts) -> list[tuple[str, str]]:
     """(quantity, value with its method/source) — the table every format shows."""
     unc = (f" ± {_num(f.energy_uncertainty_kwh * f.pue)}"
@@ -38,7 +43,7 @@ def rows(f: PublishFacts) -> list[tuple[str, str]]:
         ("Hardware", f.hardware),
         ("Duration", f"{f.duration_h:.4g} h ({f.duration_s:.1f} s), {f.status}"),
         ("IT energy", f"{_num(f.energy_kwh)} kWh, measured ({f.method_text})"),
-        ("PUE", f"{f.pue:g} ({f.pue_source})"),
+        ("PUE", f"{_pue(f.pue)} ({f.pue_source})"),
         ("Facility energy", f"{_num(f.facility_energy_kwh)}{unc} kWh (IT energy × PUE; bound "
                             "from the measurement)"),
         ("Grid factor", f"{_num(f.gco2_per_kwh)} gCO2e/kWh, {f.location}, "
@@ -74,7 +79,7 @@ def paragraph(f: PublishFacts) -> str:
     what = "job" if f.kind == "job" else "run"
     s = (f"The {f.training_type} {what} ran on {f.hardware} for {f.duration_h:.3g} h. "
          f"Its measured IT energy was {_num(f.energy_kwh)} kWh ({f.method_text}); with a PUE "
-         f"of {f.pue:g} ({f.pue_source}) the facility energy was {_num(f.facility_energy_kwh)} "
+         f"of {_pue(f.pue)} ({f.pue_source}) the facility energy was {_num(f.facility_energy_kwh)} "
          f"kWh. At {_num(f.gco2_per_kwh)} gCO2e/kWh ({f.location}, "
          f"{f.grid.get('year') or 'year n/a'}, {f.grid.get('source') or 'n/a'}) this is "
          f"{_num(f.emissions_g)} gCO2e of operational emissions (range "

@@ -176,6 +176,9 @@ class Data:
     workers: int = 1
     job_members: int = 0
     rebuilt: bool = False
+    prereduced: int = 0                    # sources read from their report_timeline.jsonl
+    prereduced_buckets: int = 0            # buckets read from them
+    tail_lines: int = 0                    # lines scanned after what those files covered
 
 
 __all__ = ["HOLD_S", "MAX_BUCKETS", "Data", "Grid", "Scan", "Series", "Source", "num"]

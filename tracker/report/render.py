@@ -15,14 +15,15 @@ from __future__ import annotations
 import html
 import json
 import re
+import shlex
 import time
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any, Optional
 
-from ..rundir.names import SUMMARY
-from ..units import J_PER_KWH, J_PER_WH
+from ..rundir.names import REPORT_TIMELINE, SUMMARY
+from ..units import J_PER_KWH, J_PER_WH, energy_text
 from .model import MAX_BUCKETS, Data, Series
 from .model import num as _num
 from .scan import sum_series
@@ -78,6 +79,7 @@ def render_page(data: Data) -> str:
         _carbon(data, charts),
         _job(s),
         _windows_table(s),
+        _publish(data),
         _provenance(data),
     ]
     title = (f"energy-tracker: {'job' if data.kind == 'job' else 'run'} "
@@ -94,7 +96,7 @@ def render_page(data: Data) -> str:
 
 _NAV = [("overview", "Overview"), ("timeline", "Timeline"), ("breakdown", "Breakdown"),
         ("devices", "Devices"), ("idle", "Idle GPUs"), ("advice", "Advice"),
-        ("carbon", "Carbon"), ("job", "Job"), ("windows", "Windows"),
+        ("carbon", "Carbon"), ("job", "Job"), ("windows", "Windows"), ("publish", "Publish"),
         ("provenance", "Provenance")]
 
 
@@ -406,11 +408,12 @@ def _carbon(data: Data, charts: _Charts) -> str:
                      f"gCO2e/kWh ({_e(g.get('region_code'))}: {_e(g.get('region_name'))}, "
                      f"{_e(g.get('year') or 'year n/a')}).</p>")
     if _num(kwh):
-        from ..carbon import compare_regions, extremes
+        from ..carbon import cleanest_and_dirtiest, compare_regions
         kwh = float(kwh)  # type: ignore[arg-type]
         try:
             rows = compare_regions(kwh, WHAT_IF)
-            best, worst = extremes("country")
+            # the countries the advice picks from too (carbon/candidates.py)
+            best, worst = cleanest_and_dirtiest()
             bounds = [(compare_regions(kwh, [r.code])[0], label)
                       for r, label in ((best, "cleanest country"), (worst, "dirtiest country"))]
         except Exception as e:   # bundled tables unreadable: say so, keep the page
@@ -418,8 +421,9 @@ def _carbon(data: Data, charts: _Charts) -> str:
             rows, bounds = [], []
         allrows = [(r, "") for r in rows] + bounds
         if allrows:
-            parts.append(f"<h3>What if this energy ({kwh:.6g} kWh) ran elsewhere "
-                         "(annual factors)</h3>")
+            parts.append(f"<h3>What if this energy ({energy_text(kwh * J_PER_KWH)}) ran "
+                         "elsewhere (annual factors; cleanest and dirtiest among countries "
+                         "with a cloud region)</h3>")
             labels = [f"{r['code']}{' (' + lab + ')' if lab else ''}" for r, lab in allrows]
             grams = [float(r["emissions_g"]) for r, _ in allrows]
             spec: dict[str, Any] = {
@@ -504,6 +508,39 @@ def _windows_table(s: dict[str, Any]) -> str:
                      rows, num=(2, 3, 4, 5)) + more + "</section>")
 
 
+def _publish(data: Data) -> str:
+    """The model card's co2_eq_emissions block and the LaTeX statement, as
+    `energy-tracker card` writes them (tracker/publish), each with a copy button (charts.js:
+    the clipboard, else the text selected for Ctrl+C)."""
+    s = data.summary
+    if not _num(s.get("energy_j")):
+        return ""
+    try:
+        from ..publish.card import card_metadata, metadata_yaml
+        from ..publish.facts import TOOL, facts_from_summary
+        from ..publish.statement import render as statement
+        facts = facts_from_summary(s, data.manifest)
+        where = shlex.quote(str(data.dir))
+        blocks = [("pub-card", "Model card metadata (Hugging Face README.md front matter)",
+                   metadata_yaml(card_metadata(facts)),
+                   f"{TOOL} card {where} --update README.md"),
+                  ("pub-latex", "Statement for a paper (LaTeX; needs \\usepackage{tabularx})",
+                   statement(facts, "latex"), f"{TOOL} card {where} --format latex")]
+    except Exception as e:   # the publish facts cannot be made from this summary: say why
+        return (f'<section id="publish"><h2>Publish</h2><p class="bad">not available: '
+                f"{_e(type(e).__name__)}: {_e(e)}</p></section>")
+    out = ['<section id="publish"><h2>Publish</h2><p class="muted">The numbers above, ready '
+           "to paste: embodied emissions and water (when known) are labelled estimates and "
+           "are not part of the operational emissions.</p>"]
+    for key, title, text, command in blocks:
+        out.append(f'<h3>{_e(title)}</h3><div class="et-pub"><button type="button" '
+                   f'class="et-copy" data-copy="{key}">Copy</button><span class="et-copied" '
+                   f'aria-live="polite"></span><span class="muted">or: <code>{_e(command)}'
+                   f'</code></span></div><pre id="{key}">{_e(text)}</pre>')
+    out.append("</section>")
+    return "".join(out)
+
+
 def _provenance(data: Data) -> str:
     s, m = data.summary, data.manifest
     out = ['<section id="provenance"><h2>Provenance</h2>']
@@ -523,9 +560,7 @@ def _provenance(data: Data) -> str:
                                       if versions else "<p>not recorded</p>"))
     facts = [["summary", "rebuilt from the logs for this page" if data.rebuilt else
               str(data.dir / SUMMARY)],
-             ["timeline", f"{data.lines:,} lines read from {max(1, data.job_members)} "
-                          f"samples.jsonl in {data.seconds:.2f} s ({data.workers} process(es)); "
-                          f"{data.grid.n} buckets of {data.grid.width:.4g} s, min and max kept"],
+             ["timeline", _timeline_source(data)],
              ["damaged lines skipped", f"{data.bad:,}"],
              ["sampling", json.dumps(s.get("sampling") or {})]]
     out.append("<h3>This report</h3>" + _table(["", ""], facts))
@@ -546,6 +581,22 @@ def _provenance(data: Data) -> str:
     return "".join(out)
 
 
+def _timeline_source(data: Data) -> str:
+    """Where the timeline came from: the runs' pre-reduced report timelines and/or a scan of
+    their samples."""
+    logs = max(1, data.job_members)
+    grid = (f"{data.grid.n} buckets of {data.grid.width:.4g} s, min and max kept; read in "
+            f"{data.seconds:.2f} s ({data.workers} process(es))")
+    if not data.prereduced:
+        return f"{data.lines:,} lines scanned from {logs} samples log(s); {grid}"
+    scanned = logs - data.prereduced
+    return (f"{data.prereduced_buckets:,} pre-reduced buckets from {data.prereduced} "
+            f"{REPORT_TIMELINE} (kept by the run as it went), {data.tail_lines:,} lines of "
+            "the samples after them scanned"
+            + (f", {scanned} samples log(s) without one scanned whole" if scanned else "")
+            + f"; {grid}")
+
+
 # -- small formatting helpers ---------------------------------------------------------------------
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
@@ -564,7 +615,8 @@ def _j(x: Any) -> str:
 
 
 def _kwh(x: Any) -> str:
-    return f"{x / J_PER_KWH:.6g} kWh" if _num(x) else "n/a"
+    """Joules in the unit that fits ("519 J", "3.2 kWh"): named for what it once printed."""
+    return energy_text(x) if _num(x) else "n/a"
 
 
 def _grams(kg: Any) -> str:

@@ -1,4 +1,5 @@
-"""The report on a terminal: a power sparkline over the run and the breakdown as bars.
+"""The report on a terminal: a power sparkline over the run and the breakdown as bars; and
+the one-line-per-run table of `energy-tracker report ROOT` (`runs_table`).
 
 `energy-tracker report RUN` appends this when stdout is a terminal. It must stay instant on a
 day-long run, so the sparkline does not read the whole samples.jsonl: it reads a small chunk
@@ -19,12 +20,13 @@ from typing import Any, Optional
 from ..rundir import names
 from ..rundir.runlog import parse_record
 from ..rundir.untrusted import number, open_regular, run_seconds, wall_seconds
-from ..units import J_PER_KWH
+from ..units import J_PER_KWH, energy_text
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHUNK = 64 * 1024          # per sampled offset; holds >100 ticks, so every 1 Hz device too
 SMALL_FILE = 4 << 20       # below this, read the whole file (as fast as seeking)
 MAX_MEMBERS = 32           # a larger job: no sparkline (the HTML report has the timeline)
+NAME_COLUMN_MAX = 48       # a longer name is printed whole, the row's figures on a line below
 
 
 def render(summary: dict[str, Any], run_or_job_dir: Path, width: int = 60) -> str:
@@ -210,6 +212,8 @@ def _bars(breakdown: Any, width: int) -> list[str]:
             if isinstance(v, dict) and _finite(v.get("energy_j"))]
     if not rows:
         return []
+    if {k for k, v in rows if v["energy_j"] > 0} <= {"other"}:
+        return []   # nothing but "other": the summary says how to get a breakdown
     rows.sort(key=lambda kv: -kv[1]["energy_j"])
     total = sum(v["energy_j"] for _, v in rows) or 1.0
     label = max(len(k) for k, _ in rows)
@@ -223,6 +227,35 @@ def _bars(breakdown: Any, width: int) -> list[str]:
     return out
 
 
+# -- the table of a root of runs -----------------------------------------------------------------
+def runs_table(rows: Sequence[dict[str, Any]]) -> str:
+    """`energy-tracker report ROOT`: one row per run and per job, names never cut. The name
+    column is as wide as the longest name (up to NAME_COLUMN_MAX); a name longer than that is
+    printed whole and its figures continue on the next line, under their columns."""
+    names = [str(r.get("name")) for r in rows]
+    col = max([4, *(len(n) for n in names if len(n) <= NAME_COLUMN_MAX)]) + 2
+    lines = [f"{'started (UTC)':<26}{'name':<{col}}{'status':<12}{'s':>9}{'energy':>11}"
+             f"{'g CO2e':>10}  methods"]
+    for r, name in zip(rows, names):
+        kwh: Any = r.get("energy_kwh")
+        energy = "n/a" if not _finite(kwh) else energy_text(float(kwh) * J_PER_KWH)
+        kg: Any = r.get("emissions_kg")
+        g = "n/a" if not _finite(kg) else f"{float(kg) * 1000:.3f}"
+        methods = ", ".join(f"{k}={v}" for k, v in (r.get("methods") or {}).items())
+        job = (f"  [job: {r.get('world_size')} processes on {r.get('nodes')} node(s)]"
+               if r.get("kind") == "job" else "")
+        why = f"  ({r['error']})" if r.get("error") else ""
+        duration = r.get("duration_s") if _finite(r.get("duration_s")) else 0.0
+        figures = (f"{r.get('status')!s:<12}{duration:9.1f}{energy:>11}{g:>10}  "
+                   f"{methods}{job}{why}")
+        head = f"{r.get('started_utc')!s:<26}"
+        if len(name) + 2 > col:   # the whole name, then the figures under their columns
+            lines += [head + name, " " * (26 + col) + figures]
+        else:
+            lines.append(f"{head}{name:<{col}}{figures}")
+    return "\n".join(lines)
+
+
 def _finite(x: Any) -> bool:
     return number(x)
 
@@ -232,7 +265,7 @@ def _wall(x: Any, default: float) -> float:
 
 
 def _energy(j: float) -> str:
-    return f"{j:,.1f} J" if abs(j) < 0.1 * J_PER_KWH else f"{j / J_PER_KWH:,.4f} kWh"
+    return energy_text(j)
 
 
 def _dur(s: float) -> str:
@@ -243,4 +276,4 @@ def _dur(s: float) -> str:
     return f"{s / 3600:.3g} h"
 
 
-__all__ = ["render"]
+__all__ = ["render", "runs_table"]

@@ -7,10 +7,12 @@ exists. The sampler calls `advance(frontier)` after every tick with the time up 
 device's curve is final; the ledger then settles every closed step and utilisation reading
 before it, and forgets them:
 
-- settled steps are appended to `steps.bin` with their energies, in column blocks (below),
-  flushed with the samples log (every 0.5 s); a SIGKILL loses the steps of its last ~1-2 s
-  (not yet settled), as it loses the last half second of samples;
+- settled steps are appended to `steps.bin` with their energies, in column blocks
+  (step_segments.py), flushed with the samples log (every 0.5 s); a SIGKILL loses the steps
+  of its last ~1-2 s (not yet settled), as it loses the last half second of samples;
 - steps fold into at most MAX_STEP_GROUPS fixed-size groups (the size doubles when needed);
+  each completed group, with the accounts after it, is appended to step_groups.jsonl
+  (step_groups.py), so only the newest `step_detail_steps` steps need a per-step record;
 - the breakdown's step parts accumulate (first step start, last step end, energy in steps,
   and the part of eval/checkpoint windows that overlaps steps);
 - utilisation readings accumulate idle energy per GPU.
@@ -26,29 +28,28 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
-import struct
 from array import array
 from collections import deque
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from .names import STEPS as STEPS_FILE
-
-# steps.bin: blocks of BLOCK_HEAD (b"STB1", n) then n values of each column, little-endian.
-# energy_j is float64 (interpolated per step, but summed over millions of them).
-BLOCK_HEAD = struct.Struct("<4sI")
-MAGIC = b"STB1"
-COLUMNS = (("t_start", "d"), ("t_end", "d"), ("energy_j", "d"), ("index", "I"),
-           ("samples", "I"), ("tokens", "I"), ("parent", "q"))
-STEP_BYTES = sum(array(c).itemsize for _, c in COLUMNS)      # 44 bytes a step
+from .step_segments import (
+    COLUMNS,
+    MAX_BLOCK_STEPS,
+    StepFile,
+    StepFileDamage,
+    read_step_columns,
+    read_steps,
+)
 
 STEP_GROUP_MIN_S = 1.0       # a group spans at least this (the counter moves every ~100 ms)
 MAX_STEP_GROUPS = 1000       # ... and a run has at most this many groups
 SIZE_FROM_STEPS = 64         # the group size is chosen from the first steps' median duration
 SETTLE_CHUNK = 1 << 16       # steps settled at once (numpy temporaries ~0.5 MB a column)
-_U32 = 0xFFFFFFFF
+# A group record at least every this much of the per-step horizon, even inside one group: the
+# per-step records the records cover can go once they are past the horizon.
+RECORD_FRACTION = 1 / 8
 _I64 = 1 << 63
 
 Row = tuple[int, int, float, float, int, int, int]   # id, parent, t0, t1, index, samples, tokens
@@ -133,143 +134,6 @@ class StepQueue:
         return b
 
 
-class StepFile:
-    """`steps.bin`: blocks of settled steps with their energies, buffered and appended.
-    Reading stops at a block cut by a crash."""
-
-    FLUSH_BYTES = 4 << 20   # also flushed every 0.5 s with the samples log
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._f = self._open()
-        self._buf = bytearray()
-
-    def _open(self) -> Any:
-        """steps.bin for appending, never through a link (kept open for the run)."""
-        from ..safefs import open_nofollow
-        fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        return os.fdopen(fd, "ab", buffering=0)
-
-    def write(self, b: Batch, energies: Any) -> None:
-        """Append a block: the steps of `b` with their energies (same order)."""
-        n = len(b)
-        self._buf += BLOCK_HEAD.pack(MAGIC, n)
-        for col in (b.t0, b.t1, _doubles(energies), _u32(b.index), _u32(b.samples),
-                    _u32(b.tokens), b.parent):
-            self._buf += col.tobytes()
-        if len(self._buf) >= self.FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buf and not self._f.closed:
-            self._f.write(self._buf)
-            self._buf.clear()
-
-    def reopen(self) -> None:
-        """Continue in a new file at the same path (the directory was recreated)."""
-        if not self._f.closed:
-            old, self._f = self._f, self._open()
-            old.close()
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-
-
-def _doubles(x: Any) -> Any:
-    """Float64 values with tobytes(): an array('d') or a numpy array as it is."""
-    if isinstance(x, array) or hasattr(x, "dtype"):
-        return x
-    return array("d", x)
-
-
-def _u32(col: array[int]) -> Any:
-    """The column as little-endian uint32 (an object with tobytes()); -1 ("unknown") wraps."""
-    np = _numpy()
-    if np is not None:
-        return np.frombuffer(col, dtype=np.int64).astype("<u4")
-    try:
-        return array("I", col)
-    except OverflowError:
-        return array("I", (x & _U32 for x in col))
-
-
-# A block is one settled batch: at most SETTLE_CHUNK steps as written (below); a head claiming
-# more than this (or more than the file holds) is damaged.
-MAX_BLOCK_STEPS = 16 * SETTLE_CHUNK
-
-
-class StepFileDamage:
-    """Where reading a steps.bin stopped short: what was skipped, as a note (None: nothing)."""
-
-    def __init__(self) -> None:
-        self.at: Optional[int] = None      # byte offset of the first unreadable block
-        self.skipped_bytes = 0
-        self.why = ""
-
-    def note(self) -> Optional[str]:
-        if self.at is None:
-            return None
-        return (f"steps.bin is damaged at byte {self.at:,} ({self.why}): the "
-                f"{self.skipped_bytes:,} bytes after it were skipped")
-
-
-def read_step_columns(path: Path, damage: Optional[StepFileDamage] = None
-                      ) -> Iterator[dict[str, array[Any]]]:
-    """The blocks of a steps.bin (or of a run directory's) as column arrays (t_start, t_end,
-    energy_j, index, samples, tokens, parent); energy_j is NaN for steps a killed run had not
-    settled. Read a block at a time; a block whose head is not one (bad magic, more than
-    MAX_BLOCK_STEPS, or more than the file holds: cut by a crash, or forged) ends the reading
-    and is recorded in `damage`."""
-    from .untrusted import open_regular
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / STEPS_FILE
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        off = 0
-        while off + BLOCK_HEAD.size <= size:
-            head = f.read(BLOCK_HEAD.size)
-            if len(head) < BLOCK_HEAD.size:
-                return
-            magic, n = BLOCK_HEAD.unpack(head)
-            end = off + BLOCK_HEAD.size + n * STEP_BYTES
-            why = ("not a block head" if magic != MAGIC else
-                   f"a block of {n:,} steps, more than {MAX_BLOCK_STEPS:,}"
-                   if n > MAX_BLOCK_STEPS else
-                   f"a block of {n:,} steps, more than the file holds" if end > size else "")
-            if why:
-                if damage is not None:
-                    damage.at, damage.skipped_bytes, damage.why = off, size - off, why
-                return
-            data = f.read(n * STEP_BYTES)
-            if len(data) < n * STEP_BYTES:   # the file shrank while being read
-                return
-            off, at = end, 0
-            cols = {}
-            for name, code in COLUMNS:
-                col = array(code)
-                col.frombytes(data[at:at + n * col.itemsize])
-                at += n * col.itemsize
-                cols[name] = col
-            yield cols
-
-
-def read_steps(path: Path, damage: Optional[StepFileDamage] = None) -> Iterator[dict[str, Any]]:
-    """Rows of a steps.bin (or of a run directory's) as dicts (t_start, t_end, duration_s,
-    energy_j, index, samples, tokens, parent)."""
-    for c in read_step_columns(path, damage):
-        for i in range(len(c["t_start"])):
-            t0, t1, parent = c["t_start"][i], c["t_end"][i], c["parent"][i]
-            yield {"t_start": t0, "t_end": t1, "duration_s": t1 - t0,
-                   "energy_j": c["energy_j"][i], "index": c["index"][i],
-                   "samples": c["samples"][i], "tokens": c["tokens"][i],
-                   "parent": None if parent < 0 else parent}
-
-
 class StepGroups:
     """Consecutive steps in fixed-size groups aligned on step 0, at most MAX_STEP_GROUPS. The
     size comes from the median of the first SIZE_FROM_STEPS steps (a group spans >=
@@ -351,7 +215,7 @@ class StepGroups:
     def rows(self) -> list[dict[str, Any]]:
         if self.size is None:
             self._settle_size()
-        from ..summary_build import per_unit
+        from ..accounting.steps import per_unit
         out = []
         for first, last, n, start, end, e, samples, tokens in self.groups:
             row = {"first_step": int(first), "last_step": int(last), "steps": int(n),
@@ -396,6 +260,10 @@ class Ledger:
         self.overlap_s = {"eval": 0.0, "checkpoint": 0.0}
         self.groups = StepGroups()
         self.idle: dict[str, list[float]] = {}   # device -> [idle_j, idle_s, covered_s]
+        # step_groups.jsonl: the steps settled since its last record, and that record's end
+        from .step_groups import PieceBook
+        self._pieces = PieceBook()
+        self._recorded = 0
 
     # -- feeding -----------------------------------------------------------------------------------
     def add_steps(self, rows: Any) -> None:
@@ -510,6 +378,52 @@ class Ledger:
         self.count += n
         self.groups.add(t0, t1, e, index, samples, tokens)
         self._union(t0, t1, e0, e1)
+        if self.file is not None:
+            self._pieces.add(self.groups.size, t0, t1, e, index, samples, tokens)
+            self._record_groups()
+
+    # -- step_groups.jsonl -------------------------------------------------------------------------
+    def _record_groups(self) -> None:
+        """Append a record when a group completed since the last one (or a horizon's
+        RECORD_FRACTION of steps went by), then delete the per-step segments it covers."""
+        size = self.groups.size
+        if size is None or self.file is None or self.count == self._recorded:
+            return
+        horizon = getattr(self.file, "horizon", None)
+        due = self.count // size > self._recorded // size or (
+            horizon is not None and self.count - self._recorded >= horizon * RECORD_FRACTION)
+        if not due:
+            return
+        from .step_groups import encode
+        try:
+            line = encode(self.count, size, self._pieces.take(), self.step_accounts())
+        except (TypeError, ValueError):   # a NaN energy: no record, so nothing is deleted
+            self.file.groups.broken = True
+            return
+        self.file.add_group_record(line)
+        self._recorded = self.count
+        self.file.prune(self._recorded)
+
+    def step_accounts(self) -> dict[str, Any]:
+        """The step accounts (what step_groups.jsonl records after each group)."""
+        from .step_groups import SCALARS
+        return {**{k: getattr(self, k) for k in SCALARS},
+                "overlap_j": dict(self.overlap_j), "overlap_s": dict(self.overlap_s)}
+
+    def restore_steps(self, disk: Any) -> None:
+        """Continue from step_groups.jsonl (a step_groups.GroupsOnDisk, checked): the step
+        accounts and groups after its last record, as the live ledger had them; the steps
+        pending here are before it (dropped). Utilisation and the frontier are left as
+        they are."""
+        from .step_groups import SCALARS
+        for k in SCALARS:
+            setattr(self, k, disk.accounts[k])
+        self.overlap_j = dict(disk.accounts["overlap_j"])
+        self.overlap_s = dict(disk.accounts["overlap_s"])
+        g = self.groups
+        g.size, g.count, g._early, g.groups = disk.size, disk.to, [], disk.groups()
+        self._pending.clear()
+        self._n_pending = 0
 
     def _union(self, t0: Any, t1: Any, e0: Any, e1: Any) -> None:
         """Accumulate the union of steps (sorted by start): energy and time inside steps once,
@@ -637,7 +551,7 @@ class Ledger:
         its ± bound (uncertainty.py: its edges are step edges, between readings)."""
         if not self.count:
             return {}
-        from ..summary_build import per_unit
+        from ..accounting.steps import per_unit
         from ..uncertainty import window_j
         groups = self.groups.rows()
         for g in groups:
@@ -650,7 +564,9 @@ class Ledger:
             "group_size": self.groups.size, "groups": groups,
             "resolution_note": "per-step energies are interpolated on E(t); groups span >= "
                                f"{STEP_GROUP_MIN_S:g} s, at most {MAX_STEP_GROUPS} groups; "
-                               f"every step is in {STEPS_FILE}"}
+                               f"steps in {STEPS_FILE} and its segments, those older "
+                               "than the step_detail_steps horizon as their groups in "
+                               "step_groups.jsonl"}
         return per_unit(out, self.energy_j, self.samples, self.tokens)
 
     # -- utilisation -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def load_amdsmi() -> Any:
             import amdsmi
     except ImportError as e:
         raise SensorUnavailable("amdsmi is not installed (pip install "
-                                f"'energy-tracker[amd]', matching your ROCm version): {e}") from e
+                                f"'trainjoule[amd]', matching your ROCm version): {e}") from e
     except Exception as e:   # OSError (no libamd_smi.so), version mismatches
         raise SensorUnavailable(f"amdsmi could not load ROCm's library: {_err(e)}") from e
     try:

@@ -6,12 +6,14 @@ Every fallback to a model comes with one note saying why, and what would make it
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ..errors import SensorUnavailable
 from .base import Discovery, Sensor
+from .cpu_scope import MACHINE, PROCESS, check_cpu_scope, run_usage
 from .model import CpuModelSensor, RamModelSensor, validate_tdp_w
 from .rapl import (
     DEFAULT_POWERCAP_ROOT,
@@ -31,15 +33,20 @@ def discover_cpu_ram(
     use_rapl: bool = True,
     cpu: bool = True,
     ram: bool = True,
+    cpu_scope: str = MACHINE,
+    env: Optional[Mapping[str, str]] = None,
 ) -> Discovery:
     """CPU and RAM sensors for this machine, and notes for the user.
 
     `cpu_tdp_w` is the total TDP of all CPU packages, used only when CPU power is modeled;
     `ConfigError` if it is not a finite number in (0, 5000) W. `use_rapl=False` models both.
     `cpu=False` / `ram=False`: that component is left to another sensor (no sensor, no note).
+    `cpu_scope`: "machine" or "process" (cpu_scope.py), for the models; `env` (default
+    os.environ) tells a SLURM job, whose cgroup then measures the run's CPU time.
     """
     if cpu_tdp_w is not None:
         cpu_tdp_w = validate_tdp_w(cpu_tdp_w)
+    cpu_scope = check_cpu_scope(cpu_scope)
     root = Path(powercap_root)
     want_cpu, want_ram = cpu, ram
     if not (want_cpu or want_ram):
@@ -61,8 +68,30 @@ def discover_cpu_ram(
     notes: list[str] = []
     if cpu_rapl.sensors and cpu_tdp_w is not None:
         notes.append(f"cpu_tdp_w={cpu_tdp_w:g} is not used: CPU energy is measured by RAPL.")
-    cpu_model = None if cpu_rapl.sensors or not want_cpu else CpuModelSensor(tdp_w=cpu_tdp_w)
-    ram_model = None if ram_rapl.sensors or not want_ram else RamModelSensor()
+    need_cpu_model = want_cpu and not cpu_rapl.sensors
+    need_ram_model = want_ram and not ram_rapl.sensors
+    usage: Any = None
+    if cpu_scope == PROCESS and (need_cpu_model or need_ram_model):
+        try:   # one measure of the run for both models: one process-tree scan per tick
+            usage = run_usage(env)
+        except Exception as exc:   # psutil cannot read this process: bill the machine
+            notes.append(f"cpu_scope=\"process\" not applied: the run's CPU time is "
+                         f"unreadable ({exc}); CPU and RAM are billed for the whole machine")
+            cpu_scope = MACHINE
+    cpu_model = CpuModelSensor(tdp_w=cpu_tdp_w, scope=cpu_scope, usage=usage) \
+        if need_cpu_model else None
+    ram_model = RamModelSensor(scope=cpu_scope, usage=usage) if need_ram_model else None
+    if cpu_scope == PROCESS:
+        counted = [c for c, r in (("CPU", cpu_rapl), ("RAM", ram_rapl)) if r.sensors]
+        if counted:
+            notes.append(f"cpu_scope=\"process\" is not applied to {' and '.join(counted)}: "
+                         "RAPL counts whole packages and DIMMs, not one process's share, so "
+                         "that line is the whole machine's measured energy")
+        modeled = [c for c, m in (("CPU", cpu_model), ("RAM", ram_model)) if m is not None]
+        if modeled:
+            notes.append(f"cpu_scope=\"process\": the {' and '.join(modeled)} "
+                         f"model{'s bill' if len(modeled) > 1 else ' bills'} the run's share "
+                         f"({usage.source})")
 
     if cpu_model and ram_model and cpu_rapl == ram_rapl:
         terms = f"{_cpu_terms(cpu_model)}; {_ram_terms(ram_model)}"

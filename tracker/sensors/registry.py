@@ -17,7 +17,9 @@ Rules that keep totals honest whatever the kinds:
 
 Third-party kinds register through the entry-point group `energy_tracker.sensors`: the entry
 point is a `SensorKind`, a list of them, or a callable returning either. They are loaded only
-when discovery runs; one that fails to load or to discover is a note, never an exception.
+when discovery runs (at start(), unless `gpus=` is given: then at construction, to check the
+GPUs named), after a cheap scan of sys.path has seen a distribution that declares the group;
+one that fails to load or to discover is a note, never an exception.
 
 Importing this module is cheap: the built-in kinds import their modules (and NVML, amdsmi,
 psutil) only when their `discover` runs.
@@ -53,6 +55,7 @@ class Options:
     ram: bool = True
     node: bool = True
     cpu_tdp_w: Optional[float] = None
+    cpu_scope: str = "machine"   # whose CPU time the models bill (cpu_scope.py)
     powercap_root: PathLike = DEFAULT_POWERCAP_ROOT
     hwmon_root: Optional[PathLike] = None   # None: ENERGY_TRACKER_HWMON_ROOT, else /sys/...
     counter_interval_s: float = 1.0
@@ -95,7 +98,7 @@ class SensorKind:
     methods: tuple[str, ...] = ()            # method labels its sensors can carry
     cost_per_read_s: Optional[float] = None  # typical cost of its most expensive read
     cost_note: str = ""                      # where that figure comes from
-    extra: Optional[str] = None              # `pip install energy-tracker[extra]`
+    extra: Optional[str] = None              # `pip install trainjoule[extra]`
     in_node: bool = True
     source: str = "built-in"
 
@@ -133,7 +136,7 @@ def _cpu_ram(o: Options) -> Discovery:
         return Discovery([], [])
     from .cpuram import discover_cpu_ram
     return discover_cpu_ram(cpu_tdp_w=o.cpu_tdp_w, powercap_root=o.powercap_root, cpu=cpu,
-                            ram=ram)
+                            ram=ram, cpu_scope=o.cpu_scope, env=o.environ)
 
 
 BUILTIN: tuple[SensorKind, ...] = (
@@ -163,8 +166,39 @@ BUILTIN: tuple[SensorKind, ...] = (
 
 
 # -- plugins ------------------------------------------------------------------------------------
+def _may_have_plugins(path: Optional[Sequence[str]] = None) -> bool:
+    """False only when no distribution on `path` (default sys.path) can declare a sensor
+    kind: no *.dist-info / *.egg-info directory there has an entry_points.txt naming the
+    group. Importing importlib.metadata and listing every distribution's entry points takes
+    ~35 ms; this scan of the same directories ~2 ms, so a machine without plugins pays that
+    only. Anything it cannot judge (a zip archive on the path) answers True: the full
+    listing decides."""
+    import sys
+    group = ENTRY_POINT_GROUP.encode()
+    for entry in sys.path if path is None else path:
+        try:
+            it = os.scandir(entry or ".")
+        except NotADirectoryError:
+            return True      # a zip archive can hold distributions
+        except OSError:
+            continue         # absent, or a path hook's token (editable installs)
+        with it:
+            for d in it:
+                if not d.name.endswith((".dist-info", ".egg-info")):
+                    continue
+                try:
+                    with open(os.path.join(d.path, "entry_points.txt"), "rb") as f:
+                        if group in f.read():
+                            return True
+                except OSError:
+                    continue
+    return False
+
+
 def plugin_kinds(notes: list[str]) -> list[SensorKind]:
     """Kinds registered in the entry-point group; a broken one is a note."""
+    if not _may_have_plugins():
+        return []
     try:
         from importlib.metadata import entry_points
         try:

@@ -321,6 +321,33 @@ function BarChart(root, spec) {
   if (spec.y_label) sv("text", {x: 14, y: 10 + ph / 2, transform: "rotate(-90 14 " + (10 + ph / 2) + ")", "text-anchor": "middle", "class": "et-axis"}, svg).textContent = spec.y_label;
 }
 
+/* copy buttons (the publish section): the clipboard API, else the text is selected so that
+   Ctrl+C copies it (a browser that refuses the clipboard to a file:// page). */
+function selectText(el) {
+  var r = document.createRange(), sel = window.getSelection();
+  r.selectNodeContents(el);
+  sel.removeAllRanges();
+  sel.addRange(r);
+}
+function copyButton(btn) {
+  btn.addEventListener("click", function () {
+    var el = document.getElementById(btn.getAttribute("data-copy")), note = btn.nextElementSibling;
+    if (!el) return;
+    function say(t) { if (note) note.textContent = t; }
+    function fallback() {
+      selectText(el);
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      say(ok ? "copied" : "selected: press Ctrl+C to copy");
+    }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(el.textContent).then(function () { say("copied"); }, fallback);
+    } else fallback();
+  });
+}
+var buttons = document.querySelectorAll("button.et-copy[data-copy]");
+for (var b = 0; b < buttons.length; b++) copyButton(buttons[b]);
+
 var nodes = document.querySelectorAll("script[type='application/json'][data-chart]");
 for (var i = 0; i < nodes.length; i++) {
   var spec = JSON.parse(nodes[i].textContent), root = document.getElementById(nodes[i].getAttribute("data-chart"));
