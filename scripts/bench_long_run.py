@@ -42,7 +42,7 @@ import psutil  # noqa: E402
 
 
 class FakeTime:
-    """The simulated clock; fake_nvml's `time.monotonic` reads it."""
+    """The simulated clock: the run, its sampler, the step marks and every fake GPU read it."""
 
     def __init__(self, t: float):
         self.t = t
@@ -138,11 +138,16 @@ def main() -> None:
     snaps = []
 
     clock = FakeTime(1000.0)
-    fake_nvml.time = types.SimpleNamespace(monotonic=clock.monotonic)  # type: ignore
-    gpus = [fake_nvml.FakeGPU(uuid=f"GPU-{i:08d}-0000-4000-8000-000000000000", born=clock.t,
+    # Each fake GPU reads the clock it is given (FakeGPU.clock, bound to the real
+    # time.monotonic by default): without clock= its counter follows the wall clock, a few
+    # seconds of it for the simulated hours, and the run's energy comes out ~-100 % off.
+    gpus = [fake_nvml.FakeGPU(uuid=f"GPU-{i:08d}-0000-4000-8000-000000000000",
+                              clock=clock.monotonic, born=clock.t,
                               profile=Bursty(650.0 - 5 * i, 180.0, 220.0, 25.0, 0.3,
                                              phase_s=1.7 * i))
             for i in range(args.gpus)]
+    if any(g.seconds() != 0.0 for g in gpus):
+        raise SystemExit("the fake GPUs do not read the simulated clock")
     sys.modules["pynvml"] = fake_nvml.FakeNVML(gpus)
     os.environ["ENERGY_TRACKER_REPORT_HTML"] = "0"    # drawn below, timed on its own
 

@@ -47,8 +47,8 @@ def end_block(summary: Summary) -> str:
     """The block's text for a run's (or a job's) summary."""
     job = summary.job
     if job:
-        nodes = len(job.get("nodes") or [])
-        head = (f"job {summary.name!r} ({job.get('world_size')} ranks on {nodes} "
+        nodes = len(job.nodes or [])
+        head = (f"job {summary.name!r} ({job.world_size} ranks on {nodes} "
                 f"node{'s' if nodes != 1 else ''})")
     else:
         head = f"run {summary.name!r}"
@@ -61,14 +61,14 @@ def end_block(summary: Summary) -> str:
         head += (f"{it} IT" + (f", PUE {summary.pue:g} -> {energy_text(facility)} facility"
                                if facility is not None and summary.pue != 1 else ""))
     lines = [head]
-    g = summary.grid or {}
+    g = summary.grid
     if summary.emissions_kg is not None:
-        source = str(g.get("source") or "source n/a")
+        source = str(g.source or "source n/a")
         if len(source) > MAX_SOURCE_CHARS:
             source = source[:MAX_SOURCE_CHARS - 1] + "…"
-        cited = citation(source, g.get("year"))
-        where = ("energy-weighted over the nodes' grids" if g.get("region_code") == "mixed"
-                 else f"{g.get('region_code') or 'world'}: {g.get('region_name') or 'n/a'}")
+        cited = citation(source, g.year)
+        where = ("energy-weighted over the nodes' grids" if g.region_code == "mixed"
+                 else f"{g.region_code or 'world'}: {g.region_name or 'n/a'}")
         lines.append(f"  emissions {mass_text(summary.emissions_kg)} CO2e at "
                      f"{summary.gco2_per_kwh or 0:.0f} gCO2e/kWh ({where}; {cited})")
     methods = [f"{c.component} {c.method}" + ("" if c.status == "ok" else f" ({c.status})")

@@ -11,10 +11,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
-from .accounting.parts import DictPart, as_part
+from .accounting.advice import Finding
+from .accounting.breakdown import IdleAccount, Share, idle_accounts, shares
+from .accounting.parts import DictPart, as_part, parts_of
 from .accounting.price import Cost
 from .accounting.steps import Steps
 from .carbon.citation import citation
+from .carbon.gridfactor import Grid
+from .job.part import JobPart
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
 from .units import J_PER_KWH, energy_text
@@ -179,7 +183,7 @@ class Summary:
     emissions_kg: Optional[float]
     emissions_rate_kg_per_s: Optional[float]
     gco2_per_kwh: Optional[float]      # energy-weighted intensity actually applied
-    grid: dict[str, Any]               # GridFactor.to_dict(): value, region, source, year ...
+    grid: Grid                         # GridFactor.to_dict(): value, region, source, year ...
     carbon: CarbonDetail               # accounting detail: parts, live provider status
     windows: tuple[WindowEnergy, ...]
     steps: Steps                       # count, energy in steps, groups, J/sample, J/token
@@ -187,12 +191,12 @@ class Summary:
     degraded: tuple[str, ...]
     run_dir: Optional[str] = None
     sampling: Sampling = field(default_factory=Sampling.empty)  # rate, counter cadence
-    job: Optional[dict[str, Any]] = None   # distributed job: id, world size, nodes, missing
+    job: Optional[JobPart] = None      # distributed job: id, world size, nodes, missing
     # Where the energy went (accounting/breakdown.py): part -> energy_j, share, seconds, method;
     # idle GPU energy per device; findings with their numbers; the electricity cost.
-    breakdown: dict[str, Any] = field(default_factory=dict)
-    idle: dict[str, Any] = field(default_factory=dict)
-    advice: tuple[dict[str, Any], ...] = ()
+    breakdown: dict[str, Share] = field(default_factory=dict)
+    idle: dict[str, IdleAccount] = field(default_factory=dict)
+    advice: tuple[Finding, ...] = ()
     cost: Optional[Cost] = None
     report_html: Optional[str] = None   # the run's report.html, when one was written
     # ± bound (J) on the measured part of energy_j (counter and sampled devices;
@@ -202,11 +206,17 @@ class Summary:
     def __post_init__(self) -> None:
         # The typed parts, also when given as the dicts they are written as (a Summary made
         # by hand, or by code that predates them).
-        object.__setattr__(self, "sampling", as_part(Sampling, self.sampling))
-        object.__setattr__(self, "steps", as_part(Steps, self.steps))
-        object.__setattr__(self, "carbon", as_part(CarbonDetail, self.carbon))
+        typed: dict[str, Any] = {
+            "sampling": as_part(Sampling, self.sampling), "steps": as_part(Steps, self.steps),
+            "carbon": as_part(CarbonDetail, self.carbon), "grid": as_part(Grid, self.grid),
+            "breakdown": shares(self.breakdown), "idle": idle_accounts(self.idle),
+            "advice": tuple(parts_of(Finding, self.advice))}
         if self.cost is not None:
-            object.__setattr__(self, "cost", as_part(Cost, self.cost))
+            typed["cost"] = as_part(Cost, self.cost)
+        if self.job is not None:
+            typed["job"] = as_part(JobPart, self.job)
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
 
     @property
     def energy_kwh(self) -> Optional[float]:
@@ -229,7 +239,7 @@ class Summary:
             "emissions_kg": self.emissions_kg,
             "emissions_rate_kg_per_s": self.emissions_rate_kg_per_s,
             "gco2_per_kwh": self.gco2_per_kwh,
-            "grid": self.grid, "carbon": self.carbon.to_dict(),
+            "grid": self.grid.to_dict(), "carbon": self.carbon.to_dict(),
             "components": {k: v.to_dict() for k, v in self.components.items()},
             "devices": [d.to_dict() for d in self.devices],
             "windows": [w.to_dict() for w in self.windows],
@@ -237,9 +247,11 @@ class Summary:
             "sampling": self.sampling.to_dict(),
             "notes": list(self.notes), "degraded": list(self.degraded),
             "run_dir": self.run_dir,
-            "breakdown": self.breakdown, "idle": self.idle, "advice": list(self.advice),
+            "breakdown": {k: v.to_dict() for k, v in self.breakdown.items()},
+            "idle": {k: v.to_dict() for k, v in self.idle.items()},
+            "advice": [f.to_dict() for f in self.advice],
             **({"cost": self.cost.to_dict()} if self.cost is not None else {}),
-            **({"job": self.job} if self.job is not None else {}),
+            **({"job": self.job.to_dict()} if self.job is not None else {}),
             **({"report_html": self.report_html} if self.report_html else {}),
             **({"energy_uncertainty_j": self.energy_uncertainty_j}
                if self.energy_uncertainty_j is not None else {}),
@@ -397,7 +409,7 @@ def _scopes(devices: Sequence[DeviceEnergy]) -> dict[str, str]:
     return out
 
 
-def _format_job(job: dict[str, Any]) -> list[str]:
+def _format_job(job: JobPart) -> list[str]:
     """The job part of a summary's text: nodes, attempts, what is missing."""
     lines = [f"  job id {job['job_id']} ({job.get('source')}); "
              f"{len(job.get('attempts') or [])} attempt(s)"]

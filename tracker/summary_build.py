@@ -12,12 +12,19 @@ there once. And the emissions.csv row of a summary.
 from __future__ import annotations
 
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from .accounting.advice import findings
-from .accounting.breakdown import breakdown, idle_energy
+from .accounting.breakdown import (
+    IdleAccount,
+    Share,
+    breakdown,
+    idle_accounts,
+    idle_energy,
+    shares,
+)
 from .accounting.parts import as_part
 from .accounting.price import Cost, Price
 from .accounting.steps import (
@@ -28,7 +35,9 @@ from .accounting.steps import (
     step_groups,
     step_summary,
 )
+from .carbon.gridfactor import Grid
 from .it_energy import it_energy_at
+from .job.part import JobPart
 from .sampler import DeviceState
 from .sensors.base import NODE, counted
 from .summary import (
@@ -104,8 +113,8 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
                 for w in wins]
     step_windows = [w for w in windows if w.kind == "step"]
     from_ledger = ledger is not None and (ledger.count or not step_windows)
-    parts: dict[str, Any] = {}
-    idle: dict[str, Any] = {}
+    parts: Mapping[str, Any] = {}
+    idle: Mapping[str, Any] = {}
     if status == "running":
         # Live summaries are rewritten every few seconds: keep them O(windows), not O(steps).
         n_steps = closed_steps + len(step_windows)
@@ -132,10 +141,12 @@ def build_summary(*, run_id: str, name: str, status: str, start_wall: float, t_e
         devices=devs, energy_j=it_j, pue=pue, pue_source=pue_source, facility_energy_j=facility,
         emissions_kg=None if emissions is None else emissions.emissions_g / 1000.0,
         gco2_per_kwh=None if emissions is None else emissions.gco2_per_kwh_effective,
-        grid=factor.to_dict(), carbon=as_part(CarbonDetail, carbon), windows=tuple(wins),
+        grid=as_part(Grid, factor.to_dict()), carbon=as_part(CarbonDetail, carbon),
+        windows=tuple(wins),
         steps=as_part(Steps, steps),
         notes=tuple(notes), degraded=tuple(degraded), run_dir=run_dir,
-        sampling=as_part(Sampling, sampling or {}), breakdown=parts, idle=idle,
+        sampling=as_part(Sampling, sampling or {}), breakdown=shares(parts),
+        idle=idle_accounts(idle),
         cost=price.cost(facility) if price is not None and facility is not None else None,
         # the breakdown and findings cost O(steps): at stop only
         advise=status != "running", periods=periods))
@@ -162,7 +173,7 @@ class SummaryParts:
     facility_energy_j: Optional[float]
     emissions_kg: Optional[float]
     gco2_per_kwh: Optional[float]      # energy-weighted intensity applied
-    grid: dict[str, Any]
+    grid: Grid
     carbon: CarbonDetail
     windows: tuple[WindowEnergy, ...]
     steps: Steps
@@ -170,10 +181,10 @@ class SummaryParts:
     degraded: tuple[str, ...]
     run_dir: Optional[str]
     sampling: Sampling
-    breakdown: dict[str, Any]
-    idle: dict[str, Any]
+    breakdown: dict[str, Share]
+    idle: dict[str, IdleAccount]
     cost: Optional[Cost]
-    job: Optional[dict[str, Any]] = None
+    job: Optional[JobPart] = None
     advise: bool = True                # compute the findings (accounting/advice.py)
     periods: Optional[Sequence[Any]] = field(default=None, repr=False)   # live intensity
 
@@ -235,7 +246,7 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
     """One emissions.csv row, CodeCarbon's columns first (kWh, W, kg, s)."""
     comp = summary.components
     host = manifest.get("host", {})
-    grid = summary.grid
+    grid, job = summary.grid, summary.job
 
     def kwh(c: str) -> Optional[float]:
         return comp[c].energy_kwh if c in comp else None
@@ -245,7 +256,7 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
 
     gpus = [d for d in summary.devices if d.component == "gpu"]
     gpu_models = [str(d.details.get("model", d.description)) for d in gpus]
-    code = str(grid.get("region_code") or "")
+    code = str(grid.region_code or "")
     country = _country(code)
     cloud_provider, cloud_region = (code.split(":", 1) if ":" in code else ("", ""))
     if cloud_provider == "ccf":   # ccf:aws:us-east-1: the cloud region, CCF's factor
@@ -298,12 +309,12 @@ def emissions_row(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any]:
         "not_measured": ";".join(not_measured),
         "it_energy": summary.energy_kwh, "gco2_per_kwh": summary.gco2_per_kwh,
         **_more_components(summary),
-        "grid_region": code, "grid_source": grid.get("source"), "grid_year": grid.get("year"),
+        "grid_region": code, "grid_source": grid.source, "grid_year": grid.year,
         "tracker_version": manifest.get("versions", {}).get("energy_tracker"),
         "run_dir": summary.run_dir,
-        "job_id": (summary.job or {}).get("job_id"),
-        "world_size": (summary.job or {}).get("world_size"),
-        "nodes": len((summary.job or {}).get("nodes") or ()) or None,
+        "job_id": job.job_id if job is not None else None,
+        "world_size": job.world_size if job is not None else None,
+        "nodes": len(job.nodes or ()) or None if job is not None else None,
         "cost": summary.cost.amount if summary.cost is not None else None,
         "currency": summary.cost.currency if summary.cost is not None else None,
         "price_per_kwh": summary.cost.price_per_kwh if summary.cost is not None else None,
@@ -319,9 +330,9 @@ def _run_means(summary: Summary) -> dict[str, Optional[float]]:
     ram = [d.details["run_gib_mean"] for d in summary.devices if d.component == "ram"
            and isinstance(d.details.get("run_gib_mean"), (int, float))]
     gpus = {d.name for d in summary.devices if d.component == "gpu"}
-    idle = [v for k, v in (summary.idle or {}).items() if k in gpus and isinstance(v, dict)]
-    covered = sum(float(v.get("covered_s") or 0.0) for v in idle)
-    idle_s = sum(float(v.get("seconds") or 0.0) for v in idle)
+    idle = [v for k, v in summary.idle.items() if k in gpus]
+    covered = sum(float(v.covered_s or 0.0) for v in idle)
+    idle_s = sum(float(v.seconds or 0.0) for v in idle)
     return {"cpu_utilization_percent": sum(cpu) / len(cpu) if cpu else None,
             "gpu_utilization_percent": 100.0 * (1.0 - idle_s / covered) if covered > 0 else None,
             "ram_used_gb": sum(ram) if ram else None}

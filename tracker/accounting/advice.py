@@ -9,9 +9,11 @@ report can say what "large" meant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..units import energy_text
+from .parts import DictPart, parts_of
 
 THRESHOLDS = {
     "gpu_idle_share": 0.10,        # of GPU energy
@@ -29,6 +31,16 @@ THRESHOLDS = {
 CLEAN_WINDOW_S = 6 * 3600.0
 
 
+@dataclass(frozen=True, eq=False)
+class Finding(DictPart):
+    """One entry of a summary's `advice`: what was found (`kind`, e.g. "gpu_idle"), the
+    sentence the summary prints, and the numbers it was computed from."""
+
+    kind: Optional[str] = None
+    finding: str = ""
+    numbers: Optional[dict[str, Any]] = None
+
+
 def _kwh(j: float) -> str:
     """Energy in the unit that fits ("519 J", "3.2 kWh"): named for what it once printed."""
     return energy_text(j)
@@ -39,8 +51,12 @@ def _dur(s: float) -> str:
 
 
 def findings(summary: dict[str, Any], periods: Optional[Sequence[Any]] = None
-             ) -> list[dict[str, Any]]:
+             ) -> list[Finding]:
     """Findings for a summary dict (run or job). `periods`: live intensity periods, if any."""
+    return parts_of(Finding, _found(summary, periods))
+
+
+def _found(summary: dict[str, Any], periods: Optional[Sequence[Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     parts = summary.get("breakdown") or {}
     total = summary.get("energy_j") or 0.0
@@ -181,4 +197,4 @@ def _stragglers(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["THRESHOLDS", "findings"]
+__all__ = ["THRESHOLDS", "Finding", "findings"]

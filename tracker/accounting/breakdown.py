@@ -19,8 +19,11 @@ when idle, so it is an upper bound of the energy spent idle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
+
+from .parts import DictPart, part_map
 
 Interval = tuple[float, float]
 PARTS = ("steps", "between_steps", "eval", "checkpoint", "other", "before_first_step",
@@ -28,6 +31,40 @@ PARTS = ("steps", "between_steps", "eval", "checkpoint", "other", "before_first_
 INTERPOLATED = "interpolated on E(t): step edges are not counter reads"
 IDLE_METHOD = ("estimate (upper bound): NVML utilisation read at <= 1 Hz, each interval's "
                "energy times its idle share")
+
+
+@dataclass(frozen=True, eq=False)
+class Share(DictPart):
+    """One part of a summary's `breakdown`: its energy, its share of the IT energy (None when
+    there is none), the seconds it covers and how its edges were measured."""
+
+    energy_j: float = 0.0
+    share: Optional[float] = None
+    seconds: Optional[float] = None
+    method: Optional[str] = None
+
+
+@dataclass(frozen=True, eq=False)
+class IdleAccount(DictPart):
+    """One GPU's entry in a summary's `idle` part: energy and seconds spent idle (an upper
+    bound, module docstring), the seconds its utilisation covers, and the shares."""
+
+    energy_j: Optional[float] = None
+    seconds: Optional[float] = None
+    covered_s: Optional[float] = None
+    share_of_device: Optional[float] = None
+    time_share: Optional[float] = None
+    method: str = IDLE_METHOD
+
+
+def shares(parts: Mapping[str, Any]) -> dict[str, Share]:
+    """A breakdown ({part: Share}) from the objects it is given as."""
+    return part_map(Share, parts)
+
+
+def idle_accounts(accounts: Mapping[str, Any]) -> dict[str, IdleAccount]:
+    """An idle part ({device: IdleAccount}) from the objects it is given as."""
+    return part_map(IdleAccount, accounts)
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
@@ -97,7 +134,7 @@ def energy_of(intervals: list[Interval], energy_at_sorted: Callable[[list[float]
 
 
 def breakdown(windows: Sequence[Any], devices: Sequence[Any], t_end: float
-              ) -> dict[str, dict[str, Any]]:
+              ) -> dict[str, Share]:
     """{part: {"energy_j", "share", "seconds", "method"}} of the IT energy over [0, t_end].
     `devices`: sampler DeviceStates (their curves and sensors' methods). Devices included in
     a whole-node meter are parts of its energy, not added again."""
@@ -129,10 +166,10 @@ def breakdown(windows: Sequence[Any], devices: Sequence[Any], t_end: float
                      "seconds": sum(b - a for a, b in iv),
                      "method": INTERPOLATED if step_bounded and "counter" in methods
                      else edge_method}
-    return out
+    return shares(out)
 
 
-def idle_energy(devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any]]:
+def idle_energy(devices: Sequence[Any], t_end: float) -> dict[str, IdleAccount]:
     """Per GPU with utilisation readings: energy and seconds spent idle (see module doc)."""
     out: dict[str, dict[str, Any]] = {}
     for d in devices:
@@ -153,11 +190,11 @@ def idle_energy(devices: Sequence[Any], t_end: float) -> dict[str, dict[str, Any
             "share_of_device": idle_j / device_j if device_j > 0 else None,
             "time_share": idle_s / covered if covered > 0 else None,
             "method": IDLE_METHOD}
-    return out
+    return idle_accounts(out)
 
 
-def merge_parts(parts: Iterable[Optional[dict[str, dict[str, Any]]]], total_j: Optional[float]
-                ) -> dict[str, dict[str, Any]]:
+def merge_parts(parts: Iterable[Optional[Mapping[str, Mapping[str, Any]]]],
+                total_j: Optional[float]) -> dict[str, Share]:
     """A job's breakdown: the members' parts summed (each member over its own devices)."""
     out: dict[str, dict[str, Any]] = {}
     for bd in parts:
@@ -169,8 +206,9 @@ def merge_parts(parts: Iterable[Optional[dict[str, dict[str, Any]]]], total_j: O
                 o["method"] = "mixed"
     for o in out.values():
         o["share"] = o["energy_j"] / total_j if total_j else None
-    return {k: out[k] for k in PARTS if k in out}
+    return shares({k: out[k] for k in PARTS if k in out})
 
 
-__all__ = ["INTERPOLATED", "PARTS", "breakdown", "energy_of", "idle_energy", "merge_parts",
-           "partition", "subtract", "union"]
+__all__ = ["INTERPOLATED", "PARTS", "IdleAccount", "Share", "breakdown", "energy_of",
+           "idle_accounts", "idle_energy", "merge_parts", "partition", "shares", "subtract",
+           "union"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -134,7 +134,7 @@ class MemberSteps:
     """One member's steps part (its summary's `steps`, groups held apart as arrays) and the
     attempt it belongs to (a restarted job counts each attempt's steps)."""
 
-    steps: dict[str, Any]
+    steps: Mapping[str, Any]
     groups: Optional[GroupArrays]
     attempt: Hashable
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from ..accounting.parts import DictPart
 from ..errors import ConfigError
 from .regions import DEFAULT_REGION, Region, history, lookup
 
-__all__ = ["MAX_GCO2_PER_KWH", "GridFactor", "factor_for_region", "world_factor"]
+__all__ = ["MAX_GCO2_PER_KWH", "Grid", "GridFactor", "factor_for_region", "world_factor"]
 
 # The highest grid intensity accepted anywhere (gCO2e/kWh); real grids span about 0-1300.
 MAX_GCO2_PER_KWH = 2000.0
@@ -65,6 +66,24 @@ class GridFactor:
         when = f" {self.year}" if self.year is not None else ""
         inner = f"{publisher}{when}".strip() or self.source[:40]
         return f"{self.region_code} ({inner})"
+
+
+@dataclass(frozen=True, eq=False)
+class Grid(DictPart):
+    """A summary's `grid` part: the GridFactor it was computed with (`GridFactor.to_dict`), or
+    for a job on several grids the "mixed" entry (each node's factor is in its carbon part).
+    Any key may be missing in a file an older version wrote."""
+
+    gco2_per_kwh: Optional[float] = None
+    region_code: Optional[str] = None
+    region_name: Optional[str] = None
+    source: Optional[str] = None
+    year: Optional[int] = None
+    licence: Optional[str] = None
+    definition: Optional[str] = None
+    is_default: Optional[bool] = None
+    kind: Optional[str] = None
+    note: Optional[str] = None
 
 
 def factor_for_region(region_query: str, *, is_default: bool = False, note: str = "",

@@ -128,20 +128,20 @@ def summary_params(summary: Any, scope: str = "run") -> dict[str, str]:
     """Strings that describe the run: grid factor and its source, methods, status, scope."""
     from .. import __version__
 
-    g = summary.grid or {}
+    g = summary.grid
     out = {
         "energy/run_id": summary.run_id, "energy/status": summary.status,
         "energy/scope": scope,
-        "energy/region": g.get("region_code"), "energy/grid_year": g.get("year"),
-        "energy/grid_source": g.get("source"), "energy/grid_licence": g.get("licence"),
+        "energy/region": g.region_code, "energy/grid_year": g.year,
+        "energy/grid_source": g.source, "energy/grid_licence": g.licence,
         "energy/pue": summary.pue, "energy/run_dir": summary.run_dir,
         "energy/tracker_version": __version__,
     }
     for c, comp in summary.components.items():
         out[f"energy/{c}_method"] = comp.method
     if summary.job:
-        out["energy/job_id"] = summary.job.get("job_id")
-        out["energy/world_size"] = summary.job.get("world_size")
+        out["energy/job_id"] = summary.job.job_id
+        out["energy/world_size"] = summary.job.world_size
     est = publish_estimates(summary)   # method 'estimate', as on the card; not in emissions
     out["energy/embodied_method"] = est.get("embodied_method")
     out["energy/water_method"] = est.get("water_method")

@@ -13,6 +13,7 @@ always finish it from the files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -238,22 +239,24 @@ def end_job(job_dir: Path, *, csv_root: Optional[Path], restartable: bool = Fals
     manifest, loaded = read_members([job_dir])
     summary = merge_loaded(manifest, loaded, job_dir=str(job_dir))
     restarting = restartable and summary.status != "finished"
-    data = summary.to_dict()
+    notes = list(summary.notes)
     if restarting:
-        data["notes"].append("this attempt ended with status "
-                             f"{summary.status!r} and the launcher may restart it: the job "
-                             "summary is rewritten when the next attempt ends")
+        notes.append(f"this attempt ended with status {summary.status!r} and the launcher may "
+                     "restart it: the job summary is rewritten when the next attempt ends")
     html, note = auto.plan(report_html, summary.status, job_dir)
     if note:
-        data["notes"].append(note)
-    if html:
-        data["report_html"] = str(job_dir / names.REPORT_HTML)
+        notes.append(note)
+    # the summary as saved (its notes, its page): what a reader reads back is this Summary
+    summary = dataclasses.replace(
+        summary, notes=tuple(notes),
+        report_html=str(job_dir / names.REPORT_HTML) if html else summary.report_html)
+    data = summary.to_dict()
 
     def save(d: dict[str, Any]) -> None:
         write_json_atomic(job_dir / SUMMARY, d)
     save(data)
-    missing_nodes = any("nodes" in m.get("what", "") for m in summary.job.get("missing", ())) \
-        if summary.job else False
+    missing_nodes = summary.job is not None and any(
+        "nodes" in (m.what or "") for m in summary.job.missing or ())
     note = None
     if csv_root is None or restarting:
         pass

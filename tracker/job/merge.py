@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
-from ..accounting.breakdown import merge_parts
+from ..accounting.breakdown import idle_accounts, merge_parts
 from ..accounting.parts import as_part
 from ..accounting.price import Cost
 from ..accounting.steps import GroupArrays, MemberSteps, Steps, job_steps
+from ..carbon.gridfactor import Grid
 from ..errors import ConfigError
 from ..rundir.runlog import read_json
 from ..rundir.untrusted import wall_seconds
 from ..sensors.base import counted
-from ..summary import CarbonDetail, DeviceEnergy, Sampling, Summary, utc_iso
+from ..summary import CarbonDetail, DeviceEnergy, Summary, utc_iso
 from ..summary_build import SummaryParts, assemble
 from ..units import J_PER_KWH
 from .layout import JOB_MANIFEST, Member, members
+from .part import JobPart
 from .windows import count_of, job_windows
 
 log = logging.getLogger("tracker")
@@ -50,15 +52,17 @@ class Loaded:
     hundreds of MB)."""
 
     member: Member
-    summary: dict[str, Any]
+    summary: Summary
     rebuilt: bool = False
     _curves: Optional[dict[str, Any]] = field(default=None, repr=False)
     groups: Optional[GroupArrays] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        steps = self.summary.get("steps") or {}
-        if steps.get("groups"):
-            self.groups = GroupArrays.of(steps.pop("groups"))
+        steps = self.summary.steps
+        if steps.groups:
+            self.groups = GroupArrays.of(steps.groups)
+            self.summary = replace(self.summary, steps=Steps.from_dict(
+                {k: v for k, v in steps.to_dict().items() if k != "groups"}))
 
     @property
     def start_wall(self) -> float:
@@ -67,11 +71,11 @@ class Loaded:
 
     @property
     def end_wall(self) -> float:
-        return self.start_wall + float(self.summary.get("duration_s") or 0.0)
+        return self.start_wall + float(self.summary.duration_s or 0.0)
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status") or "running")
+        return str(self.summary.status or "running")
 
     @property
     def node(self) -> str:
@@ -118,10 +122,10 @@ def load(member: Member) -> Loaded:
 
     s = member.summary()
     if s is not None and s.get("status") not in (None, "running"):
-        return Loaded(member, s)
+        return Loaded(member, Summary.from_dict(s))
     state = member.state()
     status = "running" if state == "running" else "killed"
-    return Loaded(member, rebuild_summary(member.path, status=status).to_dict(), rebuilt=True)
+    return Loaded(member, rebuild_summary(member.path, status=status), rebuilt=True)
 
 
 def read_members(job_dirs: Sequence[Path]) -> tuple[dict[str, Any], list[Loaded]]:
@@ -175,10 +179,10 @@ def job_parts(manifest: dict[str, Any], loaded: list[Loaded], *,
     for x in loaded:
         keep = 1.0 - dropped.get(id(x), 0.0)   # a duplicate device's share is counted once
         s = x.summary
-        if s.get("facility_energy_j") is not None:
-            facility += s["facility_energy_j"] * keep
-        if s.get("emissions_kg") is not None:
-            emissions_kg += s["emissions_kg"] * keep
+        if s.facility_energy_j is not None:
+            facility += s.facility_energy_j * keep
+        if s.emissions_kg is not None:
+            emissions_kg += s.emissions_kg * keep
             any_emissions = True
     grids = _grids(loaded)
     grid = grids[0]["grid"] if len(grids) == 1 else {
@@ -187,14 +191,14 @@ def job_parts(manifest: dict[str, Any], loaded: list[Loaded], *,
                                  for e in grids),
         "source": "each node's own factor (carbon.grids)", "year": None, "gco2_per_kwh": None}
     it = energy or 0.0
-    pues = {float(x.summary.get("pue") or 1.0) for x in loaded}
+    pues = {float(x.summary.pue or 1.0) for x in loaded}
     windows = job_windows(loaded, t0, _attempts(loaded))
-    steps = as_part(Steps, job_steps([MemberSteps(x.summary.get("steps") or {}, x.groups,
-                                                  x.attempt) for x in loaded], notes))
+    steps = as_part(Steps, job_steps([MemberSteps(x.summary.steps, x.groups, x.attempt)
+                                      for x in loaded], notes))
     job = _job_section(manifest, loaded, devices, node_energy, grids, t0, t_end)
     for x in loaded:
         where = f"{x.node}/{x.member.path.name}"
-        for n in x.summary.get("notes") or ():
+        for n in x.summary.notes:
             notes.append(f"[{where}] {n}")
     return SummaryParts(
         run_id=str(manifest.get("job_uid")), name=str(manifest.get("name") or "job"),
@@ -205,63 +209,63 @@ def job_parts(manifest: dict[str, Any], loaded: list[Loaded], *,
         emissions_kg=emissions_kg if any_emissions else None,
         gco2_per_kwh=(emissions_kg * 1000.0 / (facility / J_PER_KWH)
                       if any_emissions and facility > 0 else None),
-        grid=grid, carbon=CarbonDetail(grids=grids, keys_=("grids",)), windows=tuple(windows),
+        grid=as_part(Grid, grid), carbon=CarbonDetail(grids=grids, keys_=("grids",)),
+        windows=tuple(windows),
         steps=steps,
         notes=tuple(_dedupe_notes(notes)),
         degraded=tuple(f"[{x.node}/{x.member.path.name}] {d}" for x in loaded
-                       for d in x.summary.get("degraded") or ()),
-        run_dir=job_dir, sampling=as_part(Sampling, loaded[0].summary.get("sampling") or {}),
-        job=job,
-        breakdown=merge_parts((x.summary.get("breakdown") for x in loaded), energy),
-        idle={f"{x.node}/{name}": v for x in loaded
-              for name, v in (x.summary.get("idle") or {}).items()},
+                       for d in x.summary.degraded),
+        run_dir=job_dir, sampling=loaded[0].summary.sampling,
+        job=as_part(JobPart, job),
+        breakdown=merge_parts((x.summary.breakdown for x in loaded), energy),
+        idle=idle_accounts({f"{x.node}/{name}": v for x in loaded
+                            for name, v in x.summary.idle.items()}),
         cost=_cost(loaded))
 
 
 def _cost(loaded: list[Loaded]) -> Optional[Cost]:
     """The members' costs summed (one currency; prices may differ by node)."""
-    costs = [x.summary.get("cost") for x in loaded]
-    given = [c for c in costs if c]
+    given = [c for c in (x.summary.cost for x in loaded) if c]
     if not given:
         return None
-    currencies = {c["currency"] for c in given}
-    if len(currencies) > 1 or len(given) < len([x for x in loaded if x.summary.get("energy_j")]):
+    currencies = {c.currency for c in given}
+    if len(currencies) > 1 or len(given) < len([x for x in loaded if x.summary.energy_j]):
         return Cost(amount=None, currency="mixed", price_per_kwh=None,
                     basis="members were given different currencies, or some no price")
-    prices = {c["price_per_kwh"] for c in given}
+    prices = {c.price_per_kwh for c in given}
     return Cost(amount=sum(c["amount"] for c in given), currency=currencies.pop(),
                 price_per_kwh=prices.pop() if len(prices) == 1 else None,
                 basis=given[0]["basis"] + ("" if len(prices) == 1 else ", prices per node"))
 
 
 # -- devices and nodes ----------------------------------------------------------------------------
-def _device_key(x: Loaded, d: dict[str, Any]) -> tuple[str, str]:
-    uuid = (d.get("details") or {}).get("uuid")
-    return (x.node, f"uuid:{uuid}") if uuid else (x.node, str(d.get("name")))
+def _device_key(x: Loaded, d: DeviceEnergy) -> tuple[str, str]:
+    uuid = (d.details or {}).get("uuid")
+    return (x.node, f"uuid:{uuid}") if uuid else (x.node, d.name)
 
 
 def _devices(loaded: list[Loaded], notes: list[str]
              ) -> tuple[list[DeviceEnergy], dict[str, Optional[float]], dict[int, float]]:
     """Job devices (one per physical device, attempts summed), node energies, and for each
     member the share of its energy dropped as counted elsewhere (a duplicate)."""
-    per_key: dict[tuple[str, str], list[tuple[Loaded, dict[str, Any]]]] = {}
+    per_key: dict[tuple[str, str], list[tuple[Loaded, DeviceEnergy]]] = {}
     node_energy: dict[str, Optional[float]] = {}
     dropped: dict[int, float] = {}
     spans: dict[tuple[str, str], list[tuple[float, float, Loaded]]] = {}
     for x in loaded:
         node_energy.setdefault(x.node, None)
-        for d in x.summary.get("devices") or ():
+        for d in x.summary.devices:
             key = _device_key(x, d)
             # when this member read the device (a late claim starts after the run did)
-            a0 = x.start_wall + float(d.get("start_s") or 0.0)
-            b0 = x.start_wall + float(d["end_s"]) if d.get("end_s") is not None else x.end_wall
+            a0 = x.start_wall + float(d.start_s or 0.0)
+            b0 = x.start_wall + float(d.end_s) if d.end_s is not None else x.end_wall
             clash = next((o for a, b, o in spans.get(key, ()) if a < b0 and a0 < b), None)
             if clash is not None:   # claims failed (e.g. no shared lock dir): count once
-                e = d.get("energy_j") or 0.0
-                total = x.summary.get("energy_j") or 0.0
+                e = d.energy_j or 0.0
+                total = x.summary.energy_j or 0.0
                 if total > 0:
                     dropped[id(x)] = dropped.get(id(x), 0.0) + e / total
-                notes.append(f"{x.node}/{d.get('name')} was measured by both "
+                notes.append(f"{x.node}/{d.name} was measured by both "
                              f"{clash.member.path.name} and {x.member.path.name} at the same "
                              "time; counted once")
                 continue
@@ -269,26 +273,27 @@ def _devices(loaded: list[Loaded], notes: list[str]
             per_key.setdefault(key, []).append((x, d))
     out = []
     for (node, _), rows in per_key.items():
-        measured = [d for _, d in rows if d.get("energy_j") is not None]
-        energy = sum(d["energy_j"] for d in measured) if measured else None
-        seconds = sum(x.end_wall - x.start_wall for x, d in rows if d.get("energy_j") is not None)
-        peaks = [d["peak_power_w"] for d in measured if d.get("peak_power_w") is not None]
+        measured = [d for _, d in rows if d.energy_j is not None]
+        energy = sum(d.energy_j for d in measured if d.energy_j is not None) if measured \
+            else None
+        seconds = sum(x.end_wall - x.start_wall for x, d in rows if d.energy_j is not None)
+        peaks = [d.peak_power_w for d in measured if d.peak_power_w is not None]
         first = rows[0][1]
-        statuses = {d.get("status") for _, d in rows}
-        details = dict(first.get("details") or {})
+        statuses = {d.status for _, d in rows}
+        details = dict(first.details or {})
         details["measured_by"] = sorted({x.member.path.name for x, _ in rows})
+        bounds = [d.uncertainty_j for d in measured]
         out.append(DeviceEnergy(
-            name=str(first.get("name")), component=str(first.get("component")),
-            method=str(first.get("method")), description=str(first.get("description")),
+            name=str(first.name), component=str(first.component),
+            method=str(first.method), description=str(first.description),
             energy_j=energy, mean_power_w=energy / seconds if energy is not None and seconds > 0
             else None, peak_power_w=max(peaks) if peaks else None,
             status="unavailable" if energy is None else (
                 "degraded" if statuses - {"ok"} else "ok"),
-            errors=tuple(e for _, d in rows for e in d.get("errors") or ()),
+            errors=tuple(e for _, d in rows for e in d.errors or ()),
             details=details, node=node,
-            uncertainty_j=sum(d["uncertainty_j"] for d in measured)
-            if measured and all(isinstance(d.get("uncertainty_j"), (int, float))
-                                for d in measured) else None))
+            uncertainty_j=sum(b for b in bounds if b is not None)
+            if measured and all(isinstance(b, (int, float)) for b in bounds) else None))
         if energy is not None and counted(details):   # a node meter's parts: once
             node_energy[node] = (node_energy[node] or 0.0) + energy
     order = {"gpu": 0, "cpu": 1, "ram": 2}
@@ -305,7 +310,7 @@ def _grids(loaded: list[Loaded]) -> list[dict[str, Any]]:
     """The grid factors in use, each with the nodes it applies to."""
     out: list[dict[str, Any]] = []
     for x in loaded:
-        g = x.summary.get("grid") or {}
+        g = x.summary.grid.to_dict()
         ident = (g.get("region_code"), g.get("gco2_per_kwh"), g.get("source"))
         for entry in out:
             if entry["_id"] == ident:
@@ -318,11 +323,10 @@ def _grids(loaded: list[Loaded]) -> list[dict[str, Any]]:
 
 
 def _pue_source(loaded: list[Loaded]) -> str:
-    sources = {(x.summary.get("pue"), x.summary.get("pue_source")) for x in loaded}
+    sources = {(x.summary.pue, x.summary.pue_source) for x in loaded}
     if len(sources) != 1:
         return "per node (energy-weighted)"
-    # every part's summary.json was written from a Summary, whose pue_source is a str
-    return cast(str, next(iter(sources))[1])
+    return next(iter(sources))[1]
 
 
 def _job_status(loaded: list[Loaded]) -> str:
@@ -362,7 +366,7 @@ def _job_section(manifest: dict[str, Any], loaded: list[Loaded], devices: list[D
             "started_utc": utc_iso(min(x.start_wall for x in xs)),
             "ended_utc": utc_iso(max(x.end_wall for x in xs)),
             "status": next((s for s in _STATUS_ORDER if s in statuses), "finished"),
-            "energy_j": sum(x.summary.get("energy_j") or 0.0 for x in xs)})
+            "energy_j": sum(x.summary.energy_j or 0.0 for x in xs)})
     world = max([count_of(x.member.identity.get("world_size")) for x in loaded]
                 + [count_of(manifest.get("world_size"))])
     nnodes = max([count_of(x.member.identity.get("nnodes")) for x in loaded] + [0]) or None
@@ -376,7 +380,7 @@ def _job_section(manifest: dict[str, Any], loaded: list[Loaded], devices: list[D
                          "energy_j": d.energy_j, "measured_by": d.details.get("measured_by")}
                         for d in devices if d.node == node],
             "energy_j": node_energy[node],
-            "emissions_kg": sum(x.summary.get("emissions_kg") or 0.0 for x in xs),
+            "emissions_kg": sum(x.summary.emissions_kg or 0.0 for x in xs),
             "grid_region": (grid_of.get(node) or {}).get("region_code"),
             "gco2_per_kwh": (grid_of.get(node) or {}).get("gco2_per_kwh"),
             "members": [{"run": x.member.path.name, "ranks": x.ranks, "status": x.status,
@@ -422,7 +426,7 @@ def _missing(loaded: list[Loaded], world: int, nnodes: Optional[int], t0: float,
                             "reason": f"killed without a final reading: its devices' energy "
                                       f"after t={end - t0:.2f} s ({utc_iso(end)}) is missing",
                             "missing_from_s": end - t0, "missing_from_utc": utc_iso(end),
-                            "devices": [d.get("name") for d in x.summary.get("devices") or ()]})
+                            "devices": [d.name for d in x.summary.devices]})
     if nnodes and n_nodes < nnodes:
         out.append({"what": f"{nnodes - n_nodes} of {nnodes} nodes",
                     "reason": "no node folder in this job directory: on node-local disks, copy "

@@ -16,9 +16,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..accounting.parts import as_part
 from ..rundir.names import SUMMARY
 from ..rundir.runlog import read_json
 from .layout import members
+from .part import JobPart
 
 if TYPE_CHECKING:
     from ..summary import Summary
@@ -73,8 +75,7 @@ def job_summary(member: JobMember, *, own_end_wall: float, wait_s: float) -> Opt
         view = merge([member.job_dir])
         if not running:
             return view
-        job = dict(view.job or {})
-        job.update(partial=True, still_running=running)
+        job = as_part(JobPart, {**(view.job or {}), "partial": True, "still_running": running})
         note = (f"partial: rank(s) {', '.join(str(r) for r in running)} of the job were still "
                 "running when this process stopped; the last process to stop writes the job "
                 "summary (or run `energy-tracker report` on the job directory)")

@@ -37,22 +37,22 @@ def job_windows(loaded: Sequence[Loaded], t0: float, attempts: Sequence[tuple[st
     next_id = 0
     for key in attempts:
         xs = [x for x in loaded if x.attempt == key]
-        by = {i: [(x, w) for w in x.summary.get("windows") or ()] for i, x in enumerate(xs)}
+        by = {i: [(x, w) for w in x.summary.windows] for i, x in enumerate(xs)}
 
-        def start(xw: tuple[Loaded, dict[str, Any]]) -> float:
-            return xw[0].start_wall - t0 + float(xw[1].get("start_s") or 0.0)
+        def start(xw: tuple[Loaded, WindowEnergy]) -> float:
+            return xw[0].start_wall - t0 + float(xw[1].start_s or 0.0)
 
-        def end(xw: tuple[Loaded, dict[str, Any]]) -> Optional[float]:
-            e = xw[1].get("end_s")
+        def end(xw: tuple[Loaded, WindowEnergy]) -> Optional[float]:
+            e = xw[1].end_s
             return None if e is None else xw[0].start_wall - t0 + float(e)
 
-        matches = align.match(by, kind=lambda xw: str(xw[1].get("kind")),
-                              name=lambda xw: str(xw[1].get("name")), start=start)
+        matches = align.match(by, kind=lambda xw: str(xw[1].kind),
+                              name=lambda xw: str(xw[1].name), start=start)
         key_of = {}
         for i, seq in by.items():
-            for k, keyed in align.keyed(seq, lambda xw: str(xw[1].get("kind")),
-                                        lambda xw: str(xw[1].get("name")), start):
-                key_of[(i, keyed[1].get("id"))] = k
+            for k, keyed in align.keyed(seq, lambda xw: str(xw[1].kind),
+                                        lambda xw: str(xw[1].name), start):
+                key_of[(i, keyed[1].id)] = k
         id_of: dict[align.Key, int] = {}
         for m in matches:
             id_of[m.key] = next_id
@@ -71,28 +71,28 @@ def job_windows(loaded: Sequence[Loaded], t0: float, attempts: Sequence[tuple[st
                 xw = m.by.get(i)
                 if xw is not None:
                     w = xw[1]
-                    ranks += count_of((w.get("attrs") or {}).get("ranks")) or max(len(x.ranks), 1)
-                    if w.get("energy_j") is not None:
-                        energy += w["energy_j"]
+                    ranks += count_of(w.attrs.get("ranks")) or max(len(x.ranks), 1)
+                    if w.energy_j is not None:
+                        energy += w.energy_j
                         have_energy = True
-                        u = w.get("uncertainty_j")
+                        u = w.uncertainty_j
                         measured = any(v != "modeled" for v in
-                                       (w.get("method_by_component") or {}).values())
+                                       (w.method_by_component or {}).values())
                         if isinstance(u, (int, float)) and bound is not None:
                             bound += u
                         elif measured:
                             bound = None
-                    if w.get("emissions_g") is not None:
-                        emissions += w["emissions_g"]
+                    if w.emissions_g is not None:
+                        emissions += w.emissions_g
                         have_emissions = True
-                    if w.get("cost") is not None:
-                        cost += w["cost"]
+                    if w.cost is not None:
+                        cost += w.cost
                         have_cost = True
-                    for c, e in (w.get("by_component_j") or {}).items():
+                    for c, e in (w.by_component_j or {}).items():
                         by_c[c] = by_c.get(c, 0.0) + e
-                    for c, meth in (w.get("method_by_component") or {}).items():
+                    for c, meth in (w.method_by_component or {}).items():
                         methods.setdefault(c, set()).add(meth)
-                elif b is not None and x.summary.get("devices"):
+                elif b is not None and x.summary.devices:
                     # This member measured devices but did not record the window: read its
                     # curves at the reference edges.
                     got = _curve_window(x, t0 + a - x.start_wall, t0 + b - x.start_wall)
@@ -108,10 +108,10 @@ def job_windows(loaded: Sequence[Loaded], t0: float, attempts: Sequence[tuple[st
                         if em is not None:
                             emissions += em
                             have_emissions = True
-            attrs = dict(ref_w.get("attrs") or {})
+            attrs = dict(ref_w.attrs)
             spread = m.spread_s(start, end)
             for xw in m.by.values():   # a member's own ranks may already be spread (CLI)
-                inner = (xw[1].get("attrs") or {}).get("edge_spread_s")
+                inner = xw[1].attrs.get("edge_spread_s")
                 if isinstance(inner, dict):
                     spread = {k: max(spread[k], float(inner.get(k) or 0.0)) for k in spread}
             attrs.update(ranks=ranks, edge_spread_s=spread,
@@ -120,9 +120,9 @@ def job_windows(loaded: Sequence[Loaded], t0: float, attempts: Sequence[tuple[st
                 attrs["read_at_reference_edges"] = read_from_curve
             if len(attempts) > 1:
                 attrs["attempt_restart"] = key[1]
-            parent = align.remap_parent(m, lambda xw: xw[1].get("parent"), key_of, id_of)
+            parent = align.remap_parent(m, lambda xw: xw[1].parent, key_of, id_of)
             out.append(WindowEnergy(
-                id=id_of[m.key], name=str(ref_w.get("name")), kind=str(ref_w.get("kind")),
+                id=id_of[m.key], name=str(ref_w.name), kind=str(ref_w.kind),
                 parent=parent, start_s=a, end_s=b,
                 duration_s=(b - a) if b is not None else None,
                 energy_j=energy if have_energy else None, by_component_j=by_c,
@@ -141,20 +141,20 @@ def _curve_window(x: Loaded, a: float, b: float) -> dict[str, tuple[float, str]]
     """Energy per component of one member between two of its run times; a device included in
     a whole-node meter is left out (its energy is in the meter's)."""
     out: dict[str, tuple[float, str]] = {}
-    for d in x.summary.get("devices") or ():
-        if not counted(d.get("details")):
+    for d in x.summary.devices:
+        if not counted(d.details):
             continue
-        e0, e1 = x.energy_at(str(d.get("name")), a), x.energy_at(str(d.get("name")), b)
+        e0, e1 = x.energy_at(d.name, a), x.energy_at(d.name, b)
         if e0 is None or e1 is None:
             continue
-        c = str(d.get("component"))
-        prev = out.get(c, (0.0, str(d.get("method"))))
+        c = d.component
+        prev = out.get(c, (0.0, d.method))
         out[c] = (prev[0] + (e1 - e0), prev[1])
     return out
 
 
 def _scaled_emissions(x: Loaded, energy_j: float) -> Optional[float]:
     """Emissions (g) of part of a member's energy, at that member's effective intensity."""
-    g = x.summary.get("gco2_per_kwh")
-    pue = float(x.summary.get("pue") or 1.0)
+    g = x.summary.gco2_per_kwh
+    pue = float(x.summary.pue or 1.0)
     return None if g is None else energy_j * pue / J_PER_KWH * g
