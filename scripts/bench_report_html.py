@@ -47,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _chromium  # noqa: E402  (scripts/_chromium.py, beside this file)
+
 from tracker.carbon import resolve_factor  # noqa: E402
 from tracker.rundir.report_timeline import ReportTimelineWriter  # noqa: E402
 from tracker.rundir.runlog import FLUSH_EVERY_S  # noqa: E402
@@ -218,7 +220,6 @@ def timed(run: Path, one: bool, scan_all: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-CHROMIUM = "/usr/bin/chromium"
 # Before any script of the page: note when the first chart's SVG enters the document, and the
 # frame after it (when it can first be painted). performance.now() counts from navigation start.
 FIRST_CHART = """(() => {
@@ -233,41 +234,23 @@ FIRST_CHART = """(() => {
 
 def open_times(page: Path, repeats: int) -> list[dict]:
     """Open the page `repeats` times in headless Chromium, offline (every request but the file
-    refused); [] with the reason printed when Playwright or Chromium is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        print("Chromium timing skipped: the playwright package is not installed")
+    refused; stops on a console error or a request); [] with the reason printed when Playwright
+    or Chromium is missing."""
+    skip = _chromium.unavailable()
+    if skip:
+        print(f"Chromium timing skipped: {skip}")
         return []
-    if not os.access(CHROMIUM, os.X_OK):
-        print(f"Chromium timing skipped: no Chromium at {CHROMIUM}")
-        return []
-    url = page.resolve().as_uri()
     out = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync",
-                  "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND"])
-        try:
-            for _ in range(repeats):
-                context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                              offline=True)
-                context.route("**/*", lambda route: route.continue_()
-                              if route.request.url == url else route.abort())
-                context.add_init_script(FIRST_CHART)
-                tab = context.new_page()
-                tab.goto(url, wait_until="load", timeout=120_000)
-                tab.wait_for_function("window.__etFirstFrame != null", timeout=120_000)
-                got = tab.evaluate("""() => ({svg_ms: window.__etFirstChart,
+    with _chromium.offline_browser() as browser:
+        for _ in range(repeats):
+            with _chromium.offline_page(browser, page, init_script=FIRST_CHART) as tab:
+                tab.page.wait_for_function("window.__etFirstFrame != null", timeout=120_000)
+                got = tab.page.evaluate("""() => ({svg_ms: window.__etFirstChart,
                     frame_ms: window.__etFirstFrame,
                     load_ms: performance.getEntriesByType('navigation')[0].loadEventStart,
                     charts: document.querySelectorAll('.et-chart svg').length})""")
+                tab.check()
                 out.append(got)
-                context.close()
-        finally:
-            browser.close()
     return out
 
 

@@ -41,12 +41,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = "/usr/bin/chromium"     # the Debian package, as tests/test_report_html.py uses
+import _chromium  # noqa: E402  (scripts/_chromium.py, beside this file)
 
 # The child that makes the one real run: steps with samples so the index has J/sample, a
 # window so the summary is shaped like a training run's. It prints the run directory last.
@@ -128,52 +128,21 @@ ROWS_PRESENT = """(() => {
 })();"""
 
 
-def browser_skip_reason() -> Optional[str]:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
 def open_times(page: Path, n: int, repeats: int) -> list[dict[str, float]]:
-    """Open the page `repeats` times in headless Chromium, offline; the times in ms."""
-    from playwright.sync_api import Route, sync_playwright
-
-    url = page.resolve().as_uri()
-
-    def only_the_file(route: Route) -> None:
-        if route.request.url == url:
-            route.continue_()
-        else:
-            route.abort()
-
+    """Open the page `repeats` times in headless Chromium, offline (stops on a console error or
+    a request); the times in ms."""
     out = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync",
-                  "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND"])
-        try:
-            for _ in range(repeats):
-                context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                              offline=True)
-                context.route("**/*", only_the_file)
-                context.add_init_script(ROWS_PRESENT % n)
-                tab = context.new_page()
-                tab.goto(url, wait_until="load", timeout=180_000)
-                tab.wait_for_function("window.__etRows != null && window.__etReady != null",
-                                      timeout=180_000)
-                got = tab.evaluate("""() => ({rows_ms: window.__etRows,
+    with _chromium.offline_browser() as browser:
+        for _ in range(repeats):
+            with _chromium.offline_page(browser, page, init_script=ROWS_PRESENT % n,
+                                        timeout_ms=180_000) as tab:
+                tab.page.wait_for_function(
+                    "window.__etRows != null && window.__etReady != null", timeout=180_000)
+                got = tab.page.evaluate("""() => ({rows_ms: window.__etRows,
                     ready_ms: window.__etReady,
                     load_ms: performance.getEntriesByType('navigation')[0].loadEventStart})""")
+                tab.check()
                 out.append(got)
-                context.close()
-        finally:
-            browser.close()
     return out
 
 
@@ -254,7 +223,7 @@ def main() -> None:
     print(f"one real run: {src.name}, {run_bytes:,} bytes in its directory "
           f"({', '.join(sorted(f.name for f in src.iterdir()))}); made in "
           f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs here")
-    skip = "--no-browser given" if args.no_browser else browser_skip_reason()
+    skip = "--no-browser given" if args.no_browser else _chromium.unavailable()
     if skip:
         print(f"Chromium timing skipped: {skip}")
     results: list[dict[str, Any]] = []

@@ -89,6 +89,18 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeNVML]:
 
 
 @pytest.fixture
+def one_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This process as the only rank of a torchrun job on one node."""
+    monkeypatch.setenv("ENERGY_TRACKER_LOCK_DIR", str(tmp_path / "locks"))
+    for var in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "ENERGY_TRACKER_JOB"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                       ("LOCAL_WORLD_SIZE", "1"), ("ENERGY_TRACKER_NODE", "node-a"),
+                       ("TORCHELASTIC_RESTART_COUNT", "0")):
+        monkeypatch.setenv(var, value)
+
+
+@pytest.fixture
 def fake_amdsmi(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeAMDSMI]:
     """Factory: `fake_amdsmi(2)` (two 500 W MI300X) or `fake_amdsmi(FakeAmdGPU(...), ...)`.
 

@@ -27,18 +27,6 @@ TRACKER = ROOT / "tracker"
 FAST = dict(rate_hz=50, counter_interval_s=0.2, cpu=False, ram=False)
 
 
-@pytest.fixture
-def one_rank(monkeypatch, tmp_path):
-    """This process as the only rank of a torchrun job on one node."""
-    monkeypatch.setenv("ENERGY_TRACKER_LOCK_DIR", str(tmp_path / "locks"))
-    for var in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "ENERGY_TRACKER_JOB"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                       ("LOCAL_WORLD_SIZE", "1"), ("ENERGY_TRACKER_NODE", "node-a"),
-                       ("TORCHELASTIC_RESTART_COUNT", "0")):
-        monkeypatch.setenv(var, value)
-
-
 def _train(run, steps: int) -> None:
     with run.window("epoch0"):
         for _ in range(steps):

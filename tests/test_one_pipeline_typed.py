@@ -25,18 +25,6 @@ from tracker.summary import Summary
 FAST = dict(cpu=False, ram=False, rate_hz=50, counter_interval_s=0.2)
 
 
-@pytest.fixture
-def one_rank(monkeypatch, tmp_path):
-    """This process as the only rank of a torchrun job on one node."""
-    monkeypatch.setenv("ENERGY_TRACKER_LOCK_DIR", str(tmp_path / "locks"))
-    for var in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "ENERGY_TRACKER_JOB"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
-                       ("LOCAL_WORLD_SIZE", "1"), ("ENERGY_TRACKER_NODE", "node-a"),
-                       ("TORCHELASTIC_RESTART_COUNT", "0")):
-        monkeypatch.setenv(var, value)
-
-
 def _stalled_run(run, sleep) -> None:
     """Start-up, then steps that wait 3x longer for data than they compute."""
     sleep(0.6)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import offline_browser, offline_page
 from conftest import UUIDS, Constant, FakeGPU, condensed, wait_for
-from services import require_service
 
 from tracker import ConfigError, track
 from tracker.report import html as report_html
@@ -25,7 +25,6 @@ from tracker.report.html import collect, write_html
 from tracker.report.terminal import BLOCKS, render
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 FAST = dict(rate_hz=50, counter_interval_s=0.2, cpu=False, ram=False)
 
 
@@ -47,66 +46,28 @@ def small_run(tmp_path: Path, sensors: list) -> Path:
 
 
 # -- the browser ----------------------------------------------------------------------------------
-def _playwright() -> Any:
-    """Playwright's sync API and a Chromium to drive, or a skip that says what is missing (a
-    failure under CI=true: see tests/services.py)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Playwright", False, "the playwright package is not installed (it is "
-                        "in the `test` extra: pip install playwright)")
-    require_service("Chromium", os.access(CHROMIUM, os.X_OK),
-                    f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
-                    "scripts/ci_services.sh installs it in CI)")
-    return sync_playwright
-
-
 def open_offline(html_file: Path, screenshot: Path) -> dict[str, Any]:
-    """Load the file in headless Chromium with every network request refused; return what the
-    page did: requests, console errors, the charts drawn (charts.js's etInfo, or the bars)."""
-    sync_playwright = _playwright()
-    url = html_file.resolve().as_uri()
-    requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--no-first-run", "--disable-sync",
-                      "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND"])
-        except Exception as e:   # a browser that cannot start here is an environment problem
-            require_service("Chromium", False,
-                            f"Chromium at {CHROMIUM} did not start under Playwright: {e}")
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 2000},
-                                          offline=True)
-            # Anything but the file itself and inline data is refused, and remembered.
-            context.route("**/*", lambda route: route.continue_()
-                          if route.request.url == url or route.request.url.startswith("data:")
-                          else route.abort())
-            page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url, wait_until="load")
-            page.wait_for_selector(".et-chart .main-svg", timeout=30_000)
-            charts = page.evaluate("""() => Array.from(
-                document.querySelectorAll('.et-chart')).map(el => {
-                    const info = el.etInfo || {};
-                    const bars = el.querySelectorAll('svg rect[fill]').length;
-                    return {id: el.id, svgs: el.querySelectorAll('.main-svg').length,
-                            traces: info.series || (bars ? 1 : 0),
-                            points: info.points || bars, shapes: info.shades || 0,
-                            peak: info.peak, range: info.range};
-                })""")
-            text = page.inner_text("body")
-            zoom = _zoom(page)
-            page.screenshot(path=str(screenshot), full_page=False)
-        finally:
-            browser.close()
-    return {"requests": requests, "errors": errors, "charts": charts, "text": text, "url": url,
-            "zoom": zoom}
+    """Load the file in headless Chromium with every network request refused (tests/browser.py);
+    return what the page did: requests, console errors, the charts drawn (charts.js's etInfo,
+    or the bars)."""
+    with offline_browser() as browser, \
+            offline_page(browser, html_file, viewport={"width": 1400, "height": 2000}) as tab:
+        page = tab.page
+        page.wait_for_selector(".et-chart .main-svg", timeout=30_000)
+        charts = page.evaluate("""() => Array.from(
+            document.querySelectorAll('.et-chart')).map(el => {
+                const info = el.etInfo || {};
+                const bars = el.querySelectorAll('svg rect[fill]').length;
+                return {id: el.id, svgs: el.querySelectorAll('.main-svg').length,
+                        traces: info.series || (bars ? 1 : 0),
+                        points: info.points || bars, shapes: info.shades || 0,
+                        peak: info.peak, range: info.range};
+            })""")
+        text = page.inner_text("body")
+        zoom = _zoom(page)
+        page.screenshot(path=str(screenshot), full_page=False)
+    return {"requests": tab.requests, "errors": tab.errors, "charts": charts, "text": text,
+            "url": tab.url, "zoom": zoom}
 
 
 def _zoom(page: Any) -> dict[str, Any]:

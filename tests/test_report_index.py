@@ -1,6 +1,6 @@
 """index.html of a root of runs and the sweep comparison: real runs and a real 2-process job
 made by the tracker on fake GPUs, pages opened in a real headless Chromium with the network
-cut off (helpers from test_report_html.py)."""
+cut off (tests/browser.py; run helpers from test_report_html.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import offline_browser, offline_page
 from conftest import UUIDS, Constant, FakeGPU
-from test_report_html import CHROMIUM, FAST, _playwright, job_env  # noqa: F401
+from test_report_html import FAST, job_env  # noqa: F401
 
 from tracker import track
 from tracker.cli import main
@@ -72,33 +73,13 @@ def _tree(path: Path) -> dict[str, tuple[int, int]]:
 
 def browse(html_file: Path, actions: Any) -> dict[str, Any]:
     """Open the page offline in headless Chromium (every request but the file refused and
-    remembered), run `actions(page)`, return its result with requests and console errors."""
-    sync_playwright = _playwright()
-    url = html_file.resolve().as_uri()
-    requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu",
-                                               "--disable-dev-shm-usage",
-                                               "--host-resolver-rules=MAP * ~NOTFOUND"])
-        except Exception as e:
-            from services import require_service
-            require_service("Chromium", False, f"Chromium at {CHROMIUM} did not start: {e}")
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1600}, offline=True)
-            context.route("**/*", lambda route: route.continue_()
-                          if route.request.url == url else route.abort())
-            page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url, wait_until="load")
-            got = actions(page)
-        finally:
-            browser.close()
-    return {"got": got, "requests": [u for u in requests if u != url], "errors": errors}
+    remembered: tests/browser.py), run `actions(page)`, return its result with requests and
+    console errors."""
+    with offline_browser() as browser, \
+            offline_page(browser, html_file, viewport={"width": 1400, "height": 1600}) as tab:
+        got = actions(tab.page)
+    return {"got": got, "requests": [u for u in tab.requests if u != tab.url],
+            "errors": tab.errors}
 
 
 def _visible_names(page: Any) -> list[str]:

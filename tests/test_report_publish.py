@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from browser import offline_browser, offline_page
 from publish_helpers import h100_run, summary_of
-from test_report_html import CHROMIUM, _playwright
 
 from tracker.exporters.base import summary_metrics, summary_params
 from tracker.publish.card import card_metadata, metadata_yaml
@@ -59,46 +59,28 @@ def test_without_energy_there_is_nothing_to_publish(tmp_path, fake_h100):
 def test_the_copy_button_copies_or_selects_the_card(tmp_path, fake_h100, clipboard):
     """With the clipboard API: the card's YAML is on the clipboard. Without it (a browser that
     has none for a file:// page): the text is selected, for Ctrl+C."""
-    sync_playwright = _playwright()
     run = h100_run(tmp_path, wue=1.8)
     out = write_html(run)
     page_text = out.read_text()
     expected = block(page_text, "pub-card")
-    url = out.resolve().as_uri()
-    requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu",
-                                           "--disable-dev-shm-usage"])
-        try:
-            context = browser.new_context(offline=True)
-            if clipboard:
-                context.grant_permissions(["clipboard-read", "clipboard-write"])
-            else:
-                context.add_init_script("Object.defineProperty(Navigator.prototype, "
-                                        "'clipboard', {get: () => undefined})")
-            context.route("**/*", lambda route: route.continue_()
-                          if route.request.url == url else route.abort())
-            page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(url, wait_until="load")
-            assert page.locator("#publish h2").inner_text() == "Publish"
-            page.click("button.et-copy[data-copy='pub-card']")
-            page.wait_for_function(
-                "document.querySelector(\"[data-copy='pub-card'] + .et-copied\").textContent")
-            got: dict[str, Any] = page.evaluate("""async () => {
-                let clip = null;
-                try { clip = await navigator.clipboard.readText(); } catch (e) { clip = null; }
-                return {clip, selected: String(window.getSelection()),
-                        note: document.querySelector("[data-copy='pub-card'] + .et-copied")
-                              .textContent};
-            }""")
-        finally:
-            browser.close()
-    assert errors == [] and [u for u in requests if u != url] == []
+    no_clipboard = ("Object.defineProperty(Navigator.prototype, 'clipboard', "
+                    "{get: () => undefined})")
+    with offline_browser() as browser, offline_page(
+            browser, out, permissions=("clipboard-read", "clipboard-write") if clipboard else (),
+            init_script=None if clipboard else no_clipboard) as tab:
+        page = tab.page
+        assert page.locator("#publish h2").inner_text() == "Publish"
+        page.click("button.et-copy[data-copy='pub-card']")
+        page.wait_for_function(
+            "document.querySelector(\"[data-copy='pub-card'] + .et-copied\").textContent")
+        got: dict[str, Any] = page.evaluate("""async () => {
+            let clip = null;
+            try { clip = await navigator.clipboard.readText(); } catch (e) { clip = null; }
+            return {clip, selected: String(window.getSelection()),
+                    note: document.querySelector("[data-copy='pub-card'] + .et-copied")
+                          .textContent};
+        }""")
+    assert tab.errors == [] and tab.blocked == [] and tab.requests == [tab.url]
     if clipboard:
         assert got["note"] == "copied" and got["clip"] == expected, got
         copied = got["clip"]

@@ -6,7 +6,6 @@ script) and charts.js sets every string as text."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import replace
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import require_service
+from browser import offline_browser, offline_page
 
 from tracker import track
 from tracker.report.html import write_html
@@ -23,7 +22,6 @@ from tracker.report.html import write_html
 EVIL_A = '<a href="https://evil.example/">x</a>'
 EVIL_IMG = "<img src=x onerror=alert(1)>"
 EVIL = EVIL_A + EVIL_IMG
-CHROMIUM = "/usr/bin/chromium"
 MARKUP = re.compile(r"<\s*(a|img)\b", re.IGNORECASE)
 
 
@@ -142,37 +140,14 @@ def test_no_evil_link_is_rendered_in_chromium(tmp_path, fake_gpu):
     """The rendered page, in a real headless Chromium: no element links to evil.example and
     no image was made from a name (skipped, saying why, without Chromium; under CI=true a
     missing Chromium fails: tests/services.py)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Playwright", False, "the playwright package is not installed (it is "
-                        "in the `test` extra: pip install playwright)")
-    require_service("Chromium", os.access(CHROMIUM, os.X_OK),
-                    f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
-                    "scripts/ci_services.sh installs it in CI)")
-    out = write_html(hostile_run(tmp_path, fake_gpu))
-    url = out.resolve().as_uri()
-    with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu",
-                                               "--disable-dev-shm-usage"])
-        except Exception as e:   # a browser that cannot start here is an environment problem
-            require_service("Chromium", False,
-                            f"Chromium at {CHROMIUM} did not start under Playwright: {e}")
-        try:
-            context = browser.new_context(offline=True)
-            context.route("**/*", lambda route: route.continue_()
-                          if route.request.url == url or route.request.url.startswith("data:")
-                          else route.abort())
-            page = context.new_page()
-            page.goto(url, wait_until="load")
+    with offline_browser() as browser:      # no browser: skipped (CI: failed) before the run
+        out = write_html(hostile_run(tmp_path, fake_gpu))
+        with offline_page(browser, out) as tab:
+            page = tab.page
             page.wait_for_selector(".et-chart .main-svg", timeout=30_000)
             evil_links = page.locator('a[href*="evil"]').count()
             images = page.locator("img").count()
             legend = page.inner_text("#fig-timeline")
-        finally:
-            browser.close()
     assert evil_links == 0 and images == 0
     assert "onerror" in legend   # the name is shown, as text
 

@@ -10,15 +10,15 @@ inventory counts: a job's members are in the job's row, not rows of their own). 
 killed run is read as a view: its summary is rebuilt in memory and nothing is written into
 any run directory; a run without report.html links to its summary (or run.json) instead, and
 the page says how to draw the report. The page is one file with no request: page/
-index.html.tmpl filled with report.css, index.css, index.js and the rows as JSON.
+index.html.tmpl filled with report.css, index.css, common.js + index.js (one script) and the
+rows as JSON.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,6 +30,8 @@ from ..rundir.names import JOB_MANIFEST, MANIFEST, REPORT_HTML, SUMMARY
 from ..rundir.runlog import write_text_atomic
 from ..rundir.untrusted import number
 from ..units import J_PER_KWH
+from .cells import duration, fixed, methods, numeric
+from .cells import esc as _e
 from .render import fill, script_json
 
 INDEX_HTML = "index.html"
@@ -123,8 +125,8 @@ def row_of(e: Entry, base: Path, *, timeline: bool = True) -> dict[str, Any]:
         "it_kwh": it_j / J_PER_KWH if it_j is not None else None,
         "pue": _num(s.get("pue")),
         "g": (s["emissions_kg"] * 1000.0) if number(s.get("emissions_kg")) else None,
-        "methods": ", ".join(f"{k}={v.get('method')}" for k, v in comps.items()
-                             if isinstance(v, dict)),
+        "methods": methods({k: v.get("method") for k, v in comps.items()
+                            if isinstance(v, dict)}),
         "region": ", ".join(str(g.get("region_code") or "n/a") for g in grids),
         "factor": "; ".join(_factor_text(g) for g in grids),
         "factor_g": _num(grids[0].get("gco2_per_kwh")) if len(grids) == 1 else None,
@@ -178,42 +180,30 @@ def _cell(key: str, r: dict[str, Any]) -> tuple[str, str]:
         n, g = r["nodes"], r["gpus"]
         text = f"{n} x {g // n}" if n and g % n == 0 else f"{n} nodes, {g} GPUs"
         return text, str(n * 100000 + g)
-    if key == "duration_s":
-        return _dur(v), "" if v is None else repr(v)
-    if key in ("kwh",):
-        return ("n/a" if v is None else f"{v:.6g}"), "" if v is None else repr(v)
-    if key in ("g", "j_per_sample", "j_per_token"):
-        return ("n/a" if v is None else f"{v:.4g}"), "" if v is None else repr(v)
+    if key in _NUMBER_CELLS:
+        return _NUMBER_CELLS[key](v), "" if v is None else repr(v)
     return ("" if v is None else str(v)), ("" if v is None else str(v))
 
 
-def _dur(x: Any) -> str:
-    if not number(x):
-        return "n/a"
-    if x < 120:
-        return f"{x:.1f} s"
-    h, rest = divmod(round(x), 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+_NUMBER_CELLS: dict[str, Callable[[Any], str]] = {   # the text of a number column's cell
+    "duration_s": lambda v: duration(v, places=1), "kwh": lambda v: fixed(v, ".6g"),
+    "g": lambda v: fixed(v, ".4g"), "j_per_sample": lambda v: fixed(v, ".4g"),
+    "j_per_token": lambda v: fixed(v, ".4g")}
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
     head = ['<th class="pick"><input type="checkbox" id="pick-all" title="pick every shown row">'
             "</th>"]
-    for key, label, numeric, title in _COLUMNS:
-        head.append(f'<th data-key="{key}" data-type="{"n" if numeric else "s"}"'
-                    f'{" class=" + chr(34) + "n" + chr(34) if numeric else ""} title="{_e(title)}'
-                    f' (click to sort)">{_e(label)}</th>')
+    for key, label, is_num, title in _COLUMNS:
+        head.append(f'<th data-key="{key}" data-type="{"n" if is_num else "s"}"'
+                    f'{numeric(is_num)} title="{_e(title)} (click to sort)">{_e(label)}</th>')
     body = []
     for i, r in enumerate(rows):
         cells = [f'<td class="pick"><input type="checkbox" class="pick" data-i="{i}" '
                  f'aria-label="pick {_e(r["name"])}"></td>']
-        for key, _label, numeric, _t in _COLUMNS:
+        for key, _label, is_num, _t in _COLUMNS:
             text, sort = _cell(key, r)
-            cls = ' class="n"' if numeric else ""
+            cls = numeric(is_num)
             if key == "name":
                 tag = "job" if r["kind"] == "job" else ""
                 badge = f' <span class="badge">job, {r["world_size"]} processes</span>' \
@@ -251,13 +241,13 @@ def _inventory_section(inv: Inventory) -> str:
     for r in inv.rows:
         c = r.csv_row()
         trs.append("<tr>" + "".join(
-            f'<td{" class=" + chr(34) + "n" + chr(34) if k in _INV_NUM else ""}>{_e(c[k])}</td>'
+            f"<td{numeric(k in _INV_NUM)}>{_e(c[k])}</td>"
             for k in _INV_COLS) + "</tr>")
     total_kwh = sum(r.facility_energy_kwh for r in inv.rows)
     total_t = sum(r.emissions_tco2e for r in inv.rows)
     total_h = sum(r.gpu_hours for r in inv.rows)
-    head = "".join(f"<th{' class=' + chr(34) + 'n' + chr(34) if k in _INV_NUM else ''}>"
-                   f"{_e(_INV_HEAD.get(k, k))}</th>" for k in _INV_COLS)
+    head = "".join(f"<th{numeric(k in _INV_NUM)}>{_e(_INV_HEAD.get(k, k))}</th>"
+                   for k in _INV_COLS)
     notes = "".join(f"<li>{_e(n)}</li>" for n in inv.notes)
     return ('<section id="inventory"><h2>Monthly inventory</h2><p class="muted">Per UTC month x '
             "project x grid region: facility energy (IT x PUE), location-based emissions (each "
@@ -322,7 +312,7 @@ def render_index(rows: Sequence[dict[str, Any]], *, title: str, inv: Optional[In
     return fill(_asset("index.html.tmpl"), {
         "title": _e(title), "nav": nav, "css": _asset("report.css") + _asset("index.css"),
         "body": "\n".join(sections), "data": script_json(data), "footer": footer,
-        "script": _asset("index.js")})
+        "script": _asset("common.js") + _asset("index.js")})
 
 
 def write_index(root: Path, out: Optional[Path] = None) -> Path:

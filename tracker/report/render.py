@@ -1,9 +1,10 @@
 """The renderer: the report's Data (model.py) as one self-contained HTML page.
 
 The page is page/report.html.tmpl filled by placeholder substitution: page/report.css and
-page/charts.js inlined, the sections as HTML (every user string through html.escape), and each
-chart's data as JSON in a <script type="application/json">, which charts.js draws as SVG
-(user strings set as text, never parsed as markup). No library, no network at view time.
+page/common.js + page/charts.js inlined (one script), the sections as HTML (every user string
+through html.escape), and each chart's data as JSON in a <script type="application/json">,
+which charts.js draws as SVG (user strings set as text, never parsed as markup).
+No library, no network at view time.
 
 Power series ship as the scan's buckets (per bucket the time and value of its lowest and
 highest reading); charts.js re-buckets them to the screen on every zoom, keeping min and max,
@@ -12,7 +13,6 @@ so a one-sample peak is drawn at any zoom.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import shlex
@@ -24,6 +24,10 @@ from typing import Any, Optional
 
 from ..rundir.names import REPORT_TIMELINE, SUMMARY
 from ..units import J_PER_KWH, J_PER_WH, energy_text
+from .cells import duration as _dur
+from .cells import esc as _e
+from .cells import fixed as _f
+from .cells import methods, numeric
 from .model import MAX_BUCKETS, Data, Series
 from .model import num as _num
 from .scan import sum_series
@@ -91,7 +95,7 @@ def render_page(data: Data) -> str:
               f"{_e(str(data.dir))}. Self-contained: no network needed.")
     return fill(_asset("report.html.tmpl"), {
         "title": _e(title), "css": _asset("report.css"), "nav": nav, "body": body,
-        "footer": footer, "script": _asset("charts.js")})
+        "footer": footer, "script": _asset("common.js") + _asset("charts.js")})
 
 
 _NAV = [("overview", "Overview"), ("timeline", "Timeline"), ("breakdown", "Breakdown"),
@@ -499,7 +503,7 @@ def _windows_table(s: dict[str, Any]) -> str:
         return ""
     rows = [[w.get("name"), w.get("kind"), _f(w.get("start_s"), ".3f"), _f(w.get("end_s"), ".3f"),
              _f(w.get("energy_j"), ",.1f"), _f(w.get("emissions_g"), ".4g"),
-             ", ".join(f"{c}={m}" for c, m in (w.get("method_by_component") or {}).items())]
+             methods(w.get("method_by_component") or {})]
             for w in wins[:MAX_TABLE_ROWS]]
     more = (f'<p class="muted">{len(wins) - MAX_TABLE_ROWS} more in summary.json</p>'
             if len(wins) > MAX_TABLE_ROWS else "")
@@ -598,14 +602,6 @@ def _timeline_source(data: Data) -> str:
 
 
 # -- small formatting helpers ---------------------------------------------------------------------
-def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _f(x: Any, spec: str) -> str:
-    return format(x, spec) if _num(x) else "n/a"
-
-
 def _g(x: Any, spec: str = "g") -> str:
     return _f(x, spec)
 
@@ -625,15 +621,6 @@ def _grams(kg: Any) -> str:
 
 def _pct(x: Any) -> str:
     return f"{x * 100:.1f} %" if _num(x) else "n/a"
-
-
-def _dur(x: Any) -> str:
-    if not _num(x):
-        return "n/a"
-    if x < 120:
-        return f"{x:.2f} s"
-    h, rest = divmod(round(x), 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _cell(key: str, v: Any) -> str:
@@ -663,7 +650,7 @@ def _utc(wall: Any) -> str:
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], num: tuple[int, ...] = ()) -> str:
     def cls(i: int) -> str:
-        return ' class="n"' if i in num else ""
+        return numeric(i in num)
     th = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(head))
     trs = "".join("<tr>" + "".join(f"<td{cls(i)}>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>"
                   for r in rows)

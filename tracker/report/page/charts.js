@@ -4,33 +4,9 @@
    bucket's lowest and highest reading, so a one-sample peak is drawn at any zoom. */
 (function () {
 "use strict";
-var NS = "http://www.w3.org/2000/svg", ML = 70, MR = 24, GAP = 34;
-function sv(tag, at, parent) {
-  var e = document.createElementNS(NS, tag);
-  for (var k in at) e.setAttribute(k, at[k]);
-  if (parent) parent.appendChild(e);
-  return e;
-}
-function hd(tag, cls, parent, text) {
-  var e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  if (parent) parent.appendChild(e);
-  return e;
-}
-function fmt(v, d) {
-  if (v == null || !isFinite(v)) return "n/a";
-  var a = Math.abs(v);
-  if (a !== 0 && (a >= 1e7 || a < 1e-3)) return v.toExponential(2);
-  return (+v.toPrecision(d || 4)).toLocaleString("en", {maximumFractionDigits: 6});
-}
-function ticks(lo, hi, n) {
-  var span = hi - lo || 1, step = Math.pow(10, Math.floor(Math.log10(span / n))), r = span / n / step;
-  step *= r > 5 ? 10 : r > 2 ? 5 : r > 1 ? 2 : 1;
-  var out = [];
-  for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
-  return out;
-}
+var ML = 70, MR = 24, GAP = 34;
+/* common.js, inlined before this file */
+var sv = etCommon.sv, hd = etCommon.el, ticks = etCommon.ticks, fmt = etCommon.formatter(2, 6);
 /* fine buckets -> about n coarse buckets over [x0, x1]; a gap of more than `hold` fine
    buckets breaks the line (null). mm: points at the min and max, in time order; band: [x, lo, hi]. */
 function rebucket(s, g, x0, x1, n) {

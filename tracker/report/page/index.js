@@ -3,7 +3,8 @@
    #index-data. User strings are set with textContent, never parsed as markup. */
 (function () {
 "use strict";
-var NS = "http://www.w3.org/2000/svg";
+/* common.js, inlined before this file */
+var sv = etCommon.sv, el = etCommon.el, ticks = etCommon.ticks, fmt = etCommon.formatter(3, 8);
 var DATA = JSON.parse(document.getElementById("index-data").textContent);
 var ROWS = DATA.rows, table = document.getElementById("runs");
 var tbody = table.tBodies[0], trs = Array.prototype.slice.call(tbody.rows);
@@ -16,25 +17,6 @@ var METRICS = [["kwh", "facility energy", "kWh"], ["g", "emissions", "g CO2e"],
                ["j_per_token", "energy per token", "J/token"],
                ["duration_s", "time", "s"], ["mean_w", "mean IT power", "W"]];
 
-function el(tag, cls, parent, text) {
-  var e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  if (parent) parent.appendChild(e);
-  return e;
-}
-function sv(tag, at, parent) {
-  var e = document.createElementNS(NS, tag);
-  for (var k in at) e.setAttribute(k, at[k]);
-  if (parent) parent.appendChild(e);
-  return e;
-}
-function fmt(v, d) {
-  if (v == null || !isFinite(v)) return "n/a";
-  var a = Math.abs(v);
-  if (a !== 0 && (a >= 1e7 || a < 1e-3)) return v.toExponential(3);
-  return (+v.toPrecision(d || 4)).toLocaleString("en", {maximumFractionDigits: 8});
-}
 function num(v) { return typeof v === "number" && isFinite(v); }
 
 /* -- sorting ------------------------------------------------------------------------------ */
@@ -165,13 +147,6 @@ function compare(idx) {
 }
 
 /* -- the overlay chart ---------------------------------------------------------------------- */
-function ticks(lo, hi, n) {
-  var span = hi - lo || 1, step = Math.pow(10, Math.floor(Math.log10(span / n))), r = span / n / step;
-  step *= r > 5 ? 10 : r > 2 ? 5 : r > 1 ? 2 : 1;
-  var out = [];
-  for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
-  return out;
-}
 function drawChart(root, runs) {
   var series = runs.map(function (r, i) {
     return {name: r.name, color: COLOURS[i % COLOURS.length], t: (r.power || {}).t || [], w: (r.power || {}).w || []};
