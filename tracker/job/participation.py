@@ -45,7 +45,73 @@ def join_job(job_option: Union[bool, str, None], sensors: list[Sensor], *, outpu
     notes.append(f"part of job {identity.job_id} ({identity.world_size} processes; "
                  f"id from {identity.source})")
     notes.extend(member.notes)
+    count_ranks_cpu(member, kept, notes)
     return member, kept
+
+
+def count_ranks_cpu(member: JobMember, sensors: list[Sensor], notes: list[str]) -> bool:
+    """cpu_scope="process" on the process that measures this node's CPU and RAM: its count
+    of the run's CPU time also takes in the job's other ranks on this node (node_rank_pids;
+    sensors/cpu_scope.py checks that each is still that process and this user's). True when
+    it applies (said in `notes`); never raises."""
+    try:
+        pids = node_rank_pids(member)
+        counted = False
+        for s in sensors:
+            count = getattr(s, "count_job_ranks", None)
+            if callable(count):
+                counted = bool(count(pids)) or counted
+    except Exception as e:     # the run goes on, counting its own process tree
+        notes.append(f"cpu_scope=\"process\": the job's other ranks on this node are not "
+                     f"counted ({type(e).__name__}: {e}); only this process's tree is the run's")
+        return False
+    if counted:
+        notes.append("cpu_scope=\"process\": this process measures the node's CPU and RAM, so "
+                     "the CPU time of the job's other ranks on this node (and their children) "
+                     "is the run's too, each from when its run.json is first seen (a few "
+                     "seconds after its start at most); a rank's CPU time before that is "
+                     "not counted as the run's")
+    return counted
+
+
+def node_rank_pids(member: JobMember) -> Callable[[], list[tuple[int, int]]]:
+    """A callable listing (pid, start ticks) of the job's other ranks on this node, as their
+    run.json records them (this attempt, this host and boot, role "rank"). It reads the node's
+    folder each time it is called (the CPU model calls it every few seconds at most)."""
+    import os
+    import socket
+
+    from ..rundir.liveness import boot_id
+    from ..rundir.names import MANIFEST
+    from ..rundir.runlog import read_json
+    from .layout import Member
+
+    node_dir, me, ident = member.node_dir, member.run_dir, member.identity
+    attempt = (ident.launch, ident.restart)
+    host, boot, my_pid = socket.gethostname(), boot_id(), os.getpid()
+
+    def pids() -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for run in sorted(node_dir.iterdir()):
+            if run == me or not run.is_dir():
+                continue
+            manifest = read_json(run / MANIFEST)
+            if manifest is None:
+                continue      # not written yet: a rank starting (seen at a later call)
+            m = Member(run, manifest)
+            h = manifest.get("host")
+            if (m.job.get("role") != "rank" or m.identity.get("job_id") != ident.job_id
+                    or m.attempt_key != attempt or not isinstance(h, dict)
+                    or h.get("hostname") != host):
+                continue
+            pid, start, theirs = h.get("pid"), h.get("pid_start"), h.get("boot_id")
+            if boot is not None and theirs != boot:
+                continue      # another boot of this host: that pid is not theirs now
+            if (pid.__class__ is int and start.__class__ is int and pid > 0
+                    and pid != my_pid):
+                out.append((pid, start))
+        return out
+    return pids
 
 
 def open_run_dir(job_option: Union[bool, str, None], sensors: list[Sensor], *,
@@ -140,5 +206,5 @@ def end_job(member: JobMember, own: Summary, *, output_root: Path,
     return job if job is not None else own
 
 
-__all__ = ["add_late_claims", "adopt_job", "detect_identity", "end_job", "join_job",
-           "open_run_dir"]
+__all__ = ["add_late_claims", "adopt_job", "count_ranks_cpu", "detect_identity", "end_job",
+           "join_job", "node_rank_pids", "open_run_dir"]

@@ -172,17 +172,24 @@ class CpuModelSensor(Sensor):
         share = 1.0 if d_busy <= 0 else min(d_run / d_busy, 1.0)
         return utilisation, share
 
+    def count_job_ranks(self, peers: Any) -> bool:
+        """With scope "process": also count the process trees of the job's other ranks on
+        this node (`peers()`: their (pid, start ticks); cpu_scope.ProcessTree.count_peers).
+        False where it does not apply (machine scope, a SLURM cgroup already has them)."""
+        return _count_peers(self.scope, self._usage, peers)
+
     def scope_note(self) -> Optional[str]:
         """One line for the summary at stop: the scope used and, on "machine", how much of
         the CPU time billed was other processes'; None when there is nothing to say."""
         if self.scope == PROCESS:
             if self.machine_busy_cpu_s <= 0:
                 return None
+            dropped = getattr(self._usage, "peer_note", None)
             return (f"cpu_scope=\"process\": the CPU line bills the run's share of the "
                     f"machine's busy CPU time: {self.run_cpu_s:.1f} of "
                     f"{self.machine_busy_cpu_s:.1f} CPU-s "
                     f"({self.info.details.get('run_share_pct', 0.0):.0f}%; "
-                    f"{self._usage.source})")
+                    f"{self._usage.source})" + (f"; {dropped}" if dropped else ""))
         if self._usage is None:
             return None
         try:
@@ -250,6 +257,10 @@ class RamModelSensor(Sensor):
         self._gib_s = 0.0
         self._reads = 0
 
+    def count_job_ranks(self, peers: Any) -> bool:
+        """As CpuModelSensor.count_job_ranks (the two models share one measure of the run)."""
+        return _count_peers(self.scope, self._usage, peers)
+
     def read_power_w(self) -> float:
         if self._usage is None:
             return self.power_w
@@ -264,3 +275,11 @@ class RamModelSensor(Sensor):
         self._reads += 1
         self.info.details["run_gib_mean"] = self._gib_s / self._reads
         return float(RAM_W_PER_GIB * gib)
+
+
+def _count_peers(scope: str, usage: Any, peers: Any) -> bool:
+    count = getattr(usage, "count_peers", None)
+    if scope != PROCESS or not callable(count):
+        return False
+    count(peers)
+    return True
