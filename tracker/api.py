@@ -213,7 +213,7 @@ class Tracker(WindowsAPI, Readings):
             sampling=sampling, notes=self.notes, clock=lambda: self.clock(), build=self._build,
             running=lambda: self._state == "running", summary_every_s=self.summary_every_s,
             rewrite_manifest=self._write_manifest,
-            step_detail_steps=self.config.step_detail_steps)
+            step_detail_steps=self.config.step_detail_steps, report_html=self.report_html)
         return self._ticks
 
     def _started(self) -> Tracker:

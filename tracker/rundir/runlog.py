@@ -304,6 +304,15 @@ class RunLog:
         self._ensure_dir()
         write_json_atomic(self.dir / SUMMARY, summary)
 
+    def sync(self) -> None:
+        """Flush and fsync the log, keeping it open (at stop, on a thread of its own while
+        the summary is built: close() then has only what came since to sync, and waits for
+        this one through the lock)."""
+        with self._lock:
+            if not self.closed:
+                self._samples.flush()
+                os.fsync(self._samples.fileno())
+
     def close(self) -> None:
         with self._lock:
             if not self.closed:

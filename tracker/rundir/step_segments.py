@@ -59,6 +59,7 @@ class StepFile:
         self._closed: deque[tuple[int, Path]] = deque()   # (end row, path), oldest first
         self._f = self._open(self._seg_path)
         self._buf = bytearray()
+        self._unsynced = False   # bytes written to the open segment since it was synced
         self.groups = GroupFile(self.path.parent / STEP_GROUPS)
 
     @property
@@ -95,6 +96,7 @@ class StepFile:
             return
         old, self._f = self._f, new
         old.close()
+        self._unsynced = False
         self._closed.append((self.rows, self._seg_path))
         self._seg_path, self._seg_first = path, self.rows
 
@@ -120,6 +122,7 @@ class StepFile:
         if self._buf and not self._f.closed:
             self._f.write(self._buf)
             self._buf.clear()
+            self._unsynced = True
         self.groups.flush()
 
     def reopen(self) -> None:
@@ -127,6 +130,7 @@ class StepFile:
         if not self._f.closed:
             old, self._f = self._f, self._open(self._seg_path)
             old.close()
+            self._unsynced = False
         self._closed.clear()
         self.groups.reopen()
         # the new group file does not start at step 0, so no rebuild can use it: from now on
@@ -136,7 +140,8 @@ class StepFile:
     def close(self) -> None:
         if not self._f.closed:
             self.flush()
-            os.fsync(self._f.fileno())
+            if self._unsynced:   # a segment never written to has nothing to make durable
+                os.fsync(self._f.fileno())
             self._f.close()
         self.groups.close()
 
