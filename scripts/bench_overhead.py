@@ -8,7 +8,9 @@ Also: `import tracker` time in fresh interpreters, the CPU the sampler thread ta
 training thread sleeps (% of one core), and the cost of one step window on the training thread
 (us) - the last two are stable where step-time medians are noisy (shared 2-core VMs).
 Runs on the GPU if there is one.
-Usage: python scripts/bench_overhead.py [--repeats 7] [--steps 3000] [--json OUT]
+Usage: python scripts/bench_overhead.py [--repeats 7] [--steps 3000] [--json OUT] [--quick]
+(--quick: fewer fresh interpreters, a shorter sampler-CPU sleep and fewer step windows, for
+scripts/gpu_validate.py's short budgets and its CPU dry run.)
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
 
     import torch
@@ -138,9 +141,10 @@ def main() -> None:
                          for k, v in medians.items() if k != "off"},
         "per_repeat_ms": {k: [round(x * 1000, 4) for x in v] for k, v in medians.items()},
         "repeats": args.repeats, "steps_per_repeat": args.steps,
-        **import_time_ms(),
-        "sampler_cpu_pct_of_one_core": sampler_cpu_pct(),
-        "step_window_us": step_window_us(),
+        **import_time_ms(3 if args.quick else 10),
+        "sampler_cpu_pct_of_one_core": sampler_cpu_pct(2.0 if args.quick else 5.0),
+        "step_window_us": step_window_us(20_000 if args.quick else 100_000),
+        "quick": args.quick,
     }
     print(json.dumps(result, indent=2))
     if args.json:
