@@ -281,8 +281,8 @@ class Summary:
     def format(self) -> str:
         """Human-readable summary, every number with its method and the grid factor's source."""
         job = self.job
-        head = (f"job {job['job_id']!r} ({self.name}, {job['world_size']} ranks on "
-                f"{len(job['nodes'])} node(s))" if job else f"run {self.name!r} ({self.run_id})")
+        head = (f"job {job.job_id!r} ({self.name}, {job.world_size} ranks on "
+                f"{len(job.nodes or ())} node(s))" if job else f"run {self.name!r} ({self.run_id})")
         lines = [f"energy-tracker: {head} {self.status}, {self.duration_s:.1f} s"]
         scope = _scopes(self.devices)
         for c in self.components.values():
@@ -331,16 +331,17 @@ class Summary:
             lines.append(f"  steps: {st['count']} steps, {energy_text(st['energy_j_in_steps'])}"
                          f" in steps{per}{groups}")
         shown = {k: p for k, p in self.breakdown.items()
-                 if p.get("share") is not None and p["energy_j"] > 0}
+                 if p.share is not None and p.energy_j > 0}
         if set(shown) == {"other"}:   # no step or window: "other 100 %" says nothing
             lines.append(f"  where it went: {NO_BREAKDOWN}")
         elif shown:
             lines.append("  where it went: " + ", ".join(
-                f"{k.replace('_', ' ')} {p['share']:.1%}" for k, p in shown.items()))
+                f"{k.replace('_', ' ')} {p.share:.1%}" for k, p in shown.items()
+                if p.share is not None))
         for name, v in self.idle.items():
-            if v.get("time_share") is not None:
-                lines.append(f"  {name} idle {v['time_share']:.0%} of the time, "
-                             f"{energy_text(v['energy_j'])} [{v['method'].split(':')[0]}]")
+            if v.time_share is not None and v.energy_j is not None:
+                lines.append(f"  {name} idle {v.time_share:.0%} of the time, "
+                             f"{energy_text(v.energy_j)} [{v.method.split(':')[0]}]")
         g = self.grid
         if self.emissions_kg is not None and g.get("region_code") == "mixed":
             lines.append(f"  emissions {self.emissions_kg * 1000:.3f} g CO2e at "
@@ -364,7 +365,7 @@ class Summary:
             lines.append(f"  cost {cost['amount']:.4g} {cost['currency']} "
                          f"({cost['price_per_kwh']:g} {cost['currency']}/kWh x {cost['basis']})")
         for f in self.advice:
-            lines.append(f"  finding: {f['finding']}")
+            lines.append(f"  finding: {f.finding}")
         for n in self.notes:
             lines.append(f"  note: {n}")
         for n in self.degraded:
@@ -411,21 +412,20 @@ def _scopes(devices: Sequence[DeviceEnergy]) -> dict[str, str]:
 
 def _format_job(job: JobPart) -> list[str]:
     """The job part of a summary's text: nodes, attempts, what is missing."""
-    lines = [f"  job id {job['job_id']} ({job.get('source')}); "
-             f"{len(job.get('attempts') or [])} attempt(s)"]
-    nodes = job.get("nodes") or []
+    lines = [f"  job id {job.job_id} ({job.source}); {len(job.attempts or [])} attempt(s)"]
+    nodes = job.nodes or []
     for n in nodes[:32]:
-        e = "n/a" if n.get("energy_j") is None else energy_text(n["energy_j"])
-        ranks = n.get("ranks") or []
+        e = "n/a" if n.energy_j is None else energy_text(n.energy_j)
+        ranks = n.ranks or []
         rtext = (f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 3 and
                  ranks == list(range(ranks[0], ranks[-1] + 1))
                  else "ranks " + ",".join(str(r) for r in ranks)) if ranks else "no ranks"
-        lines.append(f"    node {n['node']}: {e}, {rtext}, {len(n.get('devices') or [])} "
-                     f"devices, grid {n.get('grid_region')}")
+        lines.append(f"    node {n.node}: {e}, {rtext}, {len(n.devices or [])} "
+                     f"devices, grid {n.grid_region}")
     if len(nodes) > 32:
         lines.append(f"    ... {len(nodes) - 32} more nodes in summary.json")
-    for m in job.get("missing") or []:
-        lines.append(f"  missing: {m.get('what')}: {m.get('reason')}")
+    for m in job.missing or []:
+        lines.append(f"  missing: {m.what}: {m.reason}")
     return lines
 
 
