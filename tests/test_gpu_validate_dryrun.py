@@ -25,9 +25,12 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 WATTS = (300.0, 200.0)
-EDGE_S = 0.05  # the most time between a tracker edge and the script's read next to it
+# The most time between a tracker edge and the script's read next to it. Generous: on a
+# loaded 2-core machine either read can be preempted for tens of ms. This dry run checks that
+# the script works and its figures are sane; the accuracy itself is measured on a real GPU.
+EDGE_S = 0.5
 # a run's edges: on_train_begin's read, then EnergyCallback's start() up to its first reading
-RUN_EDGE_S = 0.25
+RUN_EDGE_S = 1.0
 
 
 @pytest.fixture(scope="module")

@@ -279,16 +279,21 @@ def members(job_dir: Path) -> Iterator[Member]:
     except OSError:
         return
     for node in nodes:
-        try:
-            runs = sorted(p for p in node.iterdir() if p.is_dir())
-        except OSError:
-            continue
-        for run in runs:
-            manifest = read_json(run / MANIFEST)
-            if manifest is not None:
-                yield Member(run, manifest)
+        yield from node_members(node)
+
+
+def node_members(node_dir: Path) -> Iterator[Member]:
+    """The run directories of one node folder that have a readable run.json, in order."""
+    try:
+        runs = sorted(p for p in Path(node_dir).iterdir() if p.is_dir())
+    except OSError:
+        return
+    for run in runs:
+        manifest = read_json(run / MANIFEST)
+        if manifest is not None:
+            yield Member(run, manifest)
 
 
 __all__ = ["JOB_MANIFEST", "Member", "create_member_dir", "find_job_dir", "is_job_dir",
            "job_dir_name", "job_manifest", "job_uid", "member_dir_name", "members",
-           "open_job_dir", "open_node_dir", "safe_name", "short_id"]
+           "node_members", "open_job_dir", "open_node_dir", "safe_name", "short_id"]

@@ -82,9 +82,7 @@ def node_rank_pids(member: JobMember) -> Callable[[], list[tuple[int, int]]]:
     import socket
 
     from ..rundir.liveness import boot_id
-    from ..rundir.names import MANIFEST
-    from ..rundir.runlog import read_json
-    from .layout import Member
+    from .layout import node_members
 
     node_dir, me, ident = member.node_dir, member.run_dir, member.identity
     attempt = (ident.launch, ident.restart)
@@ -92,14 +90,11 @@ def node_rank_pids(member: JobMember) -> Callable[[], list[tuple[int, int]]]:
 
     def pids() -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
-        for run in sorted(node_dir.iterdir()):
-            if run == me or not run.is_dir():
+        # a rank whose run.json is not written yet is seen at a later call
+        for m in node_members(node_dir):
+            if m.path == me:
                 continue
-            manifest = read_json(run / MANIFEST)
-            if manifest is None:
-                continue      # not written yet: a rank starting (seen at a later call)
-            m = Member(run, manifest)
-            h = manifest.get("host")
+            h = m.manifest.get("host")
             if (m.job.get("role") != "rank" or m.identity.get("job_id") != ident.job_id
                     or m.attempt_key != attempt or not isinstance(h, dict)
                     or h.get("hostname") != host):
